@@ -1,0 +1,192 @@
+"""The campaign file: one YAML document describing a send, validated with pydantic.
+
+An error names the file, the line, the key path and what was expected::
+
+    demo/campaign.yaml:14: schema.total_spent.type: Input should be 'string', 'int', ...
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from segments.errors import ConfigError
+from segments.yamlsrc import LineDict, LineList, load_yaml
+
+FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
+SHIPPED = Path(__file__).resolve().parent / "_shipped"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shipped_dir(name: str) -> Path:
+    """Shipped content folder: installed package data, or the source checkout's."""
+    installed = SHIPPED / name
+    return installed if installed.is_dir() else REPO_ROOT / name
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(_Model):
+    """One profile field: its type, whether a row needs it, and a default."""
+
+    type: FieldType = "string"
+    required: bool = False
+    default: Any = None
+
+
+class ProfileSource(_Model):
+    path: str
+    format: Literal["csv", "jsonl", "parquet"] | None = None
+    id_field: str = "id"
+    email_field: str = "email"
+    chunk_size: int = Field(default=5000, ge=1)
+
+    @property
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        suffix = Path(self.path).suffix.lower().lstrip(".")
+        return {"ndjson": "jsonl", "json": "jsonl", "pq": "parquet"}.get(suffix, suffix)
+
+
+class ConsentSpec(_Model):
+    field: str
+
+
+class SuppressionSpec(_Model):
+    path: str
+    column: Literal["email", "id"] = "email"
+
+
+class OutputSpec(_Model):
+    dir: str = "out"
+    text: bool = True
+
+
+class PathsSpec(_Model):
+    templates: list[str] = ["templates"]
+    blocks: list[str] = ["blocks"]
+
+
+class Campaign(_Model):
+    """A validated campaign. Relative paths are relative to ``base_dir``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    template: str
+    subject: str
+    preheader: str = ""
+    as_of: datetime | None = None
+    profiles: ProfileSource
+    schema_: dict[str, FieldSpec] = Field(default_factory=dict, alias="schema")
+    segments: str | dict[str, Any] | None = None
+    missing_token: Literal["reject", "blank", "error"] = "reject"
+    consent: ConsentSpec | None = None
+    suppression: SuppressionSpec | None = None
+    unsubscribe_url: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    output: OutputSpec = OutputSpec()
+    paths: PathsSpec = PathsSpec()
+    experiments: list[dict[str, Any]] = Field(default_factory=list)
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    file: str = Field(default="<campaign>", exclude=True)
+
+    @field_validator("profiles", mode="before")
+    @classmethod
+    def _profiles_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("suppression", mode="before")
+    @classmethod
+    def _suppression_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("schema_", mode="before")
+    @classmethod
+    def _schema_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("as_of")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="after")
+    def _id_and_email_in_schema(self) -> Campaign:
+        if self.schema_:
+            for key in (self.profiles.id_field, self.profiles.email_field):
+                if key not in self.schema_:
+                    raise ValueError(f"schema must declare the {key!r} field")
+        return self
+
+    def path(self, relative: str) -> Path:
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def reference_time(self, override: datetime | None = None) -> datetime:
+        """``--as-of`` beats the campaign's ``as_of``, which beats now."""
+        chosen = override or self.as_of or datetime.now(UTC)
+        return chosen if chosen.tzinfo else chosen.replace(tzinfo=UTC)
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and validate a campaign file."""
+    path = Path(path)
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("a campaign file must be a YAML mapping", file=str(path), line=1)
+    return campaign_from_mapping(data, base_dir=path.parent, file=str(path))
+
+
+def campaign_from_mapping(data: dict[str, Any], *, base_dir: Path, file: str) -> Campaign:
+    try:
+        return Campaign.model_validate({**data, "base_dir": base_dir, "file": file})
+    except ValidationError as exc:
+        raise _config_error(exc, data, file) from None
+
+
+def _config_error(exc: ValidationError, data: dict[str, Any], file: str) -> ConfigError:
+    problems = []
+    for error in exc.errors():
+        loc = list(error["loc"])
+        problems.append((line_of(data, loc), f"{_dotted(loc) or '(top level)'}: {error['msg']}"))
+    hint = "see README.md, 'The campaign file', for every key"
+    if len(problems) == 1:
+        line, message = problems[0]
+        return ConfigError(message, file=file, line=line, hint=hint)
+    listed = "\n  ".join(f"line {line}: {message}" if line else message for line, message in problems)
+    return ConfigError(f"invalid campaign:\n  {listed}", file=file, hint=hint)
+
+
+def _dotted(loc: list[Any]) -> str:
+    text = ""
+    for part in loc:
+        if part == "schema_":
+            part = "schema"
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def line_of(data: Any, loc: list[Any]) -> int | None:
+    """The line of the deepest key in ``loc`` that the YAML had."""
+    line = getattr(data, "line", None)
+    node = data
+    for part in loc:
+        key = "schema" if part == "schema_" else part
+        if isinstance(node, LineDict) and isinstance(key, str) and key in node:
+            line = node.line_of(key)
+            node = node[key]
+        elif isinstance(node, LineList) and isinstance(key, int) and key < len(node):
+            line = node.item_lines[key]
+            node = node[key]
+        else:
+            break
+    return line

@@ -1,0 +1,351 @@
+"""Compile once: assembled MJML+Jinja -> HTML -> inlined CSS -> one Jinja template.
+
+Per template, the pipeline runs MJML and the CSS inliner once, with the Jinja
+carried through as markers (:mod:`renderer.placeholders`); per recipient, only
+the compiled Jinja template renders. The result equals the naive per-recipient
+pipeline (Jinja, then MJML, then inlining) up to whitespace and entities; a test
+proves it over the demo campaign and generated profiles.
+
+Control flow directly inside ``<mj-section>``/``<mj-group>`` (a loop producing
+columns, a column behind an ``if``) changes the number of columns MJML sees, and
+so the column widths. Those constructs are compiled per *shape*: a small shape
+template, rendered per recipient, records which branches and how many
+iterations they take; each distinct shape is expanded (branches chosen, loops
+unrolled), compiled once and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import Template
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from .errors import TemplateError
+from .inline import inline_css
+from .mjml_compile import compile_mjml
+from .placeholders import Atom, Protected, protect, restore
+from .source import AssembledTemplate, Token
+from .structure import Context, ForNode, IfNode, Leaf, Node, classify, parse_tree
+from .textpart import html_to_text
+
+MAX_SHAPES = 256
+_BLANK_LINES_RE = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
+
+
+class RecipientError(Exception):
+    """A recipient cannot be rendered (rejected with a reason, not fatal)."""
+
+    def __init__(self, reason: str, field: str | None, file: str | None, line: int | None,
+                 detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.field, self.file, self.line, self.detail = reason, field, file, line, detail
+
+    def __reduce__(self) -> Any:
+        return (RecipientError, (self.reason, self.field, self.file, self.line, self.detail))
+
+
+@dataclass
+class CompiledShape:
+    """One structural shape, compiled: HTML and text Jinja templates."""
+
+    key: str
+    html: Template
+    text: Template
+    filename: str
+    line_map: list[tuple[int, Token]]
+
+    def origin(self, line: int) -> Token | None:
+        found = None
+        for source_line, token in self.line_map:
+            if source_line > line:
+                break
+            found = token
+        return found
+
+
+@dataclass
+class CompiledTemplate:
+    """A template compiled once; ``render`` is the per-recipient cost."""
+
+    assembled: AssembledTemplate
+    env: SandboxedEnvironment
+    text_env: SandboxedEnvironment
+    tokens: list[Token]
+    contexts: list[Context]
+    tree: list[Node]
+    shape_template: Template | None
+    shapes: dict[str, CompiledShape] = field(default_factory=dict)
+
+    def shape_key(self, context: Mapping[str, Any]) -> str:
+        if self.shape_template is None:
+            return ""
+        try:
+            return self.shape_template.render(context)
+        except UndefinedError:
+            raise
+        except SecurityError as exc:
+            raise TemplateError(f"unsafe template code: {exc}", file=self.assembled.file) from None
+
+    def shape(self, key: str) -> CompiledShape:
+        compiled = self.shapes.get(key)
+        if compiled is None:
+            if len(self.shapes) >= MAX_SHAPES:
+                raise TemplateError(
+                    f"more than {MAX_SHAPES} distinct column layouts",
+                    file=self.assembled.file,
+                    hint="a loop producing <mj-column>s needs a bounded length, e.g. items[:3]",
+                )
+            compiled = self.shapes[key] = self._compile_shape(key)
+        return compiled
+
+    def _compile_shape(self, key: str) -> CompiledShape:
+        atoms = expand(self.tree, self.tokens, self.contexts, parse_shape(key))
+        protected = protect(atoms)
+        html = inline_css(compile_mjml(protected.source, file=self.assembled.file))
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        filename = f"<mailsmith:{self.assembled.name}:{digest}>"
+        html_source, line_map = restore(html, protected)
+        text_source, _ = restore(html_to_text(html, protected.tag_markers), protected)
+        return CompiledShape(
+            key=key,
+            html=_compile(self.env, html_source, filename, line_map),
+            text=_compile(self.text_env, text_source, filename + "text", line_map),
+            filename=filename,
+            line_map=line_map,
+        )
+
+    def render(self, context: Mapping[str, Any]) -> tuple[str, str]:
+        """Render (html, text) for one recipient; RecipientError when it cannot."""
+        try:
+            shape = self.shape(self.shape_key(context))
+        except UndefinedError as exc:
+            raise RecipientError("missing_field", None, self.assembled.file, None, str(exc)) from None
+        html = _render(shape, shape.html, context)
+        text = _BLANK_LINES_RE.sub("\n\n", _render(shape, shape.text, context))
+        return html, text
+
+
+def _compile(env: SandboxedEnvironment, source: str, filename: str,
+             line_map: list[tuple[int, Token]]) -> Template:
+    try:
+        code = env.compile(source, name=filename, filename=filename)
+    except TemplateSyntaxError as exc:
+        origin = _origin_of(line_map, exc.lineno)
+        raise TemplateError(
+            f"template syntax error: {exc.message}",
+            file=origin.file if origin else None,
+            line=origin.line if origin else None,
+        ) from None
+    return env.template_class.from_code(env, code, env.globals, None)
+
+
+def _origin_of(line_map: Sequence[tuple[int, Token]], line: int) -> Token | None:
+    found = None
+    for source_line, token in line_map:
+        if source_line > line:
+            break
+        found = token
+    return found
+
+
+def _render(shape: CompiledShape, template: Template, context: Mapping[str, Any]) -> str:
+    from .env import undefined_name
+
+    try:
+        return template.render(context)
+    except UndefinedError as exc:
+        origin = shape.origin(_failing_line(exc, template))
+        field_name = undefined_name(exc)
+        return _raise(origin, "missing_field", field_name, f"'{field_name}' is undefined")
+    except SecurityError as exc:
+        origin = shape.origin(_failing_line(exc, template))
+        raise TemplateError(
+            f"unsafe template code refused by the sandbox: {exc}",
+            file=origin.file if origin else None,
+            line=origin.line if origin else None,
+        ) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        origin = shape.origin(_failing_line(exc, template))
+        return _raise(origin, "render_error", None, f"{type(exc).__name__} while rendering")
+
+
+def _raise(origin: Token | None, reason: str, field_name: str | None, detail: str) -> str:
+    file = origin.file if origin else None
+    line = origin.line if origin else None
+    where = f"{file}:{line}: " if file else ""
+    raise RecipientError(reason, field_name, file, line, where + detail)
+
+
+def _failing_line(exc: BaseException, template: Template) -> int:
+    line = 0
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == template.filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+# -- shapes ---------------------------------------------------------------------------------
+
+def shape_source(tree: Sequence[Node], tokens: Sequence[Token]) -> str | None:
+    """Jinja source whose output is the shape key; None when the layout is static."""
+    if not _has_shape(tree):
+        return None
+    return "".join(_shape_parts(tree, tokens))
+
+
+def _has_shape(nodes: Sequence[Node]) -> bool:
+    for node in nodes:
+        if isinstance(node, IfNode) and (node.shape or _has_shape([c for _, k in node.branches for c in k])):
+            return True
+        if isinstance(node, ForNode) and node.shape:
+            return True
+    return False
+
+
+def _shape_parts(nodes: Sequence[Node], tokens: Sequence[Token]) -> list[str]:
+    parts: list[str] = []
+    for node in nodes:
+        if isinstance(node, Leaf):
+            if tokens[node.index].kind == "tag":
+                parts.append(tokens[node.index].text)
+        elif isinstance(node, IfNode):
+            for number, (tag, children) in enumerate(node.branches):
+                parts.append(tokens[tag].text)
+                if node.shape:
+                    parts.append(f"I{node.ident}={number};")
+                parts.extend(_shape_parts(children, tokens))
+            parts.append(tokens[node.end].text)
+        elif node.shape:
+            parts.append(f"F{node.ident}[" + tokens[node.start].text + "(")
+            parts.extend(_shape_parts(node.body, tokens))
+            parts.append(")")
+            if node.else_tag is not None:
+                parts.append(tokens[node.else_tag].text + "E(")
+                parts.extend(_shape_parts(node.else_body, tokens))
+                parts.append(")")
+            parts.append(tokens[node.end].text + "]")
+    return parts
+
+
+Scope = dict[int, Any]
+
+
+def parse_shape(key: str) -> Scope:
+    """Parse a shape key into {node id: branch number | (iterations, else scope)}."""
+    scope, _ = _parse_scope(key, 0, "")
+    return scope
+
+
+def _parse_scope(key: str, pos: int, stop: str) -> tuple[Scope, int]:
+    scope: Scope = {}
+    while pos < len(key) and key[pos] not in stop:
+        kind = key[pos]
+        if kind == "I":
+            equals, semicolon = key.index("=", pos), key.index(";", pos)
+            scope[int(key[pos + 1 : equals])] = int(key[equals + 1 : semicolon])
+            pos = semicolon + 1
+        elif kind == "F":
+            bracket = key.index("[", pos)
+            ident, pos = int(key[pos + 1 : bracket]), bracket + 1
+            iterations: list[Scope] = []
+            otherwise: Scope | None = None
+            while key[pos] != "]":
+                is_else = key[pos] == "E"
+                pos += 2 if is_else else 1
+                sub, pos = _parse_scope(key, pos, ")")
+                pos += 1
+                if is_else:
+                    otherwise = sub
+                else:
+                    iterations.append(sub)
+            scope[ident] = (iterations, otherwise)
+            pos += 1
+        else:
+            pos += 1  # whitespace the designer's tags let through
+    return scope, pos
+
+
+def expand(nodes: Sequence[Node], tokens: Sequence[Token], contexts: Sequence[Context],
+           scope: Scope) -> list[Atom]:
+    """Flatten the tree for one shape: shape branches chosen, shape loops unrolled."""
+    atoms: list[Atom] = []
+    for node in nodes:
+        if isinstance(node, Leaf):
+            token = tokens[node.index]
+            atoms.append(Atom(token.kind, token.text, contexts[node.index], token))
+        elif isinstance(node, IfNode) and not node.shape:
+            for tag, children in node.branches:
+                atoms.append(_atom(tokens, contexts, tag))
+                atoms.extend(expand(children, tokens, contexts, scope))
+            atoms.append(_atom(tokens, contexts, node.end))
+        elif isinstance(node, IfNode):
+            chosen = scope.get(node.ident)
+            if chosen is not None:
+                atoms.extend(expand(node.branches[chosen][1], tokens, contexts, scope))
+        elif not node.shape:
+            atoms.append(_atom(tokens, contexts, node.start))
+            atoms.extend(expand(node.body, tokens, contexts, scope))
+            if node.else_tag is not None:
+                atoms.append(_atom(tokens, contexts, node.else_tag))
+                atoms.extend(expand(node.else_body, tokens, contexts, scope))
+            atoms.append(_atom(tokens, contexts, node.end))
+        else:
+            atoms.extend(_unroll(node, tokens, contexts, scope.get(node.ident)))
+    return atoms
+
+
+def _unroll(node: ForNode, tokens: Sequence[Token], contexts: Sequence[Context],
+            state: tuple[list[Scope], Scope | None] | None) -> list[Atom]:
+    if state is None:
+        return []
+    iterations, otherwise = state
+    start = tokens[node.start]
+    context = contexts[node.start]
+    atoms: list[Atom] = []
+    for number, sub in enumerate(iterations):
+        # re-enter the designer's own loop, so the loop variable and `loop` are bound
+        atoms.append(Atom("tag", start.text, context, start))
+        atoms.append(Atom("tag", f"{{% if loop.index0 == {number} %}}", context, start))
+        atoms.extend(expand(node.body, tokens, contexts, sub))
+        atoms.append(Atom("tag", "{% endif %}", context, start))
+        atoms.append(Atom("tag", "{% endfor %}", context, start))
+    if not iterations and otherwise is not None:
+        atoms.extend(expand(node.else_body, tokens, contexts, otherwise))
+    return atoms
+
+
+def _atom(tokens: Sequence[Token], contexts: Sequence[Context], index: int) -> Atom:
+    token = tokens[index]
+    return Atom(token.kind, token.text, contexts[index], token)
+
+
+def compile_template(assembled: AssembledTemplate, env: SandboxedEnvironment,
+                     text_env: SandboxedEnvironment) -> CompiledTemplate:
+    """Compile an assembled template; the static shape is compiled eagerly."""
+    tokens = assembled.tokens
+    contexts = classify(tokens)
+    tree = parse_tree(tokens, contexts)
+    source = shape_source(tree, tokens)
+    shape_template = None
+    if source is not None:
+        filename = f"<mailsmith:{assembled.name}:shape>"
+        try:
+            shape_template = env.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", file=assembled.file) from None
+        shape_template.filename = filename
+    compiled = CompiledTemplate(assembled, env, text_env, tokens, contexts, tree, shape_template)
+    if source is None:
+        compiled.shape("")
+    return compiled
+
+
+__all__ = ["CompiledTemplate", "CompiledShape", "RecipientError", "compile_template", "Protected"]

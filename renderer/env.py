@@ -1,0 +1,136 @@
+"""The Jinja environment every template runs in: sandboxed, autoescaped, strict.
+
+Profile values are data, never code: templates run in Jinja's
+``SandboxedEnvironment`` with ``autoescape=True`` set explicitly (Jinja's
+``select_autoescape`` does not cover ``.mjml``). A field that is missing for a
+recipient is *undefined*: testing it (``{% if first_name %}``) is false,
+looping over it yields nothing, printing it raises unless the ``fallback``
+filter supplies a value.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from jinja2 import Undefined, pass_context
+from jinja2.exceptions import UndefinedError
+from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment
+
+MissingPolicy = Literal["reject", "blank", "error"]
+
+
+class MissingFieldUndefined(Undefined):
+    """Undefined that is falsy and iterable-as-empty but refuses to be printed."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        self._fail_with_undefined_error()
+        return ""  # pragma: no cover - the call above always raises
+
+    def __html__(self) -> str:
+        return str(self)
+
+
+class BlankUndefined(Undefined):
+    """Undefined that prints as an empty string (``missing_token: blank``)."""
+
+    __slots__ = ()
+
+    def __html__(self) -> str:
+        return ""
+
+
+def is_missing(value: Any) -> bool:
+    """True for undefined, None, NaN/NaT, and empty or whitespace-only strings.
+
+    0 and False are values, not missing.
+    """
+    if value is None or isinstance(value, Undefined):
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, float):
+        return math.isnan(value)
+    try:
+        return bool(value != value)  # NaT, pandas NA and numpy NaN
+    except (TypeError, ValueError):
+        return False
+
+
+def fallback(value: Any, default: Any = "") -> Any:
+    """``{{ first_name | fallback("there") }}``: the default when the value is missing."""
+    return default if is_missing(value) else value
+
+
+def money(value: Any, symbol: str = "$", places: int = 2) -> str:
+    """Format a number as money: ``1234.5 | money`` gives ``$1,234.50``."""
+    if is_missing(value):
+        return ""
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return str(value)
+    return f"{symbol}{number:,.{places}f}"
+
+
+def format_date(value: Any, fmt: str = "%B %-d, %Y") -> str:
+    """Format a date or datetime (``{{ signed_up_at | date('%d %b') }}``)."""
+    if isinstance(value, datetime | date):
+        return value.strftime(fmt)
+    return "" if is_missing(value) else str(value)
+
+
+@pass_context
+def in_segment(ctx: Context, name: str) -> bool:
+    """True when the recipient belongs to segment ``name``."""
+    segments = ctx.get("segments")
+    return bool(segments) and name in segments
+
+
+@pass_context
+def variant(ctx: Context, key: str) -> str | None:
+    """The recipient's variant of experiment ``key`` (None when not in it)."""
+    variants = ctx.get("variants") or {}
+    result = variants.get(key)
+    return None if result is None else str(result)
+
+
+@pass_context
+def has_fields(ctx: Context, *names: str) -> bool:
+    """True when every named field has a value for the recipient."""
+    return all(not is_missing(ctx.get(name)) for name in names)
+
+
+def make_environment(missing: MissingPolicy = "reject", *, text: bool = False) -> SandboxedEnvironment:
+    """A sandboxed environment with mailsmith's filters and globals.
+
+    ``text=True`` gives the environment for plain-text parts and subjects (no
+    HTML escaping); everything else is identical.
+    """
+    undefined = BlankUndefined if missing == "blank" else MissingFieldUndefined
+    env = SandboxedEnvironment(
+        autoescape=not text,
+        undefined=undefined,
+        keep_trailing_newline=True,
+        auto_reload=False,
+        cache_size=0,
+    )
+    env.filters.update(fallback=fallback, money=money, date=format_date)
+    env.globals.update(in_segment=in_segment, variant=variant, has_fields=has_fields)
+    return env
+
+
+def undefined_name(exc: UndefinedError) -> str | None:
+    """Best effort: the field name out of Jinja's undefined message."""
+    text = str(exc)
+    if text.startswith("'") and "' is undefined" in text:
+        return text[1 : text.index("' is undefined")]
+    if " has no attribute '" in text:
+        return text.rsplit(" has no attribute '", 1)[1].rstrip("'")
+    return None
+

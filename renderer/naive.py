@@ -1,0 +1,32 @@
+"""The naive per-recipient pipeline: Jinja, then MJML, then CSS inlining, every time.
+
+It is the reference the compile-once engine must equal (tests) and the
+baseline it is measured against (bench/). It is never used to build campaigns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jinja2 import Template
+from jinja2.sandbox import SandboxedEnvironment
+
+from .inline import inline_css
+from .mjml_compile import compile_mjml
+from .source import AssembledTemplate
+
+
+class NaivePipeline:
+    """Render one recipient by running every stage for that recipient."""
+
+    def __init__(self, assembled: AssembledTemplate, env: SandboxedEnvironment,
+                 inliner: Callable[[str], str] = inline_css) -> None:
+        self.assembled = assembled
+        source = "".join(t.text for t in assembled.tokens)
+        self.template: Template = env.from_string(source)
+        self.inliner = inliner
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        mjml_source = self.template.render(context)
+        return self.inliner(compile_mjml(mjml_source, file=self.assembled.file))

@@ -1,0 +1,118 @@
+"""Writing a build: rendered files, manifest, errors and summary, atomically.
+
+A build writes into a staging folder beside the output folder and swaps it in
+when everything is written, so a crash never leaves a half-written build where
+the last good one was. The output folder is only ever replaced when it is empty
+or holds an earlier mailsmith build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from segments.profiles import Rejection
+
+from .errors import OutputError
+from .runtime import Rendered
+
+MARKER = ".mailsmith-build"
+
+
+def dumps(value: Any) -> str:
+    """Deterministic compact JSON (insertion order, UTF-8, no trailing spaces)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class OutputWriter:
+    """Streams one build's files into a staging folder; ``commit`` swaps it in."""
+
+    def __init__(self, out: Path, *, text: bool = True) -> None:
+        self.out = out.resolve()
+        _check_replaceable(self.out)
+        self.staging = self.out.with_name(f".{self.out.name}.partial-{os.getpid()}")
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir(parents=True)
+        (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
+        self.text = text
+        self._manifest: IO[str] = (self.staging / "manifest.jsonl").open("w", encoding="utf-8", newline="\n")
+        self._errors: IO[str] = (self.staging / "errors.jsonl").open("w", encoding="utf-8", newline="\n")
+        self._dirs: set[Path] = set()
+
+    def write(self, rendered: Iterable[Rendered], rejected: Iterable[Rejection]) -> None:
+        """Write a batch's emails and manifest lines, then its rejections."""
+        for item in rendered:
+            self._manifest.write(dumps(self._write_recipient(item)) + "\n")
+        for rejection in rejected:
+            self._errors.write(dumps(rejection.to_dict()) + "\n")
+
+    def write_holdout(self, row: int, recipient_id: str, email: str, segments: Iterable[str],
+                      variants: dict[str, str | None]) -> None:
+        entry = {"id": recipient_id, "row": row, "email": email, "segments": list(segments),
+                 "variants": variants, "holdout": True}
+        self._manifest.write(dumps(entry) + "\n")
+
+    def _write_recipient(self, item: Rendered) -> dict[str, Any]:
+        html_path = Path("html") / item.key[:2] / f"{item.key}.html"
+        entry: dict[str, Any] = {
+            "id": item.id, "row": item.row, "email": item.email, "key": item.key,
+            "segments": list(item.segments), "variants": dict(item.variants), "holdout": False,
+            "subject": item.subject, "preheader": item.preheader,
+        }
+        entry.update(self._file("html", html_path, item.html))
+        if self.text:
+            entry.update(self._file("text", Path("text") / item.key[:2] / f"{item.key}.txt", item.text))
+        entry["warnings"] = list(item.warnings)
+        return entry
+
+    def _file(self, kind: str, relative: Path, content: str) -> dict[str, Any]:
+        data = content.encode("utf-8")
+        target = self.staging / relative
+        if target.parent not in self._dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(target.parent)
+        with open(target, "wb") as handle:
+            handle.write(data)
+        return {kind: relative.as_posix(), f"{kind}_bytes": len(data),
+                f"{kind}_sha256": hashlib.sha256(data).hexdigest()}
+
+    def commit(self, summary: dict[str, Any]) -> Path:
+        """Write the summary and swap the staging folder into place."""
+        self._manifest.close()
+        self._errors.close()
+        (self.staging / "summary.json").write_text(
+            json.dumps(summary, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+        old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
+        if self.out.exists():
+            os.replace(self.out, old)
+        os.replace(self.staging, self.out)
+        if old.exists():
+            shutil.rmtree(old)
+        return self.out
+
+    def abort(self) -> None:
+        """Drop the staging folder; the previous build (if any) stays untouched."""
+        for handle in (self._manifest, self._errors):
+            if not handle.closed:
+                handle.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _check_replaceable(out: Path) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputError("output path exists and is not a folder", file=str(out))
+    if any(out.iterdir()) and not (out / MARKER).exists():
+        raise OutputError(
+            "output folder is not empty and does not hold a mailsmith build",
+            file=str(out),
+            hint="choose another --out, or empty the folder; mailsmith never overwrites other files",
+        )

@@ -1,0 +1,245 @@
+"""Everything a campaign needs at render time, prepared once: the pure render unit.
+
+:class:`CampaignRuntime` loads the schema, segments and templates and compiles
+them once. :meth:`CampaignRuntime.render_batch` turns a batch of profiles into
+rendered emails or rejections; it touches no files and holds no state beyond
+the compiled templates, so it runs the same in-process, in a process pool, or
+on a distributed engine (each worker builds its own runtime from the campaign).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Template
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+
+from segments.profiles import FieldDef, ProfileSchema, Rejection
+from segments.rules import SegmentSet, parse_segments
+from segments.yamlsrc import LineDict, load_yaml
+
+from .campaign import Campaign, shipped_dir
+from .compiler import CompiledTemplate, RecipientError, compile_template
+from .env import make_environment, undefined_name
+from .errors import TemplateError, UndefinedFieldError
+from .source import ContentFolders, assemble
+
+_IN_SEGMENT_RE = re.compile(r"""in_segment\(\s*(['"])([^'"]+)\1\s*\)""")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One recipient's email."""
+
+    row: int
+    id: str
+    email: str
+    key: str
+    segments: tuple[str, ...]
+    variants: Mapping[str, str | None]
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class BatchResult:
+    rendered: list[Rendered] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+@dataclass
+class ProfileBatch:
+    """Typed profiles with their row numbers, segment memberships and variants."""
+
+    rows: list[int]
+    records: list[dict[str, Any]]
+    segments: list[tuple[str, ...]]
+    variants: list[dict[str, str | None]]
+
+
+def recipient_key(campaign: str, recipient_id: str) -> str:
+    """The file name stem for a recipient: never the raw id (ids are personal data)."""
+    return hashlib.sha256(f"{campaign}\0{recipient_id}".encode()).hexdigest()[:24]
+
+
+def content_folders(campaign: Campaign) -> ContentFolders:
+    """The campaign's own template and block folders first, the shipped ones last."""
+    templates = [campaign.path(p) for p in campaign.paths.templates]
+    blocks = [campaign.path(p) for p in campaign.paths.blocks]
+    return ContentFolders(
+        templates=[p for p in templates if p.is_dir()] + [shipped_dir("templates")],
+        blocks=[p for p in blocks if p.is_dir()] + [shipped_dir("blocks")],
+    )
+
+
+def schema_of(campaign: Campaign) -> ProfileSchema | None:
+    """The declared schema, or None when it is to be inferred from the data."""
+    if not campaign.schema_:
+        return None
+    fields = {n: FieldDef(n, s.type, s.required, s.default) for n, s in campaign.schema_.items()}
+    return ProfileSchema(fields, campaign.profiles.id_field, campaign.profiles.email_field)
+
+
+class CampaignRuntime:
+    """A campaign compiled once and ready to render batches of profiles."""
+
+    def __init__(self, campaign: Campaign, schema: ProfileSchema, as_of: datetime) -> None:
+        self.campaign = campaign
+        self.schema = schema
+        self.as_of = as_of
+        self.env = make_environment(campaign.missing_token)
+        self.text_env = make_environment(campaign.missing_token, text=True)
+        folders = content_folders(campaign)
+        assembled = assemble(folders, campaign.template)
+        self.segments = load_campaign_segments(campaign, schema, assembled.blocks.values())
+        _check_segment_names(assembled.tokens, self.segments)
+        self.template: CompiledTemplate = compile_template(assembled, self.env, self.text_env)
+        self.subject = self._field_template("subject", campaign.subject)
+        self.preheader = self._field_template("preheader", campaign.preheader)
+        self.unsubscribe = (
+            self._field_template("unsubscribe_url", campaign.unsubscribe_url)
+            if campaign.unsubscribe_url else None
+        )
+        self.globals = {
+            "vars": campaign.vars,
+            "as_of": as_of,
+            "campaign": {"name": campaign.name, "template": campaign.template},
+        }
+
+    def _field_template(self, key: str, source: str) -> Template:
+        try:
+            template = self.text_env.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"{key}: template syntax error: {exc.message}", file=self.campaign.file,
+                                line=self._line(key)) from None
+        return template
+
+    def _line(self, key: str) -> int | None:
+        return self.campaign_lines.get(key)
+
+    @property
+    def campaign_lines(self) -> dict[str, int]:
+        lines = getattr(self, "_lines", None)
+        if lines is None:
+            lines = {}
+            path = Path(self.campaign.file)
+            if path.is_file():
+                data = load_yaml(path)
+                if isinstance(data, LineDict):
+                    lines = {k: data.line_of(k) for k in data}
+            self._lines = lines
+        return lines
+
+    def context(self, record: Mapping[str, Any], segments: Sequence[str],
+                variants: Mapping[str, str | None]) -> dict[str, Any]:
+        """The Jinja context for one recipient."""
+        context = dict(record)
+        context.update(self.globals)
+        context["profile"] = record
+        context["recipient_id"] = str(record[self.schema.id_field])
+        context["email"] = record[self.schema.email_field]
+        context["segments"] = frozenset(segments)
+        context["variants"] = variants
+        return context
+
+    def render_one(self, row: int, record: Mapping[str, Any], segments: Sequence[str],
+                   variants: Mapping[str, str | None]) -> Rendered:
+        """Render one recipient; RecipientError when the recipient must be rejected."""
+        context = self.context(record, segments, variants)
+        context["subject"] = _one_line(self._render_field("subject", self.subject, context))
+        context["preheader"] = _one_line(self._render_field("preheader", self.preheader, context))
+        if self.unsubscribe is not None:
+            context["unsubscribe_url"] = self._render_field("unsubscribe_url", self.unsubscribe, context)
+        html, text = self.template.render(context)
+        recipient_id = context["recipient_id"]
+        warnings = []
+        if len(context["subject"]) > 100:
+            warnings.append("subject is longer than 100 characters")
+        if not context["subject"]:
+            warnings.append("subject is empty")
+        return Rendered(
+            row=row, id=recipient_id, email=str(context["email"]),
+            key=recipient_key(self.campaign.name, recipient_id),
+            segments=tuple(segments), variants=dict(variants),
+            subject=context["subject"], preheader=context["preheader"],
+            html=html, text=text, warnings=tuple(warnings),
+        )
+
+    def _render_field(self, key: str, template: Template, context: Mapping[str, Any]) -> str:
+        try:
+            return template.render(context)
+        except UndefinedError as exc:
+            name = undefined_name(exc)
+            raise RecipientError("missing_field", name, self.campaign.file, self._line(key),
+                                 f"{self.campaign.file}:{self._line(key)}: {key}: '{name}' is undefined") from None
+        except SecurityError as exc:
+            raise TemplateError(f"{key}: unsafe template code refused by the sandbox: {exc}",
+                                file=self.campaign.file, line=self._line(key)) from None
+
+    def render_batch(self, batch: ProfileBatch) -> BatchResult:
+        """Render a batch: every profile comes back rendered or rejected with a reason."""
+        result = BatchResult()
+        id_field = self.schema.id_field
+        for row, record, segments, variants in zip(
+            batch.rows, batch.records, batch.segments, batch.variants, strict=True
+        ):
+            try:
+                result.rendered.append(self.render_one(row, record, segments, variants))
+            except RecipientError as exc:
+                if self.campaign.missing_token == "error" and exc.reason == "missing_field":
+                    raise UndefinedFieldError(
+                        f"'{exc.field}' is undefined", file=exc.file, line=exc.line, field=exc.field,
+                        recipient=record.get(id_field), row=row,
+                        hint="add a fallback: {{ field | fallback('...') }}, or set missing_token",
+                    ) from None
+                result.rejected.append(
+                    Rejection(row, str(record.get(id_field)), exc.field, exc.reason, exc.detail)
+                )
+        return result
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load_campaign_segments(campaign: Campaign, schema: ProfileSchema, blocks: Any) -> SegmentSet:
+    """The campaign's segments plus the inline ``show_if`` rules of its blocks."""
+    definitions: dict[str, Any] = LineDict()
+    source = campaign.file
+    if isinstance(campaign.segments, str):
+        path = campaign.path(campaign.segments)
+        loaded = load_yaml(path)
+        source = str(path)
+        definitions = loaded.get("segments", loaded) if isinstance(loaded, dict) else definitions
+    elif isinstance(campaign.segments, dict):
+        definitions = campaign.segments.get("segments", campaign.segments)
+    combined = LineDict(definitions)
+    combined.file = getattr(definitions, "file", source)
+    combined.line = getattr(definitions, "line", 0)
+    combined.key_lines = dict(getattr(definitions, "key_lines", {}))
+    for block in blocks:
+        if isinstance(block.show_if, dict):
+            combined[f"block:{block.name}"] = block.show_if
+    return parse_segments(combined, fields=schema.types(), source=source)
+
+
+def _check_segment_names(tokens: Sequence[Any], segments: SegmentSet) -> None:
+    known = set(segments.names)
+    for token in tokens:
+        if token.kind not in ("var", "tag"):
+            continue
+        for match in _IN_SEGMENT_RE.finditer(token.text):
+            if match.group(2) not in known:
+                raise TemplateError(
+                    f"unknown segment {match.group(2)!r}", file=token.file, line=token.line,
+                    hint=f"known segments: {', '.join(sorted(known)) or '(none)'}",
+                )
