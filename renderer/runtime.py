@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from segments.rules import SegmentSet, parse_segments
 from segments.yamlsrc import LineDict, load_yaml
 
 from .campaign import Campaign, shipped_dir
-from .compiler import CompiledTemplate, RecipientError, compile_template
+from .compiler import CompiledTemplate, RecipientError, compile_template, inline_calls
 from .env import make_environment, undefined_name
 from .errors import TemplateError, UndefinedFieldError
 from .source import ContentFolders, assemble
@@ -95,6 +95,7 @@ class CampaignRuntime:
     def __init__(self, campaign: Campaign, schema: ProfileSchema, as_of: datetime) -> None:
         self.campaign = campaign
         self.schema = schema
+        self._lines: dict[str, int] | None = None
         self.as_of = as_of
         self.env = make_environment(campaign.missing_token)
         self.text_env = make_environment(campaign.missing_token, text=True)
@@ -102,13 +103,19 @@ class CampaignRuntime:
         assembled = assemble(folders, campaign.template)
         self.segments = load_campaign_segments(campaign, schema, assembled.blocks.values())
         _check_segment_names(assembled.tokens, self.segments)
+        assembled.tokens = [
+            replace(t, text=inline_calls(t.text)) if t.kind in ("var", "tag") else t
+            for t in assembled.tokens
+        ]
         self.template: CompiledTemplate = compile_template(assembled, self.env, self.text_env)
-        self.subject = self._field_template("subject", campaign.subject)
-        self.preheader = self._field_template("preheader", campaign.preheader)
-        self.unsubscribe = (
-            self._field_template("unsubscribe_url", campaign.unsubscribe_url)
-            if campaign.unsubscribe_url else None
-        )
+        self.header_sources = {
+            "subject": campaign.subject,
+            "preheader": campaign.preheader,
+            "unsubscribe_url": campaign.unsubscribe_url or "",
+        }
+        self.headers = {k: self._field_template(k, v) for k, v in self.header_sources.items()}
+        # one render for all three: they run for every recipient
+        self.headers_once = self.text_env.from_string("\x1f".join(self.header_sources.values()))
         self.globals = {
             "vars": campaign.vars,
             "as_of": as_of,
@@ -124,20 +131,11 @@ class CampaignRuntime:
         return template
 
     def _line(self, key: str) -> int | None:
-        return self.campaign_lines.get(key)
-
-    @property
-    def campaign_lines(self) -> dict[str, int]:
-        lines = getattr(self, "_lines", None)
-        if lines is None:
-            lines = {}
+        if self._lines is None:
             path = Path(self.campaign.file)
-            if path.is_file():
-                data = load_yaml(path)
-                if isinstance(data, LineDict):
-                    lines = {k: data.line_of(k) for k in data}
-            self._lines = lines
-        return lines
+            data = load_yaml(path) if path.is_file() else None
+            self._lines = {k: data.line_of(k) for k in data} if isinstance(data, LineDict) else {}
+        return self._lines.get(key)
 
     def context(self, record: Mapping[str, Any], segments: Sequence[str],
                 variants: Mapping[str, str | None]) -> dict[str, Any]:
@@ -155,10 +153,11 @@ class CampaignRuntime:
                    variants: Mapping[str, str | None]) -> Rendered:
         """Render one recipient; RecipientError when the recipient must be rejected."""
         context = self.context(record, segments, variants)
-        context["subject"] = _one_line(self._render_field("subject", self.subject, context))
-        context["preheader"] = _one_line(self._render_field("preheader", self.preheader, context))
-        if self.unsubscribe is not None:
-            context["unsubscribe_url"] = self._render_field("unsubscribe_url", self.unsubscribe, context)
+        subject, preheader, unsubscribe = self._render_headers(context)
+        context["subject"] = _one_line(subject)
+        context["preheader"] = _one_line(preheader)
+        if self.campaign.unsubscribe_url:
+            context["unsubscribe_url"] = unsubscribe.strip()
         html, text = self.template.render(context)
         recipient_id = context["recipient_id"]
         warnings = []
@@ -174,13 +173,22 @@ class CampaignRuntime:
             html=html, text=text, warnings=tuple(warnings),
         )
 
+    def _render_headers(self, context: Mapping[str, Any]) -> list[str]:
+        try:
+            return self.headers_once.render(context).split("\x1f")
+        except (UndefinedError, SecurityError):
+            for key, template in self.headers.items():
+                self._render_field(key, template, context)  # raises with the key's position
+            raise
+
     def _render_field(self, key: str, template: Template, context: Mapping[str, Any]) -> str:
         try:
             return template.render(context)
         except UndefinedError as exc:
             name = undefined_name(exc)
-            raise RecipientError("missing_field", name, self.campaign.file, self._line(key),
-                                 f"{self.campaign.file}:{self._line(key)}: {key}: '{name}' is undefined") from None
+            line = self._line(key)
+            raise RecipientError("missing_field", name, self.campaign.file, line,
+                                 f"{self.campaign.file}:{line}: {key}: '{name}' is undefined") from None
         except SecurityError as exc:
             raise TemplateError(f"{key}: unsafe template code refused by the sandbox: {exc}",
                                 file=self.campaign.file, line=self._line(key)) from None
