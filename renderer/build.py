@@ -73,7 +73,7 @@ class CampaignBuild:
         self.campaign = campaign
         self.options = options or BuildOptions()
         self.as_of = campaign.reference_time(self.options.as_of)
-        self.out = self.options.out or campaign.path(campaign.output.dir)
+        self.out = self.options.out or Path(campaign.output.dir)  # relative to the working directory
         self.summary: dict[str, Any] = {}
         self.runtime: CampaignRuntime | None = None
 
@@ -87,7 +87,7 @@ class CampaignBuild:
             source.id_field, source.email_field,
         )
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of)
-        validator = self._validator(schema)
+        validator = make_validator(self.campaign, schema)
         writer = OutputWriter(self.out, text=self.campaign.output.text)
         state = BuildState()
         try:
@@ -99,20 +99,6 @@ class CampaignBuild:
         except BaseException:
             writer.abort()
             raise
-
-    def _validator(self, schema: ProfileSchema) -> ProfileValidator:
-        campaign = self.campaign
-        emails: frozenset[str] = frozenset()
-        ids: frozenset[str] = frozenset()
-        if campaign.suppression is not None:
-            values = load_suppression(campaign.path(campaign.suppression.path), campaign.suppression.column)
-            emails, ids = (values, ids) if campaign.suppression.column == "email" else (emails, values)
-        consent = campaign.consent.field if campaign.consent else None
-        if consent and consent not in schema.fields:
-            raise ConfigError(f"consent field {consent!r} is not a profile field", file=campaign.file,
-                              field=consent)
-        return ProfileValidator(schema, file=str(campaign.path(campaign.profiles.path)),
-                                consent_field=consent, suppressed_emails=emails, suppressed_ids=ids)
 
     def _build_chunk(self, chunk: RawChunk, validator: ProfileValidator, writer: OutputWriter,
                      state: BuildState) -> None:
@@ -154,6 +140,46 @@ class CampaignBuild:
                 "recipients_per_second": round(state.rows / seconds, 1) if seconds else None,
             },
         }
+
+
+def make_validator(campaign: Campaign, schema: ProfileSchema) -> ProfileValidator:
+    """The campaign's row checks: schema, email, duplicates, consent, suppression."""
+    emails: frozenset[str] = frozenset()
+    ids: frozenset[str] = frozenset()
+    if campaign.suppression is not None:
+        values = load_suppression(campaign.path(campaign.suppression.path), campaign.suppression.column)
+        emails, ids = (values, ids) if campaign.suppression.column == "email" else (emails, values)
+    consent = campaign.consent.field if campaign.consent else None
+    if consent and consent not in schema.fields:
+        raise ConfigError(f"consent field {consent!r} is not a profile field", file=campaign.file,
+                          field=consent, hint="add it to the schema or fix consent.field")
+    return ProfileValidator(schema, file=str(campaign.path(campaign.profiles.path)),
+                            consent_field=consent, suppressed_emails=emails, suppressed_ids=ids)
+
+
+def parse_max_rejected(text: str) -> tuple[float, bool]:
+    """``"100"`` -> (100, False) a count; ``"5%"`` -> (0.05, True) a share."""
+    text = text.strip()
+    try:
+        if text.endswith("%"):
+            return float(text[:-1]) / 100, True
+        return float(int(text)), False
+    except ValueError:
+        raise ConfigError(f"--max-rejected {text!r} is neither a count nor a percentage",
+                          hint="write 100 or 5%") from None
+
+
+def too_many_rejected(summary: dict[str, Any], max_rejected: str | None) -> str | None:
+    """A message when the build rejected more rows than allowed, else None."""
+    if max_rejected is None:
+        return None
+    limit, is_share = parse_max_rejected(max_rejected)
+    rejected, rows = summary["rejected"], summary["input_rows"]
+    value = rejected / rows if is_share and rows else rejected
+    if value > limit:
+        allowed = f"{limit:.1%}" if is_share else f"{int(limit)}"
+        return f"{rejected} of {rows} rows rejected, more than --max-rejected {allowed}"
+    return None
 
 
 def _chain(first: RawChunk | None, rest: Iterator[RawChunk]) -> Iterator[RawChunk]:

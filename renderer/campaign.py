@@ -190,3 +190,27 @@ def line_of(data: Any, loc: list[Any]) -> int | None:
         else:
             break
     return line
+
+
+def adhoc_campaign(template: Path, profiles: Path, segments: Path | None = None, *,
+                   subject: str = "", preheader: str = "") -> Campaign:
+    """A campaign for ``build --template --profiles``: schema inferred, no consent rules."""
+    template = template.resolve()
+    folder = template.parent
+    data: dict[str, Any] = {
+        "name": "adhoc",
+        "template": template.name,
+        "subject": subject,
+        "preheader": preheader,
+        "profiles": {"path": str(profiles.resolve())},
+        "segments": str(segments.resolve()) if segments else None,
+        "paths": {"templates": [str(folder)],
+                  "blocks": [str(folder / "blocks"), str(folder.parent / "blocks")]},
+    }
+    return campaign_from_mapping(data, base_dir=Path.cwd(), file="<command line>")
+
+
+def demo_campaign_path() -> Path:
+    """The shipped demo campaign file."""
+    return shipped_dir("demo") / "campaign.yaml"
+

@@ -446,3 +446,25 @@ def _python_values(series: pd.Series, kind: str) -> list[Any]:
     if kind == "bool":
         return [bool(v) if v is not None else None for v in values]
     return values
+
+
+def count_rows(path: str | Path, fmt: str) -> int | None:
+    """Rows in a profile file, cheaply, for progress bars (None when unknown).
+
+    CSV counts lines, so a quoted value holding a newline makes it an estimate.
+    """
+    path = Path(path)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        with path.open("rb") as handle:
+            lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+            size = handle.tell()
+            handle.seek(max(0, size - 1))
+            unterminated = size > 0 and handle.read(1) != b"\n"
+    except OSError:
+        return None
+    lines += int(unterminated)
+    return max(0, lines - 1) if fmt == "csv" else lines
