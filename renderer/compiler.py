@@ -29,7 +29,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from .errors import TemplateError
 from .inline import inline_css
 from .mjml_compile import compile_mjml
-from .placeholders import Atom, Protected, protect, restore
+from .placeholders import MARKER_RE, Atom, Protected, protect, restore
 from .source import AssembledTemplate, Token
 from .structure import Context, ForNode, IfNode, Leaf, Node, classify, parse_tree
 from .textpart import html_to_text
@@ -110,7 +110,8 @@ class CompiledTemplate:
         html = inline_css(compile_mjml(protected.source, file=self.assembled.file))
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         filename = f"<mailsmith:{self.assembled.name}:{digest}>"
-        html_source, line_map = restore(html, protected)
+        origin = Token("tag", "", self.assembled.file, 1)
+        html_source, line_map = restore(conditional_column_css(html, protected, origin), protected)
         text_source, _ = restore(html_to_text(html, protected.tag_markers), protected)
         return CompiledShape(
             key=key,
@@ -190,6 +191,42 @@ def _failing_line(exc: BaseException, template: Template) -> int:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+_COLUMN_RULE_RE = re.compile(r"(?:\.moz-text-html )?\.(mj-column-(?:per|px)-[\w-]+) \{[^{}]*\}")
+
+
+def conditional_column_css(html: str, protected: Protected, origin: Token) -> str:
+    """Keep a column-width rule in the head only when its column is in the rendered body.
+
+    MJML lists a responsive rule for every column width in the document; with
+    every branch present at compile time, that is more than a recipient's own
+    email would list. The body is rendered first (``{% set %}``), then each rule
+    is kept when the literal ``class="..."`` attribute carrying it is in the
+    body; autoescaping means a profile value can never forge that attribute.
+    """
+    head_end = html.find("<body")
+    if head_end < 0 or not MARKER_RE.search(html, head_end):
+        return html
+    head, body = html[:head_end], html[head_end:]
+
+    def add(text: str) -> str:
+        number = len(protected.atoms)
+        protected.atoms[number] = Atom("tag", text, Context("content", ""), origin)
+        return f"MSJ{number}Z"
+
+    def conditional(match: re.Match[str]) -> str:
+        name = match.group(1)
+        attributes = sorted(set(re.findall(rf'class="[^"]*\b{re.escape(name)}\b[^"]*"', body)))
+        if not attributes:
+            return match.group(0)
+        test = " or ".join(f"{a!r} in msj_body" for a in attributes)
+        return add(f"{{% if {test} %}}") + match.group(0) + add("{% endif %}")
+
+    new_head = _COLUMN_RULE_RE.sub(conditional, head)
+    if new_head == head:
+        return html
+    return add("{% set msj_body %}") + body + add("{% endset %}") + new_head + add("{{ msj_body }}")
 
 
 # -- shapes ---------------------------------------------------------------------------------

@@ -149,15 +149,21 @@ class CampaignRuntime:
         context["variants"] = variants
         return context
 
-    def render_one(self, row: int, record: Mapping[str, Any], segments: Sequence[str],
-                   variants: Mapping[str, str | None]) -> Rendered:
-        """Render one recipient; RecipientError when the recipient must be rejected."""
+    def full_context(self, record: Mapping[str, Any], segments: Sequence[str],
+                     variants: Mapping[str, str | None]) -> dict[str, Any]:
+        """The context plus the rendered subject, preheader and unsubscribe URL."""
         context = self.context(record, segments, variants)
         subject, preheader, unsubscribe = self._render_headers(context)
         context["subject"] = _one_line(subject)
         context["preheader"] = _one_line(preheader)
         if self.campaign.unsubscribe_url:
             context["unsubscribe_url"] = unsubscribe.strip()
+        return context
+
+    def render_one(self, row: int, record: Mapping[str, Any], segments: Sequence[str],
+                   variants: Mapping[str, str | None]) -> Rendered:
+        """Render one recipient; RecipientError when the recipient must be rejected."""
+        context = self.full_context(record, segments, variants)
         html, text = self.template.render(context)
         recipient_id = context["recipient_id"]
         warnings = []

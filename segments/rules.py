@@ -1,0 +1,790 @@
+"""The segment rule language: parsed once, evaluated per frame or per profile.
+
+A segment's definition is one rule node::
+
+    {all: [node, ...]}              every child matches
+    {any: [node, ...]}              at least one child matches
+    {not: node}                     the child does not match
+    {segment: name}                 the named segment matches (any order, no cycles)
+    {field: F, op: OP, value: V}    one test on one profile field
+
+Missing values: a value is missing when absent, None, NaN, NaT or ``""``.
+Every comparison on a missing value is False (``ne``, ``not_in`` and
+``not_contains`` included); ``exists`` and ``missing`` test for it; ``not``
+simply negates its child.
+
+Types: every value belongs to one class, ``str``, ``num`` (int or float, never
+bool), ``bool``, ``dt`` (date or datetime; naive means UTC), ``list`` or
+``dict``. A condition can only match the classes its value implies (``lt: 5``
+matches numbers, ``contains: "x"`` strings and lists), so a type mismatch is
+False, identically in :meth:`SegmentSet.evaluate_frame` (whole columns at once)
+and :meth:`SegmentSet.evaluate_profile` (one plain dict). When the field types
+are known, a mismatch is a :class:`SegmentRuleError` at parse time instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+import operator
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import reduce
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as pdt
+
+from .errors import SegmentRuleError
+from .yamlsrc import load_yaml
+
+__all__ = [
+    "AllOf",
+    "AnyOf",
+    "Condition",
+    "FieldType",
+    "Node",
+    "Not",
+    "Segment",
+    "SegmentRef",
+    "SegmentSet",
+    "load_segments",
+    "parse_segments",
+]
+
+FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
+
+_FIELD_CLASS = {
+    "string": "str",
+    "int": "num",
+    "float": "num",
+    "bool": "bool",
+    "date": "dt",
+    "datetime": "dt",
+    "list": "list",
+    "dict": "dict",
+}
+_CLASS_NAME = {"str": "string", "num": "number", "bool": "boolean", "dt": "date"}
+_CLASS_NAME.update({"list": "list", "dict": "mapping"})
+_SCALAR = frozenset({"str", "num", "bool", "dt"})
+_ORDERED = frozenset({"str", "num", "dt"})
+_TEXT = frozenset({"str"})
+_DT = frozenset({"dt"})
+
+# op -> (shape of its value, classes of field it applies to)
+_OPS: dict[str, tuple[str, frozenset[str]]] = {
+    "eq": ("scalar", _SCALAR),
+    "ne": ("scalar", _SCALAR),
+    "lt": ("scalar", _ORDERED),
+    "lte": ("scalar", _ORDERED),
+    "gt": ("scalar", _ORDERED),
+    "gte": ("scalar", _ORDERED),
+    "in": ("list", _SCALAR),
+    "not_in": ("list", _SCALAR),
+    "between": ("pair", _ORDERED),
+    "contains": ("member", frozenset({"str", "list"})),
+    "not_contains": ("member", frozenset({"str", "list"})),
+    "starts_with": ("scalar", _TEXT),
+    "matches": ("regex", _TEXT),
+    "exists": ("none", frozenset(_FIELD_CLASS.values())),
+    "missing": ("none", frozenset(_FIELD_CLASS.values())),
+    "within": ("window", _DT),
+    "older_than": ("window", _DT),
+    "before": ("when", _DT),
+    "after": ("when", _DT),
+}
+_NODE_KEYS = ("all", "any", "not", "segment")
+_CONDITION_KEYS = ("field", "op", "value")
+_WINDOW = re.compile(r"\s*(\d+)\s*([mhdw])\s*")
+_WINDOW_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+# --- the rule model -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``{field, op, value}``: one test on one profile field, compiled."""
+
+    field: str
+    op: str
+    value: Any = None  # the threshold as written (dates normalized to UTC)
+    operands: tuple[Any, ...] = ()  # what the value is compared with
+    classes: frozenset[str] = frozenset()  # value classes that can match
+    window: timedelta | None = None
+    pattern: re.Pattern[str] | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """``{all: [...]}``: every child matches."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """``{any: [...]}``: at least one child matches."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """``{not: node}``: the child does not match."""
+
+    child: Node
+
+
+@dataclass(frozen=True)
+class SegmentRef:
+    """``{segment: name}``: another segment of the same set matches."""
+
+    name: str
+    line: int | None = None
+
+
+Node = Condition | AllOf | AnyOf | Not | SegmentRef
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A named segment: its rule and where it was defined."""
+
+    name: str
+    rule: Node
+    file: str | None = None
+    line: int | None = None
+
+
+# --- parsing --------------------------------------------------------------------
+
+
+class _BadValue(Exception):
+    """A condition's value is malformed; the caller adds the location."""
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    file: str | None
+    segment: str
+    fields: Mapping[str, str] | None  # field name -> value class
+
+    def error(
+        self, message: str, line: int | None, *, field: str | None = None, hint: str | None = None
+    ) -> SegmentRuleError:
+        return SegmentRuleError(
+            message, file=self.file, line=line, field=field, hint=hint, segment=self.segment
+        )
+
+
+def _line(raw: Any, key: str | None = None, default: int | None = None) -> int | None:
+    """The line of ``raw`` (or of its ``key``) when it came from yamlsrc."""
+    if key is not None and hasattr(raw, "line_of"):
+        return int(raw.line_of(key)) or default
+    return int(getattr(raw, "line", 0)) or default
+
+
+def _item_line(items: Any, index: int, default: int | None) -> int | None:
+    lines = getattr(items, "item_lines", None)
+    return lines[index] if lines and index < len(lines) else default
+
+
+def _close(word: str, options: Any) -> str | None:
+    matches = difflib.get_close_matches(word, sorted(options), n=3)
+    return f"did you mean {' or '.join(repr(m) for m in matches)}?" if matches else None
+
+
+def parse_segments(
+    data: Mapping[str, Any],
+    *,
+    fields: Mapping[str, FieldType] | None = None,
+    source: str | None = None,
+) -> SegmentSet:
+    """Compile a mapping of segment name -> rule node into a :class:`SegmentSet`.
+
+    ``fields`` maps the known profile fields to their types; when given, an
+    unknown field or a type mismatch is an error. ``source`` names the file in
+    errors when ``data`` did not come from :mod:`segments.yamlsrc`.
+    """
+    file = source or getattr(data, "file", None)
+    if not isinstance(data, Mapping):
+        raise SegmentRuleError(
+            "'segments' must be a mapping of segment name to rule", file=file, line=_line(data)
+        )
+    classes = _field_classes(fields)
+    segments: dict[str, Segment] = {}
+    for name, raw in data.items():
+        line = _line(data, str(name))
+        if not isinstance(name, str) or not name:
+            raise SegmentRuleError(
+                "a segment name must be a non-empty string", file=file, line=line
+            )
+        rule = _parse_node(raw, _Ctx(file, name, classes), line)
+        segments[name] = Segment(name, rule, file, line)
+    _check_references(segments)
+    return SegmentSet(segments)
+
+
+def load_segments(path: str | Path, *, fields: Mapping[str, FieldType] | None = None) -> SegmentSet:
+    """Load a segments file, whose top level holds only ``segments:``."""
+    file = str(path)
+    data = load_yaml(path)
+    if not isinstance(data, Mapping) or "segments" not in data:
+        raise SegmentRuleError("expected a top-level 'segments:' mapping", file=file, line=1)
+    for key in data:
+        if key != "segments":
+            raise SegmentRuleError(
+                f"unknown top-level key '{key}'",
+                file=file,
+                line=_line(data, key),
+                hint="a segments file holds only 'segments:'",
+            )
+    segments = data["segments"]
+    if not isinstance(segments, Mapping):
+        raise SegmentRuleError(
+            "'segments' must be a mapping of segment name to rule",
+            file=file,
+            line=_line(data, "segments"),
+        )
+    return parse_segments(segments, fields=fields, source=file)
+
+
+def _field_classes(fields: Mapping[str, FieldType] | None) -> dict[str, str] | None:
+    if fields is None:
+        return None
+    for name, kind in fields.items():
+        if kind not in _FIELD_CLASS:
+            raise SegmentRuleError(
+                f"unknown type '{kind}' for field '{name}'",
+                field=name,
+                hint=f"types are {', '.join(_FIELD_CLASS)}",
+            )
+    return {name: _FIELD_CLASS[kind] for name, kind in fields.items()}
+
+
+def _parse_node(raw: Any, ctx: _Ctx, line: int | None) -> Node:
+    if not isinstance(raw, Mapping):
+        raise ctx.error("a rule must be a mapping: all, any, not, segment or field/op/value", line)
+    line = _line(raw, default=line)
+    if "field" in raw or "op" in raw:
+        return _parse_condition(raw, ctx, line)
+    for key in raw:
+        if key not in _NODE_KEYS:
+            hint = _close(str(key), _NODE_KEYS + _CONDITION_KEYS)
+            raise ctx.error(f"unknown rule key '{key}'", _line(raw, key, line), hint=hint)
+    if len(raw) != 1:
+        raise ctx.error("a rule needs exactly one of all, any, not, segment", line)
+    ((key, value),) = raw.items()
+    key_line = _line(raw, key, line)
+    if key == "not":
+        return Not(_parse_node(value, ctx, key_line))
+    if key == "segment":
+        if not isinstance(value, str) or not value:
+            raise ctx.error("'segment' needs a segment name", key_line)
+        return SegmentRef(value, key_line)
+    if not isinstance(value, list) or not value:
+        raise ctx.error(f"'{key}' needs a non-empty list of rules", key_line)
+    children = tuple(
+        _parse_node(item, ctx, _item_line(value, i, key_line)) for i, item in enumerate(value)
+    )
+    return AllOf(children) if key == "all" else AnyOf(children)
+
+
+def _parse_condition(raw: Mapping[str, Any], ctx: _Ctx, line: int | None) -> Condition:
+    for key in raw:
+        if key not in _CONDITION_KEYS:
+            hint = _close(str(key), _CONDITION_KEYS)
+            raise ctx.error(f"unknown condition key '{key}'", _line(raw, key, line), hint=hint)
+    field, op = raw.get("field"), raw.get("op")
+    if not isinstance(field, str) or not field:
+        raise ctx.error("a condition needs a 'field' name", _line(raw, "field", line))
+    if not isinstance(op, str) or op not in _OPS:
+        hint = _close(str(op), _OPS) or f"operators are {', '.join(_OPS)}"
+        raise ctx.error(f"unknown operator '{op}'", _line(raw, "op", line), field=field, hint=hint)
+    known = _known_class(field, ctx, _line(raw, "field", line))
+    if known is not None and known not in _OPS[op][1]:
+        message = f"operator '{op}' does not apply to {_CLASS_NAME[known]} field '{field}'"
+        raise ctx.error(message, _line(raw, "op", line), field=field)
+    value_line = _line(raw, "value", line)
+    if (_OPS[op][0] == "none") == ("value" in raw):
+        needs = "takes no value" if "value" in raw else "needs a value"
+        raise ctx.error(f"operator '{op}' {needs}", value_line, field=field)
+    try:
+        compiled = _compile_value(op, raw.get("value"), known)
+    except _BadValue as exc:
+        raise ctx.error(f"bad value for '{op}': {exc}", value_line, field=field) from None
+    if known is not None and compiled and known not in compiled["classes"]:
+        message = f"the value of '{op}' does not match the {_CLASS_NAME[known]} field '{field}'"
+        raise ctx.error(message, value_line, field=field)
+    return Condition(field=field, op=op, line=line, **compiled)
+
+
+def _known_class(field: str, ctx: _Ctx, line: int | None) -> str | None:
+    if ctx.fields is None:
+        return None
+    if field not in ctx.fields:
+        raise ctx.error(
+            f"unknown field '{field}'", line, field=field, hint=_close(field, ctx.fields)
+        )
+    return ctx.fields[field]
+
+
+def _compile_value(op: str, raw: Any, known: str | None) -> dict[str, Any]:
+    """The Condition attributes for ``op``'s value; raises _BadValue."""
+    shape, applies = _OPS[op]
+    if shape == "none":
+        return {}
+    if shape == "window":
+        return {"value": raw, "window": _parse_window(raw), "classes": _DT}
+    if shape in ("list", "pair"):
+        values, cls = _scalars(raw, known, 2 if shape == "pair" else None)
+    else:
+        value, cls = _scalar(raw, "dt" if shape == "when" else known)
+        values = (value,)
+    if shape == "member":
+        if cls == "dt":
+            raise _BadValue("expected a string, number or boolean")
+        classes = frozenset({"str", "list"} if cls == "str" else {"list"})
+        return {"value": values[0], "operands": values, "classes": classes}
+    if cls not in applies:
+        wanted = " or ".join(sorted(_CLASS_NAME[c] for c in applies))
+        raise _BadValue(f"expected a {wanted}, got a {_CLASS_NAME[cls]}")
+    if shape == "pair" and values[0] > values[1]:
+        raise _BadValue("the low end of 'between' is above the high end")
+    shown = values if shape in ("list", "pair") else values[0]
+    compiled = {"value": shown, "operands": values, "classes": frozenset({cls})}
+    if shape == "regex":
+        compiled["pattern"] = _compile_regex(values[0])
+    return compiled
+
+
+def _scalar(raw: Any, known: str | None) -> tuple[Any, str]:
+    """A rule value and its class; strings become dates where a date is expected."""
+    if isinstance(raw, bool):
+        return raw, "bool"
+    if isinstance(raw, int | float):
+        if raw != raw:
+            raise _BadValue("NaN is not a value")
+        return raw, "num"
+    if isinstance(raw, date):
+        return _as_utc(raw), "dt"
+    if isinstance(raw, str) and raw:
+        return (_parse_when(raw), "dt") if known == "dt" else (raw, "str")
+    raise _BadValue("expected a non-empty string, a number, a boolean or a date")
+
+
+def _scalars(raw: Any, known: str | None, size: int | None) -> tuple[tuple[Any, ...], str]:
+    if not isinstance(raw, list) or not raw or (size is not None and len(raw) != size):
+        raise _BadValue("expected a [low, high] list" if size else "expected a non-empty list")
+    pairs = [_scalar(item, known) for item in raw]
+    classes = {cls for _, cls in pairs}
+    if len(classes) > 1:
+        raise _BadValue("the list mixes types")
+    return tuple(value for value, _ in pairs), classes.pop()
+
+
+def _compile_regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise _BadValue(f"invalid regular expression: {exc.msg}") from None
+
+
+def _parse_window(raw: Any) -> timedelta:
+    """``30m``, ``24h``, ``7d``, ``2w`` -> timedelta (m is minutes)."""
+    found = _WINDOW.fullmatch(raw) if isinstance(raw, str) else None
+    if found is None or int(found.group(1)) == 0:
+        raise _BadValue("expected a positive window like 30m, 24h, 7d or 2w")
+    try:
+        return timedelta(**{_WINDOW_UNITS[found.group(2)]: int(found.group(1))})
+    except OverflowError:
+        raise _BadValue("the window is too long") from None
+
+
+def _parse_when(text: str) -> datetime:
+    try:
+        return _as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise _BadValue(f"'{text}' is not an ISO date or datetime") from None
+
+
+def _as_utc(value: date) -> datetime:
+    """A date or datetime as an aware UTC datetime (naive means UTC)."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _walk(node: Node) -> Iterator[Node]:
+    yield node
+    if isinstance(node, AllOf | AnyOf):
+        for child in node.children:
+            yield from _walk(child)
+    elif isinstance(node, Not):
+        yield from _walk(node.child)
+
+
+def _check_references(segments: Mapping[str, Segment]) -> None:
+    """Every ``segment:`` reference exists and none closes a cycle."""
+    refs = {
+        name: [n for n in _walk(seg.rule) if isinstance(n, SegmentRef)]
+        for name, seg in segments.items()
+    }
+    for name, seg in segments.items():
+        for ref in refs[name]:
+            if ref.name not in segments:
+                raise SegmentRuleError(
+                    f"unknown segment '{ref.name}'",
+                    file=seg.file,
+                    line=ref.line,
+                    hint=_close(ref.name, segments),
+                    segment=name,
+                )
+    done: set[str] = set()
+
+    def visit(path: list[str]) -> None:
+        name = path[-1]
+        for ref in refs[name]:
+            if ref.name in path:
+                cycle = " -> ".join([*path[path.index(ref.name) :], ref.name])
+                raise SegmentRuleError(
+                    f"segment reference cycle: {cycle}",
+                    file=segments[name].file,
+                    line=ref.line,
+                    segment=name,
+                )
+            if ref.name not in done:
+                visit([*path, ref.name])
+        done.add(name)
+
+    for name in segments:
+        if name not in done:
+            visit([name])
+
+
+# --- the segment set ------------------------------------------------------------
+
+
+class SegmentSet:
+    """Compiled segments, evaluated over a whole frame or one profile."""
+
+    def __init__(self, segments: Mapping[str, Segment]) -> None:
+        self._segments = dict(segments)
+
+    @property
+    def names(self) -> list[str]:
+        """Segment names, in file order."""
+        return list(self._segments)
+
+    def __getitem__(self, name: str) -> Segment:
+        return self._segments[name]
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    def __repr__(self) -> str:
+        return f"SegmentSet({self.names!r})"
+
+    def fields_used(self) -> set[str]:
+        """Every profile field some condition reads."""
+        return {
+            node.field
+            for segment in self._segments.values()
+            for node in _walk(segment.rule)
+            if isinstance(node, Condition)
+        }
+
+    def evaluate_frame(self, df: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+        """One bool column per segment, same index as ``df``, computed column-wise.
+
+        A field missing from ``df`` counts as missing on every row.
+        """
+        as_of = _as_utc(as_of)
+        columns: dict[str, _Column] = {}
+
+        def leaf(cond: Condition) -> np.ndarray:
+            if cond.field not in columns:
+                columns[cond.field] = _column(df, cond.field)
+            return _match_column(cond, columns[cond.field], as_of)
+
+        results = self._evaluate(leaf)
+        return pd.DataFrame(
+            {name: np.asarray(value, dtype=bool) for name, value in results.items()},
+            index=df.index,
+        )
+
+    def evaluate_profile(self, profile: Mapping[str, Any], as_of: datetime) -> dict[str, bool]:
+        """Segment name -> membership for one profile given as a plain dict."""
+        as_of = _as_utc(as_of)
+        results = self._evaluate(lambda cond: _match_value(cond, profile.get(cond.field), as_of))
+        return {name: bool(value) for name, value in results.items()}
+
+    def explain_profile(
+        self, name: str, profile: Mapping[str, Any], as_of: datetime
+    ) -> list[dict[str, Any]]:
+        """Each condition behind segment ``name`` (and the segments it uses), tested.
+
+        The rows hold the profile's actual values: show them to the user who
+        asked, never put them in logs or errors.
+        """
+        if name not in self._segments:
+            hint = _close(name, self._segments)
+            raise SegmentRuleError(f"unknown segment '{name}'", hint=hint, segment=name)
+        as_of = _as_utc(as_of)
+        rows: list[dict[str, Any]] = []
+        pending, seen = [name], {name}
+        while pending:
+            segment = self._segments[pending.pop(0)]
+            for node in _walk(segment.rule):
+                if isinstance(node, SegmentRef) and node.name not in seen:
+                    seen.add(node.name)
+                    pending.append(node.name)
+                elif isinstance(node, Condition):
+                    rows.append(_explain_row(segment.name, node, profile, as_of))
+        return rows
+
+    def _evaluate(self, leaf: Callable[[Condition], Any]) -> dict[str, Any]:
+        """Evaluate every segment, ``leaf`` deciding conditions (bools or bool arrays)."""
+        memo: dict[str, Any] = {}
+
+        def node_value(node: Node) -> Any:
+            if isinstance(node, Condition):
+                return leaf(node)
+            if isinstance(node, SegmentRef):
+                return segment_value(node.name)
+            if isinstance(node, Not):
+                return np.logical_not(node_value(node.child))
+            combine = operator.and_ if isinstance(node, AllOf) else operator.or_
+            return reduce(combine, (node_value(child) for child in node.children))
+
+        def segment_value(name: str) -> Any:
+            if name not in memo:
+                memo[name] = node_value(self._segments[name].rule)
+            return memo[name]
+
+        return {name: segment_value(name) for name in self._segments}
+
+
+def _explain_row(
+    segment: str, cond: Condition, profile: Mapping[str, Any], as_of: datetime
+) -> dict[str, Any]:
+    actual = profile.get(cond.field)
+    return {
+        "segment": segment,
+        "field": cond.field,
+        "op": cond.op,
+        "threshold": cond.value,
+        "actual": actual,
+        "matched": _match_value(cond, actual, as_of),
+        "line": cond.line,
+    }
+
+
+# --- evaluation: one kernel per operator, shared by scalars and arrays -----------
+
+_Kernel = Callable[[Any, tuple[Any, ...]], Any]
+_KERNELS: dict[str, _Kernel] = {
+    "eq": lambda x, a: x == a[0],
+    "ne": lambda x, a: x != a[0],
+    "lt": lambda x, a: x < a[0],
+    "lte": lambda x, a: x <= a[0],
+    "gt": lambda x, a: x > a[0],
+    "gte": lambda x, a: x >= a[0],
+    "before": lambda x, a: x < a[0],
+    "after": lambda x, a: x > a[0],
+    "older_than": lambda x, a: x < a[0],
+    "between": lambda x, a: (x >= a[0]) & (x <= a[1]),
+    "within": lambda x, a: (x >= a[0]) & (x <= a[1]),
+    "in": lambda x, a: reduce(operator.or_, (x == v for v in a)),
+    "not_in": lambda x, a: reduce(operator.and_, (x != v for v in a)),
+}
+_NONE_TYPES = (type(None), type(pd.NaT), type(pd.NA))
+
+
+def _class_of(kind: type) -> str:
+    """The value class of a Python type: str, num, bool, dt, list, dict, missing, other."""
+    if issubclass(kind, _NONE_TYPES):
+        return "missing"
+    if issubclass(kind, bool | np.bool_):
+        return "bool"
+    if issubclass(kind, str):
+        return "str"
+    if issubclass(kind, date | np.datetime64):
+        return "dt"
+    if issubclass(kind, timedelta | np.timedelta64):
+        return "other"
+    if issubclass(kind, numbers.Real):
+        return "num"
+    if issubclass(kind, list | tuple):
+        return "list"
+    return "dict" if issubclass(kind, Mapping) else "other"
+
+
+def _timestamp(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _datetime64(value: datetime) -> np.datetime64:
+    """An aware datetime as a naive-UTC numpy datetime64, for array comparisons."""
+    return _timestamp(value).tz_localize(None).to_datetime64()
+
+
+def _scalar_view(value: Any) -> tuple[str, Any]:
+    """(class, normalized value) of one profile value; class 'missing' if missing."""
+    cls = _class_of(type(value))
+    if cls in ("list", "dict", "other"):
+        return cls, value
+    if cls == "missing" or (cls == "str" and value == "") or pd.isna(value):
+        return "missing", None
+    return cls, _timestamp(value) if cls == "dt" else value
+
+
+def _match_value(cond: Condition, value: Any, as_of: datetime) -> bool:
+    """Does one profile value satisfy ``cond``?"""
+    cls, value = _scalar_view(value)
+    if cond.op in ("exists", "missing"):
+        return (cls == "missing") == (cond.op == "missing")
+    if cls not in cond.classes:
+        return False
+    operands = _operands(cond, as_of, vector=False)
+    return bool(_apply(cond, cls, value, operands, vector=False))
+
+
+def _operands(cond: Condition, as_of: datetime, *, vector: bool) -> tuple[Any, ...]:
+    found = (as_of - cond.window, as_of) if cond.window is not None else cond.operands
+    if not vector:
+        return found
+    return tuple(_datetime64(v) if isinstance(v, datetime) else v for v in found)
+
+
+def _apply(cond: Condition, cls: str, x: Any, operands: tuple[Any, ...], *, vector: bool) -> Any:
+    """Run ``cond``'s operator on a value (or an array of values) of class ``cls``."""
+    if cond.op in _KERNELS:
+        return _KERNELS[cond.op](x, operands)
+    if cls == "list":
+        hit = _list_contains_vector(x, cond.value) if vector else _list_contains(x, cond.value)
+    else:
+        hit = _text_vector(cond, x) if vector else _text_scalar(cond, x)
+    return np.logical_not(hit) if cond.op == "not_contains" else hit
+
+
+def _text_scalar(cond: Condition, x: str) -> bool:
+    if cond.pattern is not None:
+        return cond.pattern.search(x) is not None
+    return x.startswith(cond.value) if cond.op == "starts_with" else cond.value in x
+
+
+def _list_contains(items: Any, needle: Any) -> bool:
+    """Does the list hold an item of ``needle``'s class equal to it?"""
+    kind = _class_of(type(needle))
+    return any(cls == kind and value == needle for cls, value in map(_scalar_view, items))
+
+
+def _text_vector(cond: Condition, x: np.ndarray) -> np.ndarray:
+    text = pd.Series(x, dtype=object).str
+    if cond.pattern is not None:
+        hit = text.contains(cond.pattern, regex=True)
+    elif cond.op == "starts_with":
+        hit = text.startswith(cond.value)
+    else:
+        hit = text.contains(cond.value, regex=False)
+    return hit.to_numpy(dtype=bool)
+
+
+def _list_contains_vector(lists: np.ndarray, needle: Any) -> np.ndarray:
+    """Which lists hold an item of ``needle``'s class equal to it (via explode)."""
+    exploded = pd.Series(lists, dtype=object).explode()
+    items = _object_column(exploded.to_numpy(dtype=object))
+    hit = np.zeros(len(exploded), dtype=bool)
+    part = items.parts.get(_class_of(type(needle)))
+    if part is not None:
+        hit[part[0]] = part[1] == needle
+    rows = exploded.index.to_numpy()
+    return np.bincount(rows, weights=hit, minlength=len(lists)) > 0
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A frame column split by value class: class -> (row mask, values at those rows)."""
+
+    missing: np.ndarray
+    parts: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+_TYPE_OF = np.frompyfunc(type, 1, 1)
+_CONVERT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "num": lambda v: v,
+    "str": lambda v: v,
+    "list": lambda v: v,
+    "bool": lambda v: v.astype(bool),
+    "dt": lambda v: (
+        pd.to_datetime(pd.Series(v, dtype=object), utc=True).dt.tz_localize(None).to_numpy()
+    ),
+}
+
+
+def _column(df: pd.DataFrame, field: str) -> _Column:
+    """``df[field]`` split by value class; an absent column is all missing."""
+    if field not in df.columns:
+        return _Column(np.ones(len(df), dtype=bool), {})
+    series = df[field]
+    dtype = series.dtype
+    if pdt.is_datetime64_any_dtype(dtype):
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        values = series.to_numpy()
+        return _typed_column("dt", values, np.isnat(values))
+    if pdt.is_bool_dtype(dtype):
+        values = series.to_numpy(dtype=bool, na_value=False)
+        return _typed_column("bool", values, series.isna().to_numpy())
+    if pdt.is_numeric_dtype(dtype) and not pdt.is_complex_dtype(dtype):
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        return _typed_column("num", values, np.isnan(values))
+    return _object_column(series.to_numpy(dtype=object))
+
+
+def _typed_column(cls: str, values: np.ndarray, missing: np.ndarray) -> _Column:
+    present = ~missing
+    return _Column(missing, {cls: (present, values[present])})
+
+
+def _object_column(values: np.ndarray) -> _Column:
+    """Split an object array by the class of each value's type."""
+    types = _TYPE_OF(values) if len(values) else np.empty(0, dtype=object)
+    masks: dict[str, np.ndarray] = {}
+    for kind in pd.unique(types):  # a handful of distinct types, not one per row
+        cls = _class_of(kind)
+        masks[cls] = masks.get(cls, False) | (types == kind)
+    missing = np.asarray(pd.isna(values), dtype=bool) | masks.pop("missing", False)
+    if "str" in masks:
+        empty = np.zeros(len(values), dtype=bool)
+        empty[masks["str"]] = values[masks["str"]] == ""
+        missing |= empty
+    parts = {}
+    for cls, mask in masks.items():
+        present = mask & ~missing
+        if cls in _CONVERT:
+            parts[cls] = (present, _CONVERT[cls](values[present]))
+    return _Column(missing, parts)
+
+
+def _match_column(cond: Condition, column: _Column, as_of: datetime) -> np.ndarray:
+    """Which rows of ``column`` satisfy ``cond``, one class at a time."""
+    if cond.op == "exists":
+        return ~column.missing
+    if cond.op == "missing":
+        return column.missing.copy()
+    operands = _operands(cond, as_of, vector=True)
+    matched = np.zeros(len(column.missing), dtype=bool)
+    for cls in cond.classes:
+        mask, values = column.parts.get(cls, (None, ()))
+        if len(values):
+            matched[mask] = _apply(cond, cls, values, operands, vector=True)
+    return matched
