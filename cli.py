@@ -44,7 +44,9 @@ TOO_MANY_REJECTED = 6
 
 CampaignArg = Annotated[
     Path | None,
-    typer.Argument(help="Campaign YAML file. Default: the shipped demo campaign.", show_default=False),
+    typer.Argument(
+        help="Campaign YAML file. Default: the shipped demo campaign.", show_default=False
+    ),
 ]
 AsOf = Annotated[
     datetime | None,
@@ -71,15 +73,26 @@ def _utc(value: datetime | None) -> datetime | None:
 @app.command()
 def build(
     campaign: CampaignArg = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder. Default: ./out")] = None,
-    as_of: AsOf = None,
-    limit: Annotated[int | None, typer.Option(help="Build only the first N input rows.", min=1)] = None,
-    max_rejected: Annotated[
-        str | None, typer.Option(help="Fail when more rows are rejected: a count (100) or share (5%).")
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder. Default: ./out")
     ] = None,
-    template: Annotated[Path | None, typer.Option(help="Ad-hoc build: an MJML template file.")] = None,
-    profiles: Annotated[Path | None, typer.Option(help="Ad-hoc build: CSV, JSONL or Parquet profiles.")] = None,
-    segments: Annotated[Path | None, typer.Option(help="Ad-hoc build: a segments YAML file.")] = None,
+    as_of: AsOf = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Build only the first N input rows.", min=1)
+    ] = None,
+    max_rejected: Annotated[
+        str | None,
+        typer.Option(help="Fail when more rows are rejected: a count (100) or share (5%)."),
+    ] = None,
+    template: Annotated[
+        Path | None, typer.Option(help="Ad-hoc build: an MJML template file.")
+    ] = None,
+    profiles: Annotated[
+        Path | None, typer.Option(help="Ad-hoc build: CSV, JSONL or Parquet profiles.")
+    ] = None,
+    segments: Annotated[
+        Path | None, typer.Option(help="Ad-hoc build: a segments YAML file.")
+    ] = None,
     subject: Annotated[str, typer.Option(help="Ad-hoc build: the subject (Jinja).")] = "",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -111,9 +124,13 @@ def _drive(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict[str, 
     if options.limit is not None and total is not None:
         total = min(total, options.limit)
     run, progress_events = iter_build(campaign, options)
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("rendered {task.fields[rendered]}, rejected {task.fields[rejected]}"),
-               TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rendered {task.fields[rendered]}, rejected {task.fields[rejected]}"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=err, disable=quiet, transient=False) as bar:
         task = bar.add_task(f"Building {campaign.name}", total=total, rendered=0, rejected=0)
         for step in progress_events:
@@ -131,7 +148,9 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     table.add_row("input rows", str(summary["input_rows"]), "100.0%")
     table.add_row("rendered", str(summary["rendered"]), f"{summary['rendered'] / rows:.1%}")
     if summary.get("holdout"):
-        table.add_row("holdout (not sent)", str(summary["holdout"]), f"{summary['holdout'] / rows:.1%}")
+        table.add_row(
+            "holdout (not sent)", str(summary["holdout"]), f"{summary['holdout'] / rows:.1%}"
+        )
     table.add_row("rejected", str(summary["rejected"]), f"{summary['rejected'] / rows:.1%}")
     for reason, count in summary["rejected_by_reason"].items():
         table.add_row(f"  {reason}", str(count), f"{count / rows:.1%}")
@@ -149,7 +168,8 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
         f"({timing['recipients_per_second']} rows/s); "
         f"{summary['layouts_compiled']} layout(s) compiled. "
         "Reconciled: input rows = rendered + rejected + holdout."
-        if summary["input_rows"] == summary["rendered"] + summary["rejected"] + summary.get("holdout", 0)
+        if summary["input_rows"]
+        == summary["rendered"] + summary["rejected"] + summary.get("holdout", 0)
         else "WARNING: counts do not reconcile"
     )
 
@@ -157,12 +177,19 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
 @app.command()
 def render(
     campaign: CampaignArg = None,
-    profile: Annotated[str, typer.Option("--profile", "-p", help="The recipient id to render.")] = ...,  # type: ignore[assignment]
-    text: Annotated[bool, typer.Option("--text", help="Print the plain-text part instead of HTML.")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+    profile: Annotated[
+        str, typer.Option("--profile", "-p", help="The recipient id to render.")
+    ] = ...,  # type: ignore[assignment]
+    text: Annotated[
+        bool, typer.Option("--text", help="Print the plain-text part instead of HTML.")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file.")
+    ] = None,
     as_of: AsOf = None,
     variant: Annotated[
-        list[str] | None, typer.Option("--variant", help="Force a variant: experiment=variant (repeatable).")
+        list[str] | None,
+        typer.Option("--variant", help="Force a variant: experiment=variant (repeatable)."),
     ] = None,
 ) -> None:
     """Render one recipient's email (subject, preheader and HTML or text) for a designer."""
@@ -179,7 +206,8 @@ def render(
     if output is not None:
         output.write_text(body, encoding="utf-8")
         err.print(f"Wrote {output} ({len(body.encode())} bytes)")
-    header = f"Subject: {email.subject}\nPreheader: {email.preheader}\nSegments: {', '.join(email.segments) or '-'}\n"
+    segments = ", ".join(email.segments) or "-"
+    header = f"Subject: {email.subject}\nPreheader: {email.preheader}\nSegments: {segments}\n"
     if output is None:
         sys.stdout.write(header + "\n" + body)
     else:

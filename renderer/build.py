@@ -73,18 +73,23 @@ class CampaignBuild:
         self.campaign = campaign
         self.options = options or BuildOptions()
         self.as_of = campaign.reference_time(self.options.as_of)
-        self.out = self.options.out or Path(campaign.output.dir)  # relative to the working directory
+        self.out = self.options.out or Path(
+            campaign.output.dir
+        )  # relative to the working directory
         self.summary: dict[str, Any] = {}
         self.runtime: CampaignRuntime | None = None
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
         source = self.campaign.profiles
-        chunks = read_chunks(self.campaign.path(source.path), source.resolved_format, source.chunk_size)
+        chunks = read_chunks(
+            self.campaign.path(source.path), source.resolved_format, source.chunk_size
+        )
         first = next(chunks, None)
         schema = schema_of(self.campaign) or infer_schema(
             first.frame if first else pd.DataFrame(columns=[source.id_field, source.email_field]),
-            source.id_field, source.email_field,
+            source.id_field,
+            source.email_field,
         )
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of)
         validator = make_validator(self.campaign, schema)
@@ -100,8 +105,9 @@ class CampaignBuild:
             writer.abort()
             raise
 
-    def _build_chunk(self, chunk: RawChunk, validator: ProfileValidator, writer: OutputWriter,
-                     state: BuildState) -> None:
+    def _build_chunk(
+        self, chunk: RawChunk, validator: ProfileValidator, writer: OutputWriter, state: BuildState
+    ) -> None:
         assert self.runtime is not None
         runtime = self.runtime
         valid, rejected = validator.validate(chunk)
@@ -109,9 +115,13 @@ class CampaignBuild:
         membership = runtime.segments.evaluate_frame(valid, self.as_of)
         names = list(membership.columns)
         flags = membership.to_numpy()
-        segment_lists = [tuple(n for n, hit in zip(names, row, strict=True) if hit) for row in flags]
+        segment_lists = [
+            tuple(n for n, hit in zip(names, row, strict=True) if hit) for row in flags
+        ]
         records = to_records(valid, runtime.schema.types())
-        batch = ProfileBatch([int(r) for r in valid.index], records, segment_lists, [{} for _ in records])
+        batch = ProfileBatch(
+            [int(r) for r in valid.index], records, segment_lists, [{} for _ in records]
+        )
         result = runtime.render_batch(batch)
         all_rejected = sorted(rejected + result.rejected, key=lambda r: r.row)
         writer.write(result.rendered, all_rejected)
@@ -147,14 +157,25 @@ def make_validator(campaign: Campaign, schema: ProfileSchema) -> ProfileValidato
     emails: frozenset[str] = frozenset()
     ids: frozenset[str] = frozenset()
     if campaign.suppression is not None:
-        values = load_suppression(campaign.path(campaign.suppression.path), campaign.suppression.column)
+        values = load_suppression(
+            campaign.path(campaign.suppression.path), campaign.suppression.column
+        )
         emails, ids = (values, ids) if campaign.suppression.column == "email" else (emails, values)
     consent = campaign.consent.field if campaign.consent else None
     if consent and consent not in schema.fields:
-        raise ConfigError(f"consent field {consent!r} is not a profile field", file=campaign.file,
-                          field=consent, hint="add it to the schema or fix consent.field")
-    return ProfileValidator(schema, file=str(campaign.path(campaign.profiles.path)),
-                            consent_field=consent, suppressed_emails=emails, suppressed_ids=ids)
+        raise ConfigError(
+            f"consent field {consent!r} is not a profile field",
+            file=campaign.file,
+            field=consent,
+            hint="add it to the schema or fix consent.field",
+        )
+    return ProfileValidator(
+        schema,
+        file=str(campaign.path(campaign.profiles.path)),
+        consent_field=consent,
+        suppressed_emails=emails,
+        suppressed_ids=ids,
+    )
 
 
 def parse_max_rejected(text: str) -> tuple[float, bool]:
@@ -165,8 +186,9 @@ def parse_max_rejected(text: str) -> tuple[float, bool]:
             return float(text[:-1]) / 100, True
         return float(int(text)), False
     except ValueError:
-        raise ConfigError(f"--max-rejected {text!r} is neither a count nor a percentage",
-                          hint="write 100 or 5%") from None
+        raise ConfigError(
+            f"--max-rejected {text!r} is neither a count nor a percentage", hint="write 100 or 5%"
+        ) from None
 
 
 def too_many_rejected(summary: dict[str, Any], max_rejected: str | None) -> str | None:
@@ -198,15 +220,21 @@ def _limited(chunks: Iterator[RawChunk], limit: int | None) -> Iterator[RawChunk
             return
         size = len(chunk.frame) + len(chunk.rejections)
         if size > remaining:
-            last_row = sorted([*chunk.frame.index, *(r.row for r in chunk.rejections)])[remaining - 1]
-            chunk = RawChunk(chunk.frame[chunk.frame.index <= last_row],
-                             [r for r in chunk.rejections if r.row <= last_row])
+            last_row = sorted([*chunk.frame.index, *(r.row for r in chunk.rejections)])[
+                remaining - 1
+            ]
+            chunk = RawChunk(
+                chunk.frame[chunk.frame.index <= last_row],
+                [r for r in chunk.rejections if r.row <= last_row],
+            )
             size = remaining
         remaining -= size
         yield chunk
 
 
-def iter_build(campaign: Campaign, options: BuildOptions | None = None) -> tuple[CampaignBuild, Iterator[Progress]]:
+def iter_build(
+    campaign: Campaign, options: BuildOptions | None = None
+) -> tuple[CampaignBuild, Iterator[Progress]]:
     """Start a build; iterate the progress, then read ``build.summary``."""
     build = CampaignBuild(campaign, options)
     return build, build.run()

@@ -162,7 +162,9 @@ def _config_error(exc: ValidationError, data: dict[str, Any], file: str) -> Conf
     if len(problems) == 1:
         line, message = problems[0]
         return ConfigError(message, file=file, line=line, hint=hint)
-    listed = "\n  ".join(f"line {line}: {message}" if line else message for line, message in problems)
+    listed = "\n  ".join(
+        f"line {line}: {message}" if line else message for line, message in problems
+    )
     return ConfigError(f"invalid campaign:\n  {listed}", file=file, hint=hint)
 
 
@@ -192,8 +194,14 @@ def line_of(data: Any, loc: list[Any]) -> int | None:
     return line
 
 
-def adhoc_campaign(template: Path, profiles: Path, segments: Path | None = None, *,
-                   subject: str = "", preheader: str = "") -> Campaign:
+def adhoc_campaign(
+    template: Path,
+    profiles: Path,
+    segments: Path | None = None,
+    *,
+    subject: str = "",
+    preheader: str = "",
+) -> Campaign:
     """A campaign for ``build --template --profiles``: schema inferred, no consent rules."""
     template = template.resolve()
     folder = template.parent
@@ -204,8 +212,10 @@ def adhoc_campaign(template: Path, profiles: Path, segments: Path | None = None,
         "preheader": preheader,
         "profiles": {"path": str(profiles.resolve())},
         "segments": str(segments.resolve()) if segments else None,
-        "paths": {"templates": [str(folder)],
-                  "blocks": [str(folder / "blocks"), str(folder.parent / "blocks")]},
+        "paths": {
+            "templates": [str(folder)],
+            "blocks": [str(folder / "blocks"), str(folder.parent / "blocks")],
+        },
     }
     return campaign_from_mapping(data, base_dir=Path.cwd(), file="<command line>")
 
@@ -213,4 +223,3 @@ def adhoc_campaign(template: Path, profiles: Path, segments: Path | None = None,
 def demo_campaign_path() -> Path:
     """The shipped demo campaign file."""
     return shipped_dir("demo") / "campaign.yaml"
-

@@ -41,10 +41,17 @@ _BLANK_LINES_RE = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 class RecipientError(Exception):
     """A recipient cannot be rendered (rejected with a reason, not fatal)."""
 
-    def __init__(self, reason: str, field: str | None, file: str | None, line: int | None,
-                 detail: str) -> None:
+    def __init__(
+        self, reason: str, field: str | None, file: str | None, line: int | None, detail: str
+    ) -> None:
         super().__init__(detail)
-        self.reason, self.field, self.file, self.line, self.detail = reason, field, file, line, detail
+        self.reason, self.field, self.file, self.line, self.detail = (
+            reason,
+            field,
+            file,
+            line,
+            detail,
+        )
 
     def __reduce__(self) -> Any:
         return (RecipientError, (self.reason, self.field, self.file, self.line, self.detail))
@@ -126,14 +133,17 @@ class CompiledTemplate:
         try:
             shape = self.shape(self.shape_key(context))
         except UndefinedError as exc:
-            raise RecipientError("missing_field", None, self.assembled.file, None, str(exc)) from None
+            raise RecipientError(
+                "missing_field", None, self.assembled.file, None, str(exc)
+            ) from None
         html = _render(shape, shape.html, context)
         text = _BLANK_LINES_RE.sub("\n\n", _render(shape, shape.text, context))
         return html, text
 
 
-def _compile(env: SandboxedEnvironment, source: str, filename: str,
-             line_map: list[tuple[int, Token]]) -> Template:
+def _compile(
+    env: SandboxedEnvironment, source: str, filename: str, line_map: list[tuple[int, Token]]
+) -> Template:
     try:
         code = env.compile(source, name=filename, filename=filename)
     except TemplateSyntaxError as exc:
@@ -231,6 +241,7 @@ def conditional_column_css(html: str, protected: Protected, origin: Token) -> st
 
 # -- shapes ---------------------------------------------------------------------------------
 
+
 def shape_source(tree: Sequence[Node], tokens: Sequence[Token]) -> str | None:
     """Jinja source whose output is the shape key; None when the layout is static."""
     if not _has_shape(tree):
@@ -240,7 +251,9 @@ def shape_source(tree: Sequence[Node], tokens: Sequence[Token]) -> str | None:
 
 def _has_shape(nodes: Sequence[Node]) -> bool:
     for node in nodes:
-        if isinstance(node, IfNode) and (node.shape or _has_shape([c for _, k in node.branches for c in k])):
+        if isinstance(node, IfNode) and (
+            node.shape or _has_shape([c for _, k in node.branches for c in k])
+        ):
             return True
         if isinstance(node, ForNode) and node.shape:
             return True
@@ -310,8 +323,9 @@ def _parse_scope(key: str, pos: int, stop: str) -> tuple[Scope, int]:
     return scope, pos
 
 
-def expand(nodes: Sequence[Node], tokens: Sequence[Token], contexts: Sequence[Context],
-           scope: Scope) -> list[Atom]:
+def expand(
+    nodes: Sequence[Node], tokens: Sequence[Token], contexts: Sequence[Context], scope: Scope
+) -> list[Atom]:
     """Flatten the tree for one shape: shape branches chosen, shape loops unrolled."""
     atoms: list[Atom] = []
     for node in nodes:
@@ -339,8 +353,12 @@ def expand(nodes: Sequence[Node], tokens: Sequence[Token], contexts: Sequence[Co
     return atoms
 
 
-def _unroll(node: ForNode, tokens: Sequence[Token], contexts: Sequence[Context],
-            state: tuple[list[Scope], Scope | None] | None) -> list[Atom]:
+def _unroll(
+    node: ForNode,
+    tokens: Sequence[Token],
+    contexts: Sequence[Context],
+    state: tuple[list[Scope], Scope | None] | None,
+) -> list[Atom]:
     if state is None:
         return []
     iterations, otherwise = state
@@ -364,8 +382,9 @@ def _atom(tokens: Sequence[Token], contexts: Sequence[Context], index: int) -> A
     return Atom(token.kind, token.text, contexts[index], token)
 
 
-def compile_template(assembled: AssembledTemplate, env: SandboxedEnvironment,
-                     text_env: SandboxedEnvironment) -> CompiledTemplate:
+def compile_template(
+    assembled: AssembledTemplate, env: SandboxedEnvironment, text_env: SandboxedEnvironment
+) -> CompiledTemplate:
     """Compile an assembled template; the static shape is compiled eagerly."""
     tokens = assembled.tokens
     contexts = classify(tokens)
@@ -377,7 +396,9 @@ def compile_template(assembled: AssembledTemplate, env: SandboxedEnvironment,
         try:
             shape_template = env.from_string(source)
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {exc.message}", file=assembled.file) from None
+            raise TemplateError(
+                f"template syntax error: {exc.message}", file=assembled.file
+            ) from None
         shape_template.filename = filename
     compiled = CompiledTemplate(assembled, env, text_env, tokens, contexts, tree, shape_template)
     if source is None:
@@ -398,7 +419,9 @@ def inline_calls(text: str) -> str:
     Same meaning, but no sandboxed function call per use: these run dozens of
     times per recipient.
     """
-    text = _IN_SEGMENT_CALL_RE.sub(lambda m: f"({m.group(1)}{m.group(2)}{m.group(1)} in segments)", text)
+    text = _IN_SEGMENT_CALL_RE.sub(
+        lambda m: f"({m.group(1)}{m.group(2)}{m.group(1)} in segments)", text
+    )
 
     def fields(match: re.Match[str]) -> str:
         names = re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)'", match.group(1))

@@ -106,7 +106,9 @@ def has_fields(ctx: Context, *names: str) -> bool:
     return all(not is_missing(ctx.get(name)) for name in names)
 
 
-def make_environment(missing: MissingPolicy = "reject", *, text: bool = False) -> SandboxedEnvironment:
+def make_environment(
+    missing: MissingPolicy = "reject", *, text: bool = False
+) -> SandboxedEnvironment:
     """A sandboxed environment with mailsmith's filters and globals.
 
     ``text=True`` gives the environment for plain-text parts and subjects (no
@@ -133,4 +135,3 @@ def undefined_name(exc: UndefinedError) -> str | None:
     if " has no attribute '" in text:
         return text.rsplit(" has no attribute '", 1)[1].rstrip("'")
     return None
-

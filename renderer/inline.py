@@ -45,4 +45,7 @@ def premailer_inline(html: str) -> str:
         )
 
 
-INLINERS: dict[str, Callable[[str], str]] = {"css-inline": inline_css, "premailer": premailer_inline}
+INLINERS: dict[str, Callable[[str], str]] = {
+    "css-inline": inline_css,
+    "premailer": premailer_inline,
+}

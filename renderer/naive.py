@@ -20,8 +20,12 @@ from .source import AssembledTemplate
 class NaivePipeline:
     """Render one recipient by running every stage for that recipient."""
 
-    def __init__(self, assembled: AssembledTemplate, env: SandboxedEnvironment,
-                 inliner: Callable[[str], str] = inline_css) -> None:
+    def __init__(
+        self,
+        assembled: AssembledTemplate,
+        env: SandboxedEnvironment,
+        inliner: Callable[[str], str] = inline_css,
+    ) -> None:
         self.assembled = assembled
         source = "".join(t.text for t in assembled.tokens)
         self.template: Template = env.from_string(source)

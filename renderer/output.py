@@ -41,8 +41,12 @@ class OutputWriter:
         self.staging.mkdir(parents=True)
         (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
         self.text = text
-        self._manifest: IO[str] = (self.staging / "manifest.jsonl").open("w", encoding="utf-8", newline="\n")
-        self._errors: IO[str] = (self.staging / "errors.jsonl").open("w", encoding="utf-8", newline="\n")
+        self._manifest: IO[str] = (self.staging / "manifest.jsonl").open(
+            "w", encoding="utf-8", newline="\n"
+        )
+        self._errors: IO[str] = (self.staging / "errors.jsonl").open(
+            "w", encoding="utf-8", newline="\n"
+        )
         self._dirs: set[Path] = set()
 
     def write(self, rendered: Iterable[Rendered], rejected: Iterable[Rejection]) -> None:
@@ -52,22 +56,42 @@ class OutputWriter:
         for rejection in rejected:
             self._errors.write(dumps(rejection.to_dict()) + "\n")
 
-    def write_holdout(self, row: int, recipient_id: str, email: str, segments: Iterable[str],
-                      variants: dict[str, str | None]) -> None:
-        entry = {"id": recipient_id, "row": row, "email": email, "segments": list(segments),
-                 "variants": variants, "holdout": True}
+    def write_holdout(
+        self,
+        row: int,
+        recipient_id: str,
+        email: str,
+        segments: Iterable[str],
+        variants: dict[str, str | None],
+    ) -> None:
+        entry = {
+            "id": recipient_id,
+            "row": row,
+            "email": email,
+            "segments": list(segments),
+            "variants": variants,
+            "holdout": True,
+        }
         self._manifest.write(dumps(entry) + "\n")
 
     def _write_recipient(self, item: Rendered) -> dict[str, Any]:
         html_path = Path("html") / item.key[:2] / f"{item.key}.html"
         entry: dict[str, Any] = {
-            "id": item.id, "row": item.row, "email": item.email, "key": item.key,
-            "segments": list(item.segments), "variants": dict(item.variants), "holdout": False,
-            "subject": item.subject, "preheader": item.preheader,
+            "id": item.id,
+            "row": item.row,
+            "email": item.email,
+            "key": item.key,
+            "segments": list(item.segments),
+            "variants": dict(item.variants),
+            "holdout": False,
+            "subject": item.subject,
+            "preheader": item.preheader,
         }
         entry.update(self._file("html", html_path, item.html))
         if self.text:
-            entry.update(self._file("text", Path("text") / item.key[:2] / f"{item.key}.txt", item.text))
+            entry.update(
+                self._file("text", Path("text") / item.key[:2] / f"{item.key}.txt", item.text)
+            )
         entry["warnings"] = list(item.warnings)
         return entry
 
@@ -79,8 +103,11 @@ class OutputWriter:
             self._dirs.add(target.parent)
         with open(target, "wb") as handle:
             handle.write(data)
-        return {kind: relative.as_posix(), f"{kind}_bytes": len(data),
-                f"{kind}_sha256": hashlib.sha256(data).hexdigest()}
+        return {
+            kind: relative.as_posix(),
+            f"{kind}_bytes": len(data),
+            f"{kind}_sha256": hashlib.sha256(data).hexdigest(),
+        }
 
     def commit(self, summary: dict[str, Any]) -> Path:
         """Write the summary and swap the staging folder into place."""
@@ -114,5 +141,5 @@ def _check_replaceable(out: Path) -> None:
         raise OutputError(
             "output folder is not empty and does not hold a mailsmith build",
             file=str(out),
-            hint="choose another --out, or empty the folder; mailsmith never overwrites other files",
+            hint="choose another --out or empty the folder; mailsmith never overwrites other files",
         )

@@ -55,7 +55,8 @@ def protect(atoms: Sequence[Atom]) -> Protected:
             if MARKER_RE.search(atom.text):
                 raise TemplateError(
                     "the text 'MSJ<digits>Z' is reserved by mailsmith",
-                    file=atom.origin.file, line=atom.origin.line,
+                    file=atom.origin.file,
+                    line=atom.origin.line,
                 )
             pieces.append(atom.text)
             continue

@@ -15,8 +15,13 @@ from .campaign import Campaign
 from .runtime import CampaignRuntime, ProfileBatch, Rendered, schema_of
 
 
-def render_profile(campaign: Campaign, profile_id: str, *, as_of: datetime | None = None,
-                   variants: Mapping[str, str] | None = None) -> Rendered:
+def render_profile(
+    campaign: Campaign,
+    profile_id: str,
+    *,
+    as_of: datetime | None = None,
+    variants: Mapping[str, str] | None = None,
+) -> Rendered:
     """Render the email the build would give ``profile_id`` (optionally forcing variants).
 
     A profile the build would reject raises :class:`ProfileDataError` with the
@@ -39,14 +44,21 @@ def render_profile(campaign: Campaign, profile_id: str, *, as_of: datetime | Non
             if rejection.id == profile_id:
                 raise ProfileDataError(
                     f"profile {profile_id!r} is rejected: {rejection.detail}",
-                    file=str(path), line=None, field=rejection.field, row=rejection.row,
+                    file=str(path),
+                    line=None,
+                    field=rejection.field,
+                    row=rejection.row,
                 )
         ids = valid[source.id_field].astype(str)
         match = valid[ids == profile_id]
         if len(match):
             return _render(runtime, match.iloc[:1], variants or {})
-    raise ProfileDataError(f"no profile with id {profile_id!r}", file=str(path), field=source.id_field,
-                           hint="check the id, or the profiles.id_field of the campaign")
+    raise ProfileDataError(
+        f"no profile with id {profile_id!r}",
+        file=str(path),
+        field=source.id_field,
+        hint="check the id, or the profiles.id_field of the campaign",
+    )
 
 
 def _render(runtime: CampaignRuntime, frame: pd.DataFrame, variants: Mapping[str, str]) -> Rendered:
@@ -57,6 +69,9 @@ def _render(runtime: CampaignRuntime, frame: pd.DataFrame, variants: Mapping[str
     result = runtime.render_batch(batch)
     if result.rejected:
         rejection = result.rejected[0]
-        raise ProfileDataError(f"profile cannot be rendered: {rejection.detail}", field=rejection.field,
-                               row=rejection.row)
+        raise ProfileDataError(
+            f"profile cannot be rendered: {rejection.detail}",
+            field=rejection.field,
+            row=rejection.row,
+        )
     return result.rendered[0]

@@ -126,8 +126,11 @@ class CampaignRuntime:
         try:
             template = self.text_env.from_string(source)
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"{key}: template syntax error: {exc.message}", file=self.campaign.file,
-                                line=self._line(key)) from None
+            raise TemplateError(
+                f"{key}: template syntax error: {exc.message}",
+                file=self.campaign.file,
+                line=self._line(key),
+            ) from None
         return template
 
     def _line(self, key: str) -> int | None:
@@ -137,8 +140,9 @@ class CampaignRuntime:
             self._lines = {k: data.line_of(k) for k in data} if isinstance(data, LineDict) else {}
         return self._lines.get(key)
 
-    def context(self, record: Mapping[str, Any], segments: Sequence[str],
-                variants: Mapping[str, str | None]) -> dict[str, Any]:
+    def context(
+        self, record: Mapping[str, Any], segments: Sequence[str], variants: Mapping[str, str | None]
+    ) -> dict[str, Any]:
         """The Jinja context for one recipient."""
         context = dict(record)
         context.update(self.globals)
@@ -149,8 +153,9 @@ class CampaignRuntime:
         context["variants"] = variants
         return context
 
-    def full_context(self, record: Mapping[str, Any], segments: Sequence[str],
-                     variants: Mapping[str, str | None]) -> dict[str, Any]:
+    def full_context(
+        self, record: Mapping[str, Any], segments: Sequence[str], variants: Mapping[str, str | None]
+    ) -> dict[str, Any]:
         """The context plus the rendered subject, preheader and unsubscribe URL."""
         context = self.context(record, segments, variants)
         subject, preheader, unsubscribe = self._render_headers(context)
@@ -160,8 +165,13 @@ class CampaignRuntime:
             context["unsubscribe_url"] = unsubscribe.strip()
         return context
 
-    def render_one(self, row: int, record: Mapping[str, Any], segments: Sequence[str],
-                   variants: Mapping[str, str | None]) -> Rendered:
+    def render_one(
+        self,
+        row: int,
+        record: Mapping[str, Any],
+        segments: Sequence[str],
+        variants: Mapping[str, str | None],
+    ) -> Rendered:
         """Render one recipient; RecipientError when the recipient must be rejected."""
         context = self.full_context(record, segments, variants)
         html, text = self.template.render(context)
@@ -172,11 +182,17 @@ class CampaignRuntime:
         if not context["subject"]:
             warnings.append("subject is empty")
         return Rendered(
-            row=row, id=recipient_id, email=str(context["email"]),
+            row=row,
+            id=recipient_id,
+            email=str(context["email"]),
             key=recipient_key(self.campaign.name, recipient_id),
-            segments=tuple(segments), variants=dict(variants),
-            subject=context["subject"], preheader=context["preheader"],
-            html=html, text=text, warnings=tuple(warnings),
+            segments=tuple(segments),
+            variants=dict(variants),
+            subject=context["subject"],
+            preheader=context["preheader"],
+            html=html,
+            text=text,
+            warnings=tuple(warnings),
         )
 
     def _render_headers(self, context: Mapping[str, Any]) -> list[str]:
@@ -193,11 +209,19 @@ class CampaignRuntime:
         except UndefinedError as exc:
             name = undefined_name(exc)
             line = self._line(key)
-            raise RecipientError("missing_field", name, self.campaign.file, line,
-                                 f"{self.campaign.file}:{line}: {key}: '{name}' is undefined") from None
+            raise RecipientError(
+                "missing_field",
+                name,
+                self.campaign.file,
+                line,
+                f"{self.campaign.file}:{line}: {key}: '{name}' is undefined",
+            ) from None
         except SecurityError as exc:
-            raise TemplateError(f"{key}: unsafe template code refused by the sandbox: {exc}",
-                                file=self.campaign.file, line=self._line(key)) from None
+            raise TemplateError(
+                f"{key}: unsafe template code refused by the sandbox: {exc}",
+                file=self.campaign.file,
+                line=self._line(key),
+            ) from None
 
     def render_batch(self, batch: ProfileBatch) -> BatchResult:
         """Render a batch: every profile comes back rendered or rejected with a reason."""
@@ -211,8 +235,12 @@ class CampaignRuntime:
             except RecipientError as exc:
                 if self.campaign.missing_token == "error" and exc.reason == "missing_field":
                     raise UndefinedFieldError(
-                        f"'{exc.field}' is undefined", file=exc.file, line=exc.line, field=exc.field,
-                        recipient=record.get(id_field), row=row,
+                        f"'{exc.field}' is undefined",
+                        file=exc.file,
+                        line=exc.line,
+                        field=exc.field,
+                        recipient=record.get(id_field),
+                        row=row,
                         hint="add a fallback: {{ field | fallback('...') }}, or set missing_token",
                     ) from None
                 result.rejected.append(
@@ -254,6 +282,8 @@ def _check_segment_names(tokens: Sequence[Any], segments: SegmentSet) -> None:
         for match in _IN_SEGMENT_RE.finditer(token.text):
             if match.group(2) not in known:
                 raise TemplateError(
-                    f"unknown segment {match.group(2)!r}", file=token.file, line=token.line,
+                    f"unknown segment {match.group(2)!r}",
+                    file=token.file,
+                    line=token.line,
                     hint=f"known segments: {', '.join(sorted(known)) or '(none)'}",
                 )

@@ -148,7 +148,9 @@ def split_front_matter(text: str, file: str) -> tuple[LineDict | None, str, int]
     return meta, text[body_start:], text[:body_start].count("\n") + 1
 
 
-def load_block(folders: ContentFolders, name: str, *, file: str | None, line: int | None) -> BlockSpec:
+def load_block(
+    folders: ContentFolders, name: str, *, file: str | None, line: int | None
+) -> BlockSpec:
     """Load ``blocks/<name>.mjml`` and its front matter."""
     path = folders.find_block(name, file=file, line=line)
     text = path.read_text(encoding="utf-8")
@@ -165,15 +167,23 @@ def load_block(folders: ContentFolders, name: str, *, file: str | None, line: in
             )
     fields = meta.get("fields") or []
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-        raise TemplateError("'fields' must be a list of field names", file=str(path), line=_meta_line(meta, "fields"))
+        raise TemplateError(
+            "'fields' must be a list of field names",
+            file=str(path),
+            line=_meta_line(meta, "fields"),
+        )
     show_if = meta.get("show_if")
     if show_if is not None and not isinstance(show_if, str | dict):
         raise TemplateError(
-            "'show_if' must be a segment name or an inline rule", file=str(path), line=_meta_line(meta, "show_if")
+            "'show_if' must be a segment name or an inline rule",
+            file=str(path),
+            line=_meta_line(meta, "show_if"),
         )
     fallback = meta.get("fallback")
     if fallback is not None and not isinstance(fallback, str):
-        raise TemplateError("'fallback' must be a block name", file=str(path), line=_meta_line(meta, "fallback"))
+        raise TemplateError(
+            "'fallback' must be a block name", file=str(path), line=_meta_line(meta, "fallback")
+        )
     return BlockSpec(
         name=str(meta.get("name") or name),
         description=str(meta.get("description") or ""),
@@ -208,7 +218,9 @@ def assemble(folders: ContentFolders, name: str) -> AssembledTemplate:
     return AssembledTemplate(name=name, file=str(path), tokens=spliced, blocks=blocks)
 
 
-def _splice(folders: ContentFolders, tokens: Sequence[Token], blocks: dict[str, BlockSpec], depth: int) -> Iterator[Token]:
+def _splice(
+    folders: ContentFolders, tokens: Sequence[Token], blocks: dict[str, BlockSpec], depth: int
+) -> Iterator[Token]:
     for token in tokens:
         if token.kind == "tag":
             yield from _splice_tag(folders, token, blocks, depth)
@@ -218,7 +230,9 @@ def _splice(folders: ContentFolders, tokens: Sequence[Token], blocks: dict[str, 
             yield token
 
 
-def _splice_tag(folders: ContentFolders, token: Token, blocks: dict[str, BlockSpec], depth: int) -> Iterator[Token]:
+def _splice_tag(
+    folders: ContentFolders, token: Token, blocks: dict[str, BlockSpec], depth: int
+) -> Iterator[Token]:
     keyword = token.keyword
     if keyword in _UNSUPPORTED_TAGS:
         raise TemplateError(
@@ -233,7 +247,9 @@ def _splice_tag(folders: ContentFolders, token: Token, blocks: dict[str, BlockSp
     match = _INCLUDE_RE.fullmatch(token.text.strip())
     if match is None:
         raise TemplateError(
-            "include needs a literal file name", file=token.file, line=token.line,
+            "include needs a literal file name",
+            file=token.file,
+            line=token.line,
             hint="write {% include 'partials/footer.mjml' %}",
         )
     if depth >= MAX_INCLUDE_DEPTH:
@@ -243,7 +259,9 @@ def _splice_tag(folders: ContentFolders, token: Token, blocks: dict[str, BlockSp
     yield from _splice(folders, included, blocks, depth + 1)
 
 
-def _splice_blocks(folders: ContentFolders, token: Token, blocks: dict[str, BlockSpec], depth: int) -> Iterator[Token]:
+def _splice_blocks(
+    folders: ContentFolders, token: Token, blocks: dict[str, BlockSpec], depth: int
+) -> Iterator[Token]:
     text, line, pos = token.text, token.line, 0
     for match in _BLOCK_TAG_RE.finditer(text):
         before = text[pos : match.start()]
@@ -266,7 +284,12 @@ def _splice_blocks(folders: ContentFolders, token: Token, blocks: dict[str, Bloc
 
 
 def _block_chain(
-    folders: ContentFolders, name: str, file: str, line: int, blocks: dict[str, BlockSpec], depth: int
+    folders: ContentFolders,
+    name: str,
+    file: str,
+    line: int,
+    blocks: dict[str, BlockSpec],
+    depth: int,
 ) -> Iterator[Token]:
     """Emit ``{% if show A %}A{% elif show B %}B{% endif %}`` for a block and its fallbacks."""
     chain: list[BlockSpec] = []

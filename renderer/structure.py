@@ -20,16 +20,30 @@ from .errors import TemplateError
 from .source import Token
 
 ENDING = {
-    "mj-text", "mj-button", "mj-table", "mj-raw", "mj-navbar-link", "mj-accordion-title",
-    "mj-accordion-text", "mj-social-element", "mj-title", "mj-preview", "mj-style",
-    "mj-attributes", "mj-breakpoint", "mj-font", "mj-html-attributes",
+    "mj-text",
+    "mj-button",
+    "mj-table",
+    "mj-raw",
+    "mj-navbar-link",
+    "mj-accordion-title",
+    "mj-accordion-text",
+    "mj-social-element",
+    "mj-title",
+    "mj-preview",
+    "mj-style",
+    "mj-attributes",
+    "mj-breakpoint",
+    "mj-font",
+    "mj-html-attributes",
 }
 RCDATA = {"mj-title", "mj-preview"}
 NO_JINJA = {"mj-style", "mj-attributes", "mj-breakpoint", "mj-font", "mj-html-attributes"}
 RAW_PARENTS = {"mj-body", "mj-wrapper", "mj-section", "mj-group", "mj-column", "mj-hero"}
 COUNT_SENSITIVE = {"mj-section", "mj-group"}
 
-_TAG_RE = re.compile(r"""<!--.*?-->|<(/?)([a-zA-Z][\w:.-]*)((?:[^>"']|"[^"]*"|'[^']*')*)>""", re.DOTALL)
+_TAG_RE = re.compile(
+    r"""<!--.*?-->|<(/?)([a-zA-Z][\w:.-]*)((?:[^>"']|"[^"]*"|'[^']*')*)>""", re.DOTALL
+)
 _MARK_RE = re.compile(r"\x00(\d+)\x00")
 
 
@@ -83,7 +97,9 @@ def _structural(stack: list[str]) -> Context:
     return Context("struct", stack[-1] if stack else "")
 
 
-def _content(marked: str, pos: int, name: str, stack: list[str]) -> Iterator[tuple[int, Context], None, int]:  # type: ignore[type-arg]
+def _content(
+    marked: str, pos: int, name: str, stack: list[str]
+) -> Iterator[tuple[int, Context], None, int]:  # type: ignore[type-arg]
     close = re.compile(rf"</{re.escape(name)}\s*>", re.IGNORECASE).search(marked, pos)
     end = close.start() if close else len(marked)
     kind = "forbidden" if name in NO_JINJA else "rcdata" if name in RCDATA else "content"
@@ -111,26 +127,30 @@ def _check(token: Token, context: Context) -> None:
     if context.kind == "forbidden":
         raise TemplateError(
             f"Jinja is not supported inside {where}",
-            file=token.file, line=token.line,
+            file=token.file,
+            line=token.line,
             hint="keep <mj-head>, <mj-style> and <mj-attributes> static; personalize the body",
         )
     if token.kind == "tag" and context.kind == "attr":
         raise TemplateError(
             "a {% %} tag cannot stand inside an attribute",
-            file=token.file, line=token.line,
+            file=token.file,
+            line=token.line,
             hint="use an inline expression such as {{ 'a' if cond else 'b' }}",
         )
     if context.kind == "struct":
         if token.kind == "var":
             raise TemplateError(
                 f"{{{{ }}}} output directly inside {where} would be dropped by MJML",
-                file=token.file, line=token.line,
+                file=token.file,
+                line=token.line,
                 hint="put the expression inside a content element such as <mj-text>",
             )
         if context.parent not in RAW_PARENTS:
             raise TemplateError(
                 f"control flow directly inside {where} is not supported",
-                file=token.file, line=token.line,
+                file=token.file,
+                line=token.line,
                 hint="wrap whole <mj-section>, <mj-column> or content elements instead",
             )
 
@@ -191,41 +211,60 @@ def parse_tree(tokens: Sequence[Token], contexts: Sequence[Context]) -> list[Nod
         opener = stack[-1][0]
         first = opener.branches[0][0] if isinstance(opener, IfNode) else opener.start
         raise TemplateError(
-            f"'{tokens[first].keyword}' is never closed", file=tokens[first].file, line=tokens[first].line
+            f"'{tokens[first].keyword}' is never closed",
+            file=tokens[first].file,
+            line=tokens[first].line,
         )
     _mark_shapes(root, contexts, tokens, counter=[0])
     return root
 
 
-def _same_place(tokens: Sequence[Token], contexts: Sequence[Context], first: int, other: int) -> None:
+def _same_place(
+    tokens: Sequence[Token], contexts: Sequence[Context], first: int, other: int
+) -> None:
     if contexts[first] != contexts[other]:
         raise TemplateError(
             f"'{tokens[other].keyword}' is in a different MJML element than its "
             f"'{tokens[first].keyword}' (line {tokens[first].line})",
-            file=tokens[other].file, line=tokens[other].line,
+            file=tokens[other].file,
+            line=tokens[other].line,
             hint="each branch must wrap whole MJML elements",
         )
 
 
-def _branch(stack: list[tuple[IfNode | ForNode, list[Node]]], index: int, keyword: str,
-            tokens: Sequence[Token], contexts: Sequence[Context]) -> list[Node]:
+def _branch(
+    stack: list[tuple[IfNode | ForNode, list[Node]]],
+    index: int,
+    keyword: str,
+    tokens: Sequence[Token],
+    contexts: Sequence[Context],
+) -> list[Node]:
     token = tokens[index]
     if not stack:
-        raise TemplateError(f"'{keyword}' outside of an if or for", file=token.file, line=token.line)
+        raise TemplateError(
+            f"'{keyword}' outside of an if or for", file=token.file, line=token.line
+        )
     node = stack[-1][0]
     if isinstance(node, IfNode):
         _same_place(tokens, contexts, node.branches[0][0], index)
         node.branches.append((index, []))
         return node.branches[-1][1]
     if keyword == "elif" or node.else_tag is not None:
-        raise TemplateError(f"unexpected '{keyword}' in a for loop", file=token.file, line=token.line)
+        raise TemplateError(
+            f"unexpected '{keyword}' in a for loop", file=token.file, line=token.line
+        )
     _same_place(tokens, contexts, node.start, index)
     node.else_tag = index
     return node.else_body
 
 
-def _close(stack: list[tuple[IfNode | ForNode, list[Node]]], index: int, keyword: str,
-           tokens: Sequence[Token], contexts: Sequence[Context]) -> list[Node]:
+def _close(
+    stack: list[tuple[IfNode | ForNode, list[Node]]],
+    index: int,
+    keyword: str,
+    tokens: Sequence[Token],
+    contexts: Sequence[Context],
+) -> list[Node]:
     token = tokens[index]
     expected = IfNode if keyword == "endif" else ForNode
     if not stack or not isinstance(stack[-1][0], expected):
@@ -237,8 +276,9 @@ def _close(stack: list[tuple[IfNode | ForNode, list[Node]]], index: int, keyword
     return parent
 
 
-def _mark_shapes(nodes: list[Node], contexts: Sequence[Context], tokens: Sequence[Token],
-                 counter: list[int]) -> bool:
+def _mark_shapes(
+    nodes: list[Node], contexts: Sequence[Context], tokens: Sequence[Token], counter: list[int]
+) -> bool:
     """Mark nodes compiled per shape; return whether any node below is one."""
     any_shape = False
     for node in nodes:
@@ -247,7 +287,8 @@ def _mark_shapes(nodes: list[Node], contexts: Sequence[Context], tokens: Sequenc
         first = node.branches[0][0] if isinstance(node, IfNode) else node.start
         children = (
             [c for _, kids in node.branches for c in kids]
-            if isinstance(node, IfNode) else node.body + node.else_body
+            if isinstance(node, IfNode)
+            else node.body + node.else_body
         )
         below = _mark_shapes(children, contexts, tokens, counter)
         direct = contexts[first].kind == "struct" and contexts[first].parent in COUNT_SENSITIVE

@@ -13,11 +13,42 @@ from html.parser import HTMLParser
 
 from .placeholders import MARKER_RE
 
-_BLOCK = {"p", "div", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li",
-          "blockquote", "section", "center", "hr", "tbody"}
+_BLOCK = {
+    "p",
+    "div",
+    "tr",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "section",
+    "center",
+    "hr",
+    "tbody",
+}
 _SKIP = {"head", "style", "script", "title"}
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-         "track", "wbr"}
+_VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
 _HIDDEN_RE = re.compile(r"display\s*:\s*none|mso-hide\s*:\s*all", re.IGNORECASE)
 
 
@@ -80,7 +111,9 @@ class _TextParser(HTMLParser):
 
     def _keep_tag_markers(self, data: str) -> None:
         # control flow must stay balanced even where the text shows nothing
-        self.out.extend(m.group(0) for m in MARKER_RE.finditer(data) if m.group(0) in self.tag_markers)
+        self.out.extend(
+            m.group(0) for m in MARKER_RE.finditer(data) if m.group(0) in self.tag_markers
+        )
 
 
 def html_to_text(html: str, tag_markers: frozenset[str] = frozenset()) -> str:
@@ -92,4 +125,3 @@ def html_to_text(html: str, tag_markers: frozenset[str] = frozenset()) -> str:
     lines = [re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return text + "\n"
-

@@ -62,8 +62,13 @@ class Rejection:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "id": self.id, "field": self.field, "reason": self.reason,
-                "detail": self.detail}
+        return {
+            "row": self.row,
+            "id": self.id,
+            "field": self.field,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -76,8 +81,11 @@ def read_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[RawChun
     """Read a profile file in chunks; the frame index is the 1-based data row number."""
     path = Path(path)
     if not path.is_file():
-        raise ProfileDataError("profile file not found", file=str(path),
-                               hint="check `profiles:` in the campaign file or --profiles")
+        raise ProfileDataError(
+            "profile file not found",
+            file=str(path),
+            hint="check `profiles:` in the campaign file or --profiles",
+        )
     if fmt == "csv":
         yield from _csv_chunks(path, chunk_size)
     elif fmt == "jsonl":
@@ -85,21 +93,27 @@ def read_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[RawChun
     elif fmt == "parquet":
         yield from _parquet_chunks(path, chunk_size)
     else:
-        raise ConfigError(f"unknown profile format {fmt!r}", file=str(path),
-                          hint="use a .csv, .jsonl or .parquet file, or set profiles.format")
+        raise ConfigError(
+            f"unknown profile format {fmt!r}",
+            file=str(path),
+            hint="use a .csv, .jsonl or .parquet file, or set profiles.format",
+        )
 
 
 def _csv_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
     start = 1
     try:
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_size,
-                             encoding="utf-8")
-        for frame in reader:
-            frame.index = pd.RangeIndex(start, start + len(frame))
-            start += len(frame)
-            yield RawChunk(frame)
+        with pd.read_csv(
+            path, dtype=str, keep_default_na=False, chunksize=chunk_size, encoding="utf-8"
+        ) as reader:
+            for frame in reader:
+                frame.index = pd.RangeIndex(start, start + len(frame))
+                start += len(frame)
+                yield RawChunk(frame)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ProfileDataError(f"cannot parse CSV near data row {start}: {exc}", file=str(path)) from None
+        raise ProfileDataError(
+            f"cannot parse CSV near data row {start}: {exc}", file=str(path)
+        ) from None
     except pd.errors.EmptyDataError:
         return
 
@@ -116,14 +130,18 @@ def _jsonl_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
                 try:
                     value = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    rejections.append(Rejection(number, None, None, "invalid_json", f"not JSON: {exc.msg}"))
+                    rejections.append(
+                        Rejection(number, None, None, "invalid_json", f"not JSON: {exc.msg}")
+                    )
                     value = None
                 else:
                     if isinstance(value, dict):
                         rows.append(value)
                         numbers.append(number)
                     else:
-                        rejections.append(Rejection(number, None, None, "invalid_json", "not a JSON object"))
+                        rejections.append(
+                            Rejection(number, None, None, "invalid_json", "not a JSON object")
+                        )
             if len(rows) + len(rejections) >= chunk_size:
                 yield RawChunk(pd.DataFrame.from_records(rows, index=numbers), rejections)
                 rows, numbers, rejections = [], [], []
@@ -146,16 +164,22 @@ def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
         yield RawChunk(frame)
 
 
-def infer_schema(frame: pd.DataFrame, id_field: str = "id", email_field: str = "email") -> ProfileSchema:
+def infer_schema(
+    frame: pd.DataFrame, id_field: str = "id", email_field: str = "email"
+) -> ProfileSchema:
     """A schema for an ad-hoc build: id and email required, nested values kept."""
     for required in (id_field, email_field):
         if required not in frame.columns:
-            raise ProfileDataError(f"the profiles need a {required!r} column", field=required,
-                                   hint="rename the column, or use a campaign file with profiles.id_field")
+            raise ProfileDataError(
+                f"the profiles need a {required!r} column",
+                field=required,
+                hint="rename the column, or use a campaign file with profiles.id_field",
+            )
     fields = {}
     for column in frame.columns:
-        fields[str(column)] = FieldDef(str(column), _infer_type(frame[column]),
-                                       required=column in (id_field, email_field))
+        fields[str(column)] = FieldDef(
+            str(column), _infer_type(frame[column]), required=column in (id_field, email_field)
+        )
     return ProfileSchema(fields, id_field, email_field)
 
 
@@ -194,7 +218,9 @@ def convert(series: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     missing = missing_mask(series)
     raw = series.astype(object).where(~missing, None)
     if kind == "string":
-        typed = raw.map(lambda v: v if v is None or isinstance(v, str) else _to_text(v)).astype(object)
+        typed = raw.map(lambda v: v if v is None or isinstance(v, str) else _to_text(v)).astype(
+            object
+        )
         return typed, pd.Series(False, index=series.index)
     if kind in ("int", "float"):
         numbers = pd.to_numeric(raw, errors="coerce")
@@ -275,9 +301,15 @@ class ProfileValidator:
     memory per recipient plus set overhead); everything else is per chunk.
     """
 
-    def __init__(self, schema: ProfileSchema, *, file: str, consent_field: str | None = None,
-                 suppressed_emails: frozenset[str] = frozenset(),
-                 suppressed_ids: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        schema: ProfileSchema,
+        *,
+        file: str,
+        consent_field: str | None = None,
+        suppressed_emails: frozenset[str] = frozenset(),
+        suppressed_ids: frozenset[str] = frozenset(),
+    ) -> None:
         self.schema = schema
         self.file = file
         self.consent_field = consent_field
@@ -296,9 +328,17 @@ class ProfileValidator:
         where = pd.Series(None, index=frame.index, dtype=object)
         typed = pd.DataFrame(index=frame.index)
         for name, spec in self.schema.fields.items():
-            column = frame[name] if name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+            column = (
+                frame[name]
+                if name in frame.columns
+                else pd.Series(None, index=frame.index, dtype=object)
+            )
             values, invalid = convert(column, spec.type)
-            absent = values.isna() if spec.type not in ("list", "dict") else values.map(lambda v: v is None).astype(bool)
+            absent = (
+                values.isna()
+                if spec.type not in ("list", "dict")
+                else values.map(lambda v: v is None).astype(bool)
+            )
             if spec.required:
                 _flag(reason, where, absent, "missing_required", name)
             elif spec.default is not None:
@@ -308,8 +348,15 @@ class ProfileValidator:
         self._check_rows(typed, reason, where)
         ids = typed[self.schema.id_field]
         for row in reason.index[reason != ""]:
-            rejections.append(Rejection(int(row), _safe_id(ids.get(row)), where[row], reason[row],
-                                        _detail(reason[row], where[row], self.schema)))
+            rejections.append(
+                Rejection(
+                    int(row),
+                    _safe_id(ids.get(row)),
+                    where[row],
+                    reason[row],
+                    _detail(reason[row], where[row], self.schema),
+                )
+            )
         rejections.sort(key=lambda r: r.row)
         return typed[reason == ""], rejections
 
@@ -317,8 +364,12 @@ class ProfileValidator:
         self._checked_columns = True
         for name, spec in self.schema.fields.items():
             if spec.required and name not in frame.columns:
-                raise ProfileDataError(f"required column {name!r} is not in the file", file=self.file,
-                                       field=name, hint="add the column or make the field optional in the schema")
+                raise ProfileDataError(
+                    f"required column {name!r} is not in the file",
+                    file=self.file,
+                    field=name,
+                    hint="add the column or make the field optional in the schema",
+                )
 
     def _check_rows(self, typed: pd.DataFrame, reason: pd.Series, where: pd.Series) -> None:
         email_field, id_field = self.schema.email_field, self.schema.id_field
@@ -327,8 +378,14 @@ class ProfileValidator:
         _flag(reason, where, bad_email & emails.notna(), "invalid_email", email_field)
         self._flag_duplicates(typed[id_field], reason, where)
         if self.consent_field:
-            consent = typed[self.consent_field] if self.consent_field in typed else pd.Series(pd.NA, index=typed.index)
-            _flag(reason, where, ~consent.fillna(False).astype(bool), "no_consent", self.consent_field)
+            consent = (
+                typed[self.consent_field]
+                if self.consent_field in typed
+                else pd.Series(pd.NA, index=typed.index)
+            )
+            _flag(
+                reason, where, ~consent.fillna(False).astype(bool), "no_consent", self.consent_field
+            )
         if self.suppressed_emails:
             lowered = emails.map(lambda e: e.strip().lower() if isinstance(e, str) else None)
             _flag(reason, where, lowered.isin(self.suppressed_emails), "suppressed", email_field)
@@ -340,7 +397,9 @@ class ProfileValidator:
         for row, value in ids.items():
             if value is None or reason[row] != "":
                 continue
-            key = int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "big")
+            key = int.from_bytes(
+                hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "big"
+            )
             if key in self._seen:
                 duplicate[row] = True
             else:
@@ -411,7 +470,9 @@ def load_suppression(path: str | Path, column: str) -> frozenset[str]:
     except (OSError, pd.errors.ParserError) as exc:
         raise ConfigError(f"cannot read suppression list: {exc}", file=str(path)) from None
     if column not in frame.columns:
-        raise ConfigError(f"suppression list has no {column!r} column", file=str(path), field=column)
+        raise ConfigError(
+            f"suppression list has no {column!r} column", file=str(path), field=column
+        )
     values = frame[column].str.strip()
     values = values[values != ""]
     return frozenset(values.str.lower() if column == "email" else values)
@@ -432,7 +493,10 @@ def to_records(frame: pd.DataFrame, types: Mapping[str, str]) -> list[dict[str, 
 def _python_values(series: pd.Series, kind: str) -> list[Any]:
     if kind in ("date", "datetime"):
         present = series.notna()
-        converted = [ts.to_pydatetime().astimezone(UTC) if ok else None for ts, ok in zip(series, present, strict=True)]
+        converted = [
+            ts.to_pydatetime().astimezone(UTC) if ok else None
+            for ts, ok in zip(series, present, strict=True)
+        ]
         if kind == "date":
             return [v.date() if v is not None else None for v in converted]
         return converted

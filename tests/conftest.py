@@ -71,7 +71,9 @@ class Content:
 
     def compile(self, name: str, missing: str = "reject") -> CompiledTemplate:
         assembled = assemble(self.folders, name)
-        return compile_template(assembled, make_environment(missing), make_environment(missing, text=True))  # type: ignore[arg-type]
+        return compile_template(
+            assembled, make_environment(missing), make_environment(missing, text=True)
+        )  # type: ignore[arg-type]
 
     def naive(self, name: str) -> NaivePipeline:
         return NaivePipeline(assemble(self.folders, name), make_environment())

@@ -45,9 +45,19 @@ def test_fallback_treats_missing_none_empty_nan_as_missing_but_keeps_0_and_false
     assert "None" not in text_of(html)
 
 
-def test_missing_token_without_fallback_rejects_naming_file_line_and_field(content: Content) -> None:
-    body = "\n".join(["<mjml><mj-body>", "<mj-section><mj-column>", "<mj-text>",
-                      "Hello {{ first_name }}", "</mj-text>", "</mj-column></mj-section></mj-body></mjml>"])
+def test_missing_token_without_fallback_rejects_naming_file_line_and_field(
+    content: Content,
+) -> None:
+    body = "\n".join(
+        [
+            "<mjml><mj-body>",
+            "<mj-section><mj-column>",
+            "<mj-text>",
+            "Hello {{ first_name }}",
+            "</mj-text>",
+            "</mj-column></mj-section></mj-body></mjml>",
+        ]
+    )
     compiled = content.compile(content.template("welcome.mjml", body))
     with pytest.raises(RecipientError) as caught:
         compiled.render({})
@@ -59,8 +69,11 @@ def test_missing_token_without_fallback_rejects_naming_file_line_and_field(conte
 
 
 def test_missing_token_in_a_block_points_at_the_block_file(content: Content) -> None:
-    content.block("greet", "\n<mj-section><mj-column><mj-text>{{ nickname }}</mj-text></mj-column></mj-section>",
-                  name="greet")
+    content.block(
+        "greet",
+        "\n<mj-section><mj-column><mj-text>{{ nickname }}</mj-text></mj-column></mj-section>",
+        name="greet",
+    )
     compiled = content.compile(content.template("t.mjml", wrap('<mj-block name="greet" />')))
     with pytest.raises(RecipientError) as caught:
         compiled.render({})
@@ -69,21 +82,28 @@ def test_missing_token_in_a_block_points_at_the_block_file(content: Content) -> 
 
 
 def test_blank_policy_prints_nothing_for_missing(content: Content) -> None:
-    compiled = content.compile(content.template("t.mjml", wrap(SECTION.format("[{{ first_name }}]"))), "blank")
+    compiled = content.compile(
+        content.template("t.mjml", wrap(SECTION.format("[{{ first_name }}]"))), "blank"
+    )
     html, _ = compiled.render({})
     assert "[]" in text_of(html).replace(" ", "")
 
 
 def test_if_on_missing_field_is_false_and_loop_over_missing_is_empty(render_body: Any) -> None:
-    html = render_body(SECTION.format("{% if nickname %}A{% else %}B{% endif %}"
-                                      "{% for i in items %}X{% endfor %}"))
+    html = render_body(
+        SECTION.format("{% if nickname %}A{% else %}B{% endif %}{% for i in items %}X{% endfor %}")
+    )
     assert "B" in text_of(html) and "X" not in text_of(html)
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 4])
-def test_loop_over_columns_gets_the_widths_mjml_gives_that_many_columns(content: Content, count: int) -> None:
-    body = ("<mj-section>{% for p in products[:4] %}<mj-column><mj-text>{{ p.name }}</mj-text></mj-column>"
-            "{% else %}<mj-column><mj-text>none</mj-text></mj-column>{% endfor %}</mj-section>")
+def test_loop_over_columns_gets_the_widths_mjml_gives_that_many_columns(
+    content: Content, count: int
+) -> None:
+    body = (
+        "<mj-section>{% for p in products[:4] %}<mj-column><mj-text>{{ p.name }}</mj-text></mj-column>"
+        "{% else %}<mj-column><mj-text>none</mj-text></mj-column>{% endfor %}</mj-section>"
+    )
     name = content.template("t.mjml", wrap(body))
     context = {"products": [{"name": f"P{i}"} for i in range(count)]}
     html, _ = content.compile(name).render(context)
@@ -94,19 +114,29 @@ def test_loop_over_columns_gets_the_widths_mjml_gives_that_many_columns(content:
 
 
 def test_column_behind_a_condition_changes_widths_like_the_naive_pipeline(content: Content) -> None:
-    body = ("<mj-section><mj-column><mj-text>a</mj-text></mj-column>"
-            "{% if in_segment('vip') %}<mj-column><mj-text>vip</mj-text></mj-column>{% endif %}</mj-section>")
+    body = (
+        "<mj-section><mj-column><mj-text>a</mj-text></mj-column>"
+        "{% if in_segment('vip') %}<mj-column><mj-text>vip</mj-text></mj-column>{% endif %}</mj-section>"
+    )
     name = content.template("t.mjml", wrap(body))
     compiled = content.compile(name)
     for segments in (frozenset(), frozenset({"vip"})):
         html, _ = compiled.render({"segments": segments})
-        assert normalize_html(html) == normalize_html(content.naive(name).render({"segments": segments}))
+        assert normalize_html(html) == normalize_html(
+            content.naive(name).render({"segments": segments})
+        )
     assert len(compiled.shapes) == 2
 
 
 def test_blocks_show_if_and_fallback_chain(content: Content) -> None:
-    content.block("vip", SECTION.format("VIP {{ first_name }}"), name="vip", show_if="vip",
-                  fallback="generic", fields="[first_name]")
+    content.block(
+        "vip",
+        SECTION.format("VIP {{ first_name }}"),
+        name="vip",
+        show_if="vip",
+        fallback="generic",
+        fields="[first_name]",
+    )
     content.block("generic", SECTION.format("Generic"), name="generic")
     compiled = content.compile(content.template("t.mjml", wrap('<mj-block name="vip" />')))
     shown = {
@@ -121,7 +151,9 @@ def test_blocks_show_if_and_fallback_chain(content: Content) -> None:
 
 def test_block_without_fallback_shows_nothing_when_hidden(content: Content) -> None:
     content.block("promo", SECTION.format("Promo"), name="promo", show_if="vip")
-    compiled = content.compile(content.template("t.mjml", wrap('<mj-block name="promo" />' + SECTION.format("end"))))
+    compiled = content.compile(
+        content.template("t.mjml", wrap('<mj-block name="promo" />' + SECTION.format("end")))
+    )
     assert "Promo" not in text_of(compiled.render({"segments": set()})[0])
     assert "Promo" in text_of(compiled.render({"segments": {"vip"}})[0])
 
@@ -156,14 +188,16 @@ def test_symlink_out_of_the_template_folder_is_refused(content: Content) -> None
 
 def test_include_inside_the_folder_works(content: Content) -> None:
     content.template("partials/footer.mjml", SECTION.format("Footer {{ shop | fallback('x') }}"))
-    compiled = content.compile(content.template("t.mjml", wrap("{% include 'partials/footer.mjml' %}")))
+    compiled = content.compile(
+        content.template("t.mjml", wrap("{% include 'partials/footer.mjml' %}"))
+    )
     assert "Footer Acme" in text_of(compiled.render({"shop": "Acme"})[0])
 
 
 HOSTILE = [
     "<script>alert(1)</script>",
-    "\" onmouseover=\"alert(1)",
-    "O'Brien \"Bob\" & Sons",
+    '" onmouseover="alert(1)',
+    'O\'Brien "Bob" & Sons',
     "{{ 7*7 }}",
     "{% for x in range(3) %}loop{% endfor %}",
     "MSJ0Z",
@@ -176,12 +210,14 @@ HOSTILE = [
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_profile_values_are_escaped_data(render_body: Any, value: str) -> None:
-    body = ('<mj-section><mj-column><mj-text>Hi {{ name }}</mj-text>'
-            '<mj-button href="https://x.test/?n={{ name | urlencode }}&amp;t={{ name }}">Go</mj-button>'
-            "</mj-column></mj-section>")
+    body = (
+        "<mj-section><mj-column><mj-text>Hi {{ name }}</mj-text>"
+        '<mj-button href="https://x.test/?n={{ name | urlencode }}&amp;t={{ name }}">Go</mj-button>'
+        "</mj-column></mj-section>"
+    )
     html = render_body(body, name=value)
     assert "<script>" not in html
-    assert "onmouseover=\"alert" not in html
+    assert 'onmouseover="alert' not in html
     assert "49" not in html.replace(value, "") or "49" in value
     assert "looploop" not in html
     assert html.count("<a ") == 1
@@ -204,14 +240,21 @@ def test_sandbox_refuses_attribute_access_tricks(render_body: Any, expression: s
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('<mj-section {% if x %}background-color="red"{% endif %}><mj-column></mj-column></mj-section>',
-         "attribute"),
+        (
+            '<mj-section {% if x %}background-color="red"{% endif %}><mj-column></mj-column></mj-section>',
+            "attribute",
+        ),
         ("{{ first_name }}", "would be dropped"),
         ("{% extends 'base.mjml' %}", "not supported"),
-        ("<mj-section><mj-column>{% if x %}</mj-column>{% endif %}</mj-section>", "never closed|different"),
+        (
+            "<mj-section><mj-column>{% if x %}</mj-column>{% endif %}</mj-section>",
+            "never closed|different",
+        ),
     ],
 )
-def test_unsupported_constructs_fail_with_file_and_line(content: Content, body: str, message: str) -> None:
+def test_unsupported_constructs_fail_with_file_and_line(
+    content: Content, body: str, message: str
+) -> None:
     name = content.template("t.mjml", "<mjml>\n<mj-body>\n" + body + "\n</mj-body>\n</mjml>")
     with pytest.raises(TemplateError, match=message) as caught:
         content.compile(name)
@@ -220,15 +263,21 @@ def test_unsupported_constructs_fail_with_file_and_line(content: Content, body: 
 
 
 def test_jinja_in_mj_style_is_refused(content: Content) -> None:
-    name = content.template("t.mjml", wrap(SECTION.format("x"), head="<mj-style>.a { color: {{ c }} }</mj-style>"))
+    name = content.template(
+        "t.mjml", wrap(SECTION.format("x"), head="<mj-style>.a { color: {{ c }} }</mj-style>")
+    )
     with pytest.raises(TemplateError, match="not supported inside <mj-style>"):
         content.compile(name)
 
 
 def test_text_part_keeps_links_and_drops_markup(render_body: Any, content: Content) -> None:
-    body = ('<mj-section><mj-column><mj-text><p>Hello <b>{{ name }}</b></p>'
-            '<a href="https://shop.test/u?id={{ rid }}">Unsubscribe</a></mj-text></mj-column></mj-section>')
-    compiled = content.compile(content.template("t.mjml", wrap(body, head="<mj-preview>hidden preview</mj-preview>")))
+    body = (
+        "<mj-section><mj-column><mj-text><p>Hello <b>{{ name }}</b></p>"
+        '<a href="https://shop.test/u?id={{ rid }}">Unsubscribe</a></mj-text></mj-column></mj-section>'
+    )
+    compiled = content.compile(
+        content.template("t.mjml", wrap(body, head="<mj-preview>hidden preview</mj-preview>"))
+    )
     _, text = compiled.render({"name": "Ana & <Bo>", "rid": "a1"})
     assert "Hello Ana & <Bo>" in text
     assert "Unsubscribe (https://shop.test/u?id=a1)" in text

@@ -4,7 +4,6 @@ over the demo campaign and generated hostile profiles, after whitespace/entity n
 from __future__ import annotations
 
 import functools
-
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from renderer import CampaignRuntime, load_campaign
-from renderer.campaign import demo_campaign_path
 from renderer.build import make_validator
+from renderer.campaign import demo_campaign_path
 from renderer.compiler import RecipientError
 from renderer.naive import NaivePipeline
 from renderer.runtime import schema_of
@@ -23,7 +22,9 @@ from .conftest import AS_OF, normalize_html
 
 
 @functools.cache
-def load_demo() -> tuple[CampaignRuntime, NaivePipeline, list[tuple[dict[str, Any], tuple[str, ...]]]]:
+def load_demo() -> tuple[
+    CampaignRuntime, NaivePipeline, list[tuple[dict[str, Any], tuple[str, ...]]]
+]:
     demo_campaign = load_campaign(demo_campaign_path())
     schema = schema_of(demo_campaign)
     assert schema is not None
@@ -36,13 +37,19 @@ def load_demo() -> tuple[CampaignRuntime, NaivePipeline, list[tuple[dict[str, An
         valid, _ = validator.validate(chunk)
         membership = runtime.segments.evaluate_frame(valid, AS_OF)
         names = list(membership.columns)
-        for record, flags in zip(to_records(valid, schema.types()), membership.to_numpy(), strict=True):
+        for record, flags in zip(
+            to_records(valid, schema.types()), membership.to_numpy(), strict=True
+        ):
             rows.append((record, tuple(n for n, hit in zip(names, flags, strict=True) if hit)))
     return runtime, naive, rows
 
 
-def _both(runtime: CampaignRuntime, naive: NaivePipeline, record: dict[str, Any],
-          segments: tuple[str, ...]) -> tuple[str, str]:
+def _both(
+    runtime: CampaignRuntime,
+    naive: NaivePipeline,
+    record: dict[str, Any],
+    segments: tuple[str, ...],
+) -> tuple[str, str]:
     context = runtime.full_context(record, segments, {})
     compiled, _ = runtime.template.render(context)
     return compiled, naive.render(context)
@@ -64,21 +71,40 @@ def test_every_demo_recipient_equals_the_naive_pipeline() -> None:
 # and writes attribute values containing backslashes, tabs, newlines or unassigned code
 # points as Rust escapes ("\\t"). The engine never gives profile values to MJML, so it
 # has neither problem; the comparison leaves those characters out.
-SAFE_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp"),
-                           blacklist_characters="\\")
+SAFE_CHARS = st.characters(
+    blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp"), blacklist_characters="\\"
+)
 HOSTILE_TEXT = st.one_of(
     st.text(SAFE_CHARS, max_size=40),
-    st.sampled_from(["<b>Zoë</b>", "O'Brien \"Bob\"", "{{ 7*7 }}", "{% if %}", "&amp;", "MSJ1Z",
-                     "مرحبا", "\u202e", "🎉", "", " ", "nan", "None", "x" * 300]),
+    st.sampled_from(
+        [
+            "<b>Zoë</b>",
+            'O\'Brien "Bob"',
+            "{{ 7*7 }}",
+            "{% if %}",
+            "&amp;",
+            "MSJ1Z",
+            "مرحبا",
+            "\u202e",
+            "🎉",
+            "",
+            " ",
+            "nan",
+            "None",
+            "x" * 300,
+        ]
+    ),
 )
-PRODUCT = st.fixed_dictionaries({
-    "product_id": st.text(min_size=1, max_size=8),
-    "name": HOSTILE_TEXT,
-    "price": st.floats(min_value=0, max_value=10_000, allow_nan=False),
-    "quantity": st.integers(min_value=1, max_value=9),
-    "image_url": st.sampled_from(["https://x.test/a.jpg", "https://x.test/b c.jpg?q=1&r=2"]),
-    "url": st.sampled_from(["https://x.test/p/1", "https://x.test/p?a=1&b=\"2\""]),
-})
+PRODUCT = st.fixed_dictionaries(
+    {
+        "product_id": st.text(min_size=1, max_size=8),
+        "name": HOSTILE_TEXT,
+        "price": st.floats(min_value=0, max_value=10_000, allow_nan=False),
+        "quantity": st.integers(min_value=1, max_value=9),
+        "image_url": st.sampled_from(["https://x.test/a.jpg", "https://x.test/b c.jpg?q=1&r=2"]),
+        "url": st.sampled_from(["https://x.test/p/1", 'https://x.test/p?a=1&b="2"']),
+    }
+)
 OPTIONAL = {
     "first_name": HOSTILE_TEXT.filter(lambda s: bool(s.strip())),
     "last_name": HOSTILE_TEXT.filter(lambda s: bool(s.strip())),
@@ -112,7 +138,9 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
 @given(record=profiles())
 def test_generated_hostile_profiles_equal_the_naive_pipeline(record: dict[str, Any]) -> None:
     runtime, naive, _ = load_demo()
-    segments = tuple(n for n, hit in runtime.segments.evaluate_profile(record, AS_OF).items() if hit)
+    segments = tuple(
+        n for n, hit in runtime.segments.evaluate_profile(record, AS_OF).items() if hit
+    )
     try:
         compiled, reference = _both(runtime, naive, record, segments)
     except RecipientError:

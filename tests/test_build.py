@@ -1,0 +1,220 @@
+"""Builds end to end: counts reconcile, outputs, byte-identical rebuilds, atomic writes, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from renderer import BuildOptions, OutputError, build_campaign, load_campaign
+from renderer.campaign import demo_campaign_path
+from renderer.runtime import recipient_key
+
+from .conftest import AS_OF
+
+runner = CliRunner()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, except the timing part of summary.json."""
+    digests = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.name == "summary.json":
+            summary = json.loads(data)
+            summary.pop("timing")
+            data = json.dumps(summary, sort_keys=True).encode()
+        digests[str(path.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+@pytest.fixture(scope="module")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("build") / "out"
+    summary = build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
+    return out, summary
+
+
+def test_demo_build_counts_reconcile_and_match_the_files(
+    demo_build: tuple[Path, dict[str, Any]],
+) -> None:
+    out, summary = demo_build
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert summary["input_rows"] == 2500
+    assert summary["input_rows"] == summary["rendered"] + summary["rejected"] + summary["holdout"]
+    assert len(manifest) == summary["rendered"] and len(errors) == summary["rejected"]
+    assert sum(summary["rejected_by_reason"].values()) == summary["rejected"]
+    assert {"invalid_email", "duplicate_id", "no_consent", "suppressed", "invalid_value"} <= set(
+        summary["rejected_by_reason"]
+    )
+    rows = sorted([m["row"] for m in manifest] + [e["row"] for e in errors])
+    assert rows == list(range(1, 2501))  # nobody lost, nobody twice
+    assert summary["as_of"] == AS_OF.isoformat()
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_manifest_lines_describe_the_written_files(demo_build: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = demo_build
+    for line in (out / "manifest.jsonl").read_text().splitlines()[:50]:
+        entry = json.loads(line)
+        html = (out / entry["html"]).read_bytes()
+        text = (out / entry["text"]).read_bytes()
+        assert (
+            len(html) == entry["html_bytes"]
+            and hashlib.sha256(html).hexdigest() == entry["html_sha256"]
+        )
+        assert (
+            len(text) == entry["text_bytes"]
+            and hashlib.sha256(text).hexdigest() == entry["text_sha256"]
+        )
+        assert entry["id"] not in entry["html"]  # ids never raw in paths
+        assert entry["key"] == recipient_key("autumn-retail-2026", entry["id"])
+        assert entry["subject"] and entry["preheader"]
+        assert "<" not in text.decode()[:200]
+        assert f"rid={entry['id']}" in html.decode() or "rid=" in html.decode()
+
+
+def test_rebuild_is_byte_identical(demo_build: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    out, _ = demo_build
+    again = tmp_path / "again"
+    build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=again))
+    assert tree_digest(again) == tree_digest(out)
+
+
+def test_failed_build_leaves_the_previous_output_untouched(tmp_path: Path) -> None:
+    campaign = load_campaign(demo_campaign_path())
+    out = tmp_path / "out"
+    build_campaign(campaign, BuildOptions(out=out, limit=20))
+    before = tree_digest(out)
+    broken = campaign.model_copy(update={"template": "does_not_exist.mjml"})
+    with pytest.raises(Exception, match="not found"):
+        build_campaign(broken, BuildOptions(out=out))
+    assert tree_digest(out) == before
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_output_folder_with_foreign_files_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.docx").write_text("precious")
+    with pytest.raises(OutputError, match="not empty"):
+        build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out, limit=5))
+    assert (out / "thesis.docx").read_text() == "precious"
+
+
+def test_limit_counts_input_rows(tmp_path: Path) -> None:
+    summary = build_campaign(
+        load_campaign(demo_campaign_path()), BuildOptions(out=tmp_path / "o", limit=100)
+    )
+    assert summary["input_rows"] == 100
+    assert summary["rendered"] + summary["rejected"] == 100
+
+
+def test_cli_build_prints_a_reconciled_summary(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["build", "--out", str(tmp_path / "o"), "--limit", "300", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "input rows" in result.stdout and "Reconciled" in result.stdout
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["input_rows"] == 300
+
+
+def test_cli_max_rejected_fails_the_build(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["build", "--out", str(tmp_path / "o"), "--quiet", "--max-rejected", "1%"]
+    )
+    assert result.exit_code == 6
+    assert "more than --max-rejected" in result.stderr
+    ok = runner.invoke(
+        app, ["build", "--out", str(tmp_path / "o"), "--quiet", "--max-rejected", "10%"]
+    )
+    assert ok.exit_code == 0
+
+
+def test_cli_config_error_names_file_and_line(tmp_path: Path) -> None:
+    text = demo_campaign_path().read_text().replace("missing_token: reject", "missing_token: maybe")
+    bad = tmp_path / "campaign.yaml"
+    bad.write_text(text)
+    result = runner.invoke(app, ["build", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("missing_token"))
+    assert f"{bad}:{line}: missing_token" in result.stderr
+    assert result.stderr.startswith("Error:")
+
+
+def test_cli_render_one_profile(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["render", "--profile", "C000001"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Subject: James, your autumn picks are here")
+    assert "<html" in result.stdout
+    text = runner.invoke(
+        app, ["render", str(demo_campaign_path()), "--profile", "C000001", "--text"]
+    )
+    assert text.exit_code == 0 and "<html" not in text.stdout and "Unsubscribe" in text.stdout
+    target = tmp_path / "one.html"
+    written = runner.invoke(app, ["render", "--profile", "C000001", "-o", str(target)])
+    assert written.exit_code == 0 and target.read_text().lower().startswith("<!doctype html>")
+
+
+def test_cli_render_explains_a_rejected_profile() -> None:
+    result = runner.invoke(app, ["render", "--profile", "C000023"])
+    assert result.exit_code == 3
+    assert "rejected" in result.stderr and "email" in result.stderr
+
+
+def test_cli_adhoc_build_with_inferred_schema(tmp_path: Path) -> None:
+    template = tmp_path / "hello.mjml"
+    template.write_text(
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ name | fallback('you') }}"
+        "{% for t in tags %} #{{ t }}{% endfor %} {{ address.city }}</mj-text></mj-column></mj-section></mj-body></mjml>"
+    )
+    profiles = tmp_path / "people.jsonl"
+    profiles.write_text(
+        json.dumps(
+            {
+                "id": 1,
+                "email": "a@example.com",
+                "name": "Ana",
+                "tags": ["x", "y"],
+                "address": {"city": "Oslo"},
+            }
+        )
+        + "\n"
+        + json.dumps({"id": 2, "email": "b@example.com", "tags": [], "address": {"city": "Rome"}})
+        + "\n"
+    )
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        [
+            "build",
+            "--template",
+            str(template),
+            "--profiles",
+            str(profiles),
+            "--out",
+            str(out),
+            "--quiet",
+            "--subject",
+            "Hello {{ name | fallback('') }}",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    first = (out / manifest[0]["html"]).read_text()
+    assert "Hi Ana" in first and "#x" in first and "#y" in first and "Oslo" in first
+    assert "Hi you" in (out / manifest[1]["html"]).read_text()
+    assert manifest[0]["subject"] == "Hello Ana"
+
+
+def test_every_command_has_help() -> None:
+    for command in ([], ["build"], ["render"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.stdout

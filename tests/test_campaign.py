@@ -1,0 +1,76 @@
+"""The campaign file: validation errors name the file, line and key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from renderer import ConfigError, load_campaign
+from renderer.campaign import demo_campaign_path
+
+BASE = """name: test
+template: retail_weekly.mjml
+subject: Hi
+profiles: profiles.csv
+schema:
+  id: {type: string, required: true}
+  email: {type: string, required: true}
+  total: {type: float}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "campaign.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_demo_campaign_is_valid() -> None:
+    campaign = load_campaign(demo_campaign_path())
+    assert campaign.name == "autumn-retail-2026"
+    assert campaign.schema_["total_spent"].default == 0
+    assert campaign.as_of is not None and campaign.as_of.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("replace", "line", "path"),
+    [
+        (("total: {type: float}", "total: {type: money}"), 8, "schema.total.type"),
+        (("subject: Hi\n", "subject: Hi\ncolour: red\n"), 4, "colour"),
+        (("name: test", "name: 'bad name!'"), 1, "name"),
+        (
+            ("profiles: profiles.csv", "profiles: {path: p.csv, chunk_size: 0}"),
+            4,
+            "profiles.chunk_size",
+        ),
+    ],
+)
+def test_errors_name_file_line_and_key_path(
+    tmp_path: Path, replace: tuple[str, str], line: int, path: str
+) -> None:
+    campaign = write(tmp_path, BASE.replace(*replace))
+    with pytest.raises(ConfigError) as caught:
+        load_campaign(campaign)
+    assert caught.value.file == str(campaign)
+    assert caught.value.line == line
+    assert str(caught.value).startswith(f"{campaign}:{line}: {path}")
+
+
+def test_missing_required_keys_are_listed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="template") as caught:
+        load_campaign(write(tmp_path, "name: x\nsubject: s\nprofiles: p.csv\n"))
+    assert "Field required" in str(caught.value)
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid YAML") as caught:
+        load_campaign(write(tmp_path, "name: x\nsubject: [unclosed\n"))
+    assert caught.value.line is not None
+
+
+def test_schema_must_declare_id_and_email(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'email'"):
+        load_campaign(
+            write(tmp_path, BASE.replace("  email: {type: string, required: true}\n", ""))
+        )

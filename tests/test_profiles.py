@@ -1,0 +1,164 @@
+"""Profile loading: typing, missing values, and every rejection reason with row and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from segments.errors import ProfileDataError
+from segments.profiles import (
+    FieldDef,
+    ProfileSchema,
+    ProfileValidator,
+    count_rows,
+    infer_schema,
+    read_chunks,
+    to_records,
+)
+
+SCHEMA = ProfileSchema(
+    {
+        "id": FieldDef("id", "string", required=True),
+        "email": FieldDef("email", "string", required=True),
+        "first_name": FieldDef("first_name", "string"),
+        "total_spent": FieldDef("total_spent", "float", default=0),
+        "orders": FieldDef("orders", "int"),
+        "opt_in": FieldDef("opt_in", "bool"),
+        "signed_up_at": FieldDef("signed_up_at", "datetime"),
+        "cart": FieldDef("cart", "list"),
+    }
+)
+
+CSV = """id,email,first_name,total_spent,orders,opt_in,signed_up_at,cart
+1,ana@example.com,Ana,10.5,2,true,2026-01-02T03:04:05Z,"[{""sku"": ""A""}]"
+2,bo@example.com,,,,yes,2026-01-02,
+3,not-an-email,Cy,1,1,no,,
+4,dee@example.com,Dee,n/a,1,true,,
+5,eve@example.com,Eve,1,1.5,true,,
+6,fay@example.com,Fay,1,1,maybe,,
+7,gus@example.com,Gus,1,1,true,2026-02-30T10:00:00Z,
+8,hal@example.com,Hal,1,1,true,,not json
+1,ana2@example.com,Ana,1,1,true,,
+,ivy@example.com,Ivy,1,1,true,,
+11,   ,Jo,1,1,true,,
+12,kim@example.com,NaN-free,1,1,false,,
+13,lou@example.com,Lou,1,1,true,,
+"""
+
+
+def validate(
+    path: Path, fmt: str, **kwargs: object
+) -> tuple[pd.DataFrame, list[dict[str, object]]]:
+    validator = ProfileValidator(SCHEMA, file=str(path), **kwargs)  # type: ignore[arg-type]
+    frames, rejected = [], []
+    for chunk in read_chunks(path, fmt, chunk_size=4):
+        valid, rejections = validator.validate(chunk)
+        frames.append(valid)
+        rejected += [r.to_dict() for r in rejections]
+    return pd.concat(frames), rejected
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    path = tmp_path / "profiles.csv"
+    path.write_text(CSV, encoding="utf-8")
+    return path
+
+
+def test_every_row_is_valid_or_rejected_with_row_field_and_reason(csv_file: Path) -> None:
+    valid, rejected = validate(
+        csv_file, "csv", consent_field="opt_in", suppressed_emails=frozenset({"lou@example.com"})
+    )
+    reasons = {r["row"]: (r["reason"], r["field"]) for r in rejected}
+    assert reasons == {
+        3: ("invalid_email", "email"),
+        4: ("invalid_value", "total_spent"),
+        5: ("invalid_value", "orders"),
+        6: ("invalid_value", "opt_in"),
+        7: ("invalid_value", "signed_up_at"),
+        8: ("invalid_value", "cart"),
+        9: ("duplicate_id", "id"),
+        10: ("missing_required", "id"),
+        11: ("missing_required", "email"),
+        12: ("no_consent", "opt_in"),
+        13: ("suppressed", "email"),
+    }
+    assert sorted(valid.index) == [1, 2]
+    assert len(valid) + len(rejected) == 13
+    for rejection in rejected:  # reasons name fields, never values
+        assert "n/a" not in str(rejection["detail"]) and "not json" not in str(rejection["detail"])
+
+
+def test_values_are_typed_and_missing_values_are_absent(csv_file: Path) -> None:
+    valid, _ = validate(csv_file, "csv")
+    records = to_records(valid.loc[[1, 2]], SCHEMA.types())
+    ana, bo = records
+    assert ana["total_spent"] == 10.5 and ana["orders"] == 2 and ana["opt_in"] is True
+    assert ana["signed_up_at"].isoformat() == "2026-01-02T03:04:05+00:00"
+    assert ana["cart"] == [{"sku": "A"}]
+    assert "first_name" not in bo and "orders" not in bo and "cart" not in bo
+    assert bo["total_spent"] == 0.0  # the schema default
+    assert bo["opt_in"] is True
+
+
+def test_jsonl_nested_values_and_broken_lines(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    lines = [
+        json.dumps(
+            {"id": "1", "email": "a@example.com", "cart": [{"sku": "A", "qty": 2}], "orders": 3}
+        ),
+        "{not json",
+        json.dumps([1, 2]),
+        json.dumps(
+            {"id": "2", "email": "b@example.com", "first_name": None, "total_spent": float("nan")}
+        ),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    valid, rejected = validate(path, "jsonl")
+    assert [(r["row"], r["reason"]) for r in rejected] == [(2, "invalid_json"), (3, "invalid_json")]
+    first, second = to_records(valid, SCHEMA.types())
+    assert first["cart"] == [{"sku": "A", "qty": 2}] and first["orders"] == 3
+    assert "first_name" not in second and second["total_spent"] == 0.0
+
+
+def test_parquet_lists_and_structs_reach_records_as_plain_python(tmp_path: Path) -> None:
+    path = tmp_path / "p.parquet"
+    frame = pd.DataFrame(
+        {
+            "id": ["1", "2"],
+            "email": ["a@example.com", "b@example.com"],
+            "cart": [[{"sku": "A", "qty": 1}], None],
+            "orders": [1, None],
+        }
+    )
+    frame.to_parquet(path)
+    schema = infer_schema(next(read_chunks(path, "parquet", 10)).frame)
+    assert schema.fields["cart"].type == "list"
+    validator = ProfileValidator(schema, file=str(path))
+    valid, rejected = validator.validate(next(read_chunks(path, "parquet", 10)))
+    assert rejected == []
+    first, second = to_records(valid, schema.types())
+    assert first["cart"] == [{"sku": "A", "qty": 1}] and isinstance(first["cart"], list)
+    assert "cart" not in second
+    assert count_rows(path, "parquet") == 2
+
+
+def test_missing_required_column_is_a_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("id,name\n1,x\n", encoding="utf-8")
+    validator = ProfileValidator(SCHEMA, file=str(path))
+    with pytest.raises(ProfileDataError, match="'email'") as caught:
+        validator.validate(next(read_chunks(path, "csv", 10)))
+    assert caught.value.file == str(path)
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ProfileDataError, match="not found"):
+        next(read_chunks(tmp_path / "nope.csv", "csv", 10))
+
+
+def test_count_rows_counts_data_rows(csv_file: Path) -> None:
+    assert count_rows(csv_file, "csv") == 13
