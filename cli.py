@@ -29,6 +29,8 @@ from renderer import (
     render_profile,
     too_many_rejected,
 )
+from renderer.abreport import report_from_manifest, reports_html
+from segments.experiments import parse_share
 from segments.profiles import count_rows
 
 app = typer.Typer(
@@ -94,6 +96,17 @@ def build(
         Path | None, typer.Option(help="Ad-hoc build: a segments YAML file.")
     ] = None,
     subject: Annotated[str, typer.Option(help="Ad-hoc build: the subject (Jinja).")] = "",
+    sample: Annotated[
+        str | None, typer.Option(help="Render a deterministic test cohort: a share like 20%.")
+    ] = None,
+    winner: Annotated[
+        list[str] | None,
+        typer.Option(help="Send one variant to everyone: experiment=variant (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(help="Skip recipients listed in an earlier manifest.jsonl (repeatable)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Render every recipient of a campaign into files, a manifest and a summary."""
@@ -107,7 +120,14 @@ def build(
         return _campaign(campaign)
 
     chosen = _run(load)
-    options = BuildOptions(out=out_dir, as_of=_utc(as_of), limit=limit)
+    options = BuildOptions(
+        out=out_dir,
+        as_of=_utc(as_of),
+        limit=limit,
+        sample=_run(lambda: parse_share(sample)) if sample else None,
+        winner=_pairs(winner, "--winner"),
+        exclude=list(exclude or []),
+    )
     summary = _run(lambda: _drive(chosen, options, quiet))
     _print_summary(summary, chosen)
     problem = too_many_rejected(summary, max_rejected) if max_rejected else None
@@ -116,6 +136,17 @@ def build(
     if problem:
         err.print(f"Error: {problem}. See {options.out or chosen.output.dir}/errors.jsonl")
         raise typer.Exit(TOO_MANY_REJECTED)
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            err.print(f"Error: {option} {item!r} must look like experiment=variant")
+            raise typer.Exit(2)
+        pairs[key] = value
+    return pairs
 
 
 def _drive(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict[str, Any]:
@@ -147,10 +178,13 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     rows = summary["input_rows"] or 1
     table.add_row("input rows", str(summary["input_rows"]), "100.0%")
     table.add_row("rendered", str(summary["rendered"]), f"{summary['rendered'] / rows:.1%}")
-    if summary.get("holdout"):
-        table.add_row(
-            "holdout (not sent)", str(summary["holdout"]), f"{summary['holdout'] / rows:.1%}"
-        )
+    for key, label in (
+        ("holdout", "holdout (no email)"),
+        ("excluded", "excluded (--exclude)"),
+        ("not_sampled", "not in --sample"),
+    ):
+        if summary.get(key):
+            table.add_row(label, str(summary[key]), f"{summary[key] / rows:.1%}")
     table.add_row("rejected", str(summary["rejected"]), f"{summary['rejected'] / rows:.1%}")
     for reason, count in summary["rejected_by_reason"].items():
         table.add_row(f"  {reason}", str(count), f"{count / rows:.1%}")
@@ -158,20 +192,35 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     rendered = summary["rendered"] or 1
     for name, count in summary["segments"].items():
         table.add_row(f"segment {name}", str(count), f"{count / rendered:.1%} of rendered")
-    for key, counts in summary.get("experiments", {}).items():
-        for variant, count in counts.get("counts", {}).items():
-            table.add_row(f"{key} = {variant}", str(count), "")
+    for key, info in summary.get("experiments", {}).items():
+        table.add_section()
+        assigned = sum(info["counts"].values()) or 1
+        for variant, count in info["counts"].items():
+            share = f"{count / assigned:.1%} (weight {info['weights'][variant]:g})"
+            table.add_row(f"{key} = {variant}", str(count), share)
+        if info.get("holdout"):
+            table.add_row(
+                f"{key} holdout", str(info["holdout"]), f"{info['holdout_share']:.0%} target"
+            )
+        srm = info.get("srm")
+        if srm:
+            verdict = "MISMATCH: do not trust" if srm["mismatch"] else "ok"
+            table.add_row(f"{key} sample ratio", verdict, f"p = {srm['p_value']:.3g}")
     out.print(table)
     timing = summary["timing"]
+    accounted = sum(
+        summary.get(k, 0) for k in ("rendered", "rejected", "holdout", "excluded", "not_sampled")
+    )
     out.print(
         f"{summary['rendered']} emails in {timing['duration_seconds']} s "
-        f"({timing['recipients_per_second']} rows/s); "
-        f"{summary['layouts_compiled']} layout(s) compiled. "
-        "Reconciled: input rows = rendered + rejected + holdout."
-        if summary["input_rows"]
-        == summary["rendered"] + summary["rejected"] + summary.get("holdout", 0)
-        else "WARNING: counts do not reconcile"
+        f"({timing['recipients_per_second']} rows/s); {summary['layouts_compiled']} layout(s) compiled."
     )
+    if accounted == summary["input_rows"]:
+        out.print(
+            "Reconciled: input rows = rendered + rejected + holdout + excluded + not sampled."
+        )
+    else:
+        err.print(f"WARNING: {summary['input_rows']} input rows but {accounted} accounted for")
 
 
 @app.command()
@@ -193,13 +242,7 @@ def render(
     ] = None,
 ) -> None:
     """Render one recipient's email (subject, preheader and HTML or text) for a designer."""
-    forced = {}
-    for item in variant or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            err.print(f"Error: --variant {item!r} must look like experiment=variant")
-            raise typer.Exit(2)
-        forced[key] = value
+    forced = _pairs(variant, "--variant")
     chosen = _run(lambda: _campaign(campaign))
     email = _run(lambda: render_profile(chosen, profile, as_of=_utc(as_of), variants=forced))
     body = email.text if text else email.html
@@ -207,11 +250,95 @@ def render(
         output.write_text(body, encoding="utf-8")
         err.print(f"Wrote {output} ({len(body.encode())} bytes)")
     segments = ", ".join(email.segments) or "-"
-    header = f"Subject: {email.subject}\nPreheader: {email.preheader}\nSegments: {segments}\n"
+    variants = ", ".join(f"{k}={v}" for k, v in email.variants.items()) or "-"
+    header = (
+        f"Subject: {email.subject}\nPreheader: {email.preheader}\n"
+        f"Segments: {segments}\nVariants: {variants}\n"
+    )
     if output is None:
         sys.stdout.write(header + "\n" + body)
     else:
         sys.stdout.write(header)
+
+
+ab_app = typer.Typer(help="A/B test results.", no_args_is_help=True)
+app.add_typer(ab_app, name="ab")
+
+
+@ab_app.command("report")
+def ab_report_command(
+    results: Annotated[
+        Path, typer.Argument(help="Outcomes per recipient: CSV or Parquet with id.")
+    ],
+    manifest: Annotated[Path, typer.Option(help="The build's manifest.jsonl.")] = Path(
+        "out/manifest.jsonl"
+    ),
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="Metrics to test (repeatable); the first decides.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Significance level.", min=0.0001, max=0.5)] = 0.05,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML page.")] = None,
+) -> None:
+    """Per variant and metric: rate, lift, interval, p-value, sample size, verdict."""
+    reports = _run(
+        lambda: report_from_manifest(
+            results, manifest, experiment=experiment, metrics=metric, alpha=alpha
+        )
+    )
+    for report in reports:
+        _print_report(report)
+    if html is not None:
+        html.write_text(reports_html(reports), encoding="utf-8")
+        err.print(f"Wrote {html}")
+
+
+def _print_report(report: Any) -> None:
+    table = Table(title=f"{report.experiment}: {report.verdict}")
+    for column in (
+        "metric",
+        "variant",
+        "n",
+        "rate",
+        "lift",
+        "95% CI of lift",
+        "p (adj.)",
+        "n needed",
+        "verdict",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("metric", "variant", "verdict") else "right"
+        )
+    for row in report.rows:
+        if row.ci_low is None:
+            ci = ""
+        elif row.kind == "binary":
+            ci = f"[{row.ci_low * 100:+.2f}, {row.ci_high * 100:+.2f}] pp"
+        else:
+            ci = f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
+        table.add_row(
+            row.metric,
+            row.variant + (" (control)" if row.is_control else ""),
+            str(row.n),
+            ""
+            if row.rate is None
+            else f"{row.rate:.2%}"
+            if row.kind == "binary"
+            else f"{row.rate:.2f}",
+            "" if row.rel_lift is None else f"{row.rel_lift:+.1%}",
+            ci,
+            "" if row.p_adjusted is None else f"{row.p_adjusted:.3g}",
+            "" if row.sample_size is None else str(row.sample_size),
+            row.verdict or "",
+        )
+    out.print(table)
+    notes = list(report.warnings)
+    if report.unassigned_ids:
+        notes.append(f"{len(report.unassigned_ids)} result ids are not in the manifest (ignored)")
+    if report.missing_result_ids:
+        notes.append(f"{len(report.missing_result_ids)} assigned recipients have no result row")
+    for note in notes:
+        err.print(f"note: {note}")
 
 
 if __name__ == "__main__":  # pragma: no cover

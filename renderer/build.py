@@ -2,12 +2,14 @@
 
 :func:`iter_build` is a generator of :class:`Progress` (one per chunk) so a CLI
 can drive a progress bar and a library user can stream; :func:`build_campaign`
-runs it to the end and returns the summary. Always:
-``input_rows == rendered + rejected + holdout``.
+runs it to the end and returns the summary. Always::
+
+    input_rows == rendered + rejected + holdout + excluded + not_sampled
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from segments.errors import ConfigError
+from segments.experiments import HOLDOUT_SUFFIX, assign_frame, sample_mask, sample_ratio_mismatch
 from segments.profiles import (
     ProfileSchema,
     ProfileValidator,
@@ -47,9 +50,19 @@ class Progress:
 
 @dataclass
 class BuildOptions:
+    """How to run a build (the CLI's options).
+
+    ``sample`` renders a deterministic share of the audience (test cohort);
+    ``winner`` forces a variant per experiment; ``exclude`` names earlier
+    manifests whose recipients are skipped (already sent or held out).
+    """
+
     out: Path | None = None
     as_of: datetime | None = None
     limit: int | None = None
+    sample: float | None = None
+    winner: dict[str, str] = field(default_factory=dict)
+    exclude: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -63,7 +76,10 @@ class BuildState:
     reasons: Counter[str] = field(default_factory=Counter)
     segments: Counter[str] = field(default_factory=Counter)
     variants: dict[str, Counter[str]] = field(default_factory=dict)
+    held_out: Counter[str] = field(default_factory=Counter)
     rejected_count: int = 0
+    excluded: int = 0
+    not_sampled: int = 0
 
 
 class CampaignBuild:
@@ -78,6 +94,8 @@ class CampaignBuild:
         )  # relative to the working directory
         self.summary: dict[str, Any] = {}
         self.runtime: CampaignRuntime | None = None
+        self._excluded_ids = read_manifest_ids(self.options.exclude)
+        self._state_holdouts: Counter[str] = Counter()
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
@@ -92,6 +110,7 @@ class CampaignBuild:
             source.email_field,
         )
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of)
+        _check_winners(self.runtime, self.options.winner)
         validator = make_validator(self.campaign, schema)
         writer = OutputWriter(self.out, text=self.campaign.output.text)
         state = BuildState()
@@ -112,29 +131,82 @@ class CampaignBuild:
         runtime = self.runtime
         valid, rejected = validator.validate(chunk)
         state.rows += len(chunk.frame) + len(chunk.rejections)
+        ids = valid[runtime.schema.id_field].astype(str)
+        keep = self._audience_filter(ids, state)
+        valid, ids = valid[keep], ids[keep]
         membership = runtime.segments.evaluate_frame(valid, self.as_of)
         names = list(membership.columns)
-        flags = membership.to_numpy()
         segment_lists = [
-            tuple(n for n, hit in zip(names, row, strict=True) if hit) for row in flags
+            tuple(n for n, hit in zip(names, row, strict=True) if hit)
+            for row in membership.to_numpy()
         ]
+        variants, holdout = self._assign(ids, membership)
         records = to_records(valid, runtime.schema.types())
+        send = [i for i, held in enumerate(holdout) if not held]
         batch = ProfileBatch(
-            [int(r) for r in valid.index], records, segment_lists, [{} for _ in records]
+            [int(valid.index[i]) for i in send],
+            [records[i] for i in send],
+            [segment_lists[i] for i in send],
+            [variants[i] for i in send],
         )
         result = runtime.render_batch(batch)
         all_rejected = sorted(rejected + result.rejected, key=lambda r: r.row)
+        for i, held in enumerate(holdout):
+            if held:
+                writer.write_holdout(
+                    int(valid.index[i]),
+                    ids.iloc[i],
+                    str(records[i].get(runtime.schema.email_field)),
+                    segment_lists[i],
+                    variants[i],
+                )
+        state.holdout += len(holdout) - len(send)
         writer.write(result.rendered, all_rejected)
         state.rendered += len(result.rendered)
         state.rejected_count += len(all_rejected)
         state.reasons.update(r.reason for r in all_rejected)
         for item in result.rendered:
             state.segments.update(s for s in item.segments if not s.startswith("block:"))
+            for key, name in item.variants.items():
+                state.variants.setdefault(key, Counter())[str(name)] += 1
+
+    def _audience_filter(self, ids: pd.Series, state: BuildState) -> pd.Series:
+        keep = pd.Series(True, index=ids.index)
+        if self._excluded_ids:
+            excluded = ids.isin(self._excluded_ids)
+            state.excluded += int(excluded.sum())
+            keep &= ~excluded
+        if self.options.sample is not None:
+            sampled = sample_mask(ids, self.options.sample)
+            state.not_sampled += int((keep & ~sampled).sum())
+            keep &= sampled
+        return keep
+
+    def _assign(
+        self, ids: pd.Series, membership: pd.DataFrame
+    ) -> tuple[list[dict[str, str | None]], list[bool]]:
+        assert self.runtime is not None
+        experiments = self.runtime.experiments
+        if not experiments:
+            return [{} for _ in range(len(ids))], [False] * len(ids)
+        frame = assign_frame(experiments, ids, membership)
+        for key, name in self.options.winner.items():
+            in_audience = frame[key].notna()
+            frame.loc[in_audience, key] = name
+        keys = [e.key for e in experiments]
+        variants = [
+            dict(zip(keys, row, strict=True)) for row in frame[keys].itertuples(index=False)
+        ]
+        for experiment in experiments:
+            self._state_holdouts[experiment.key] += int(
+                frame[experiment.key + HOLDOUT_SUFFIX].sum()
+            )
+        return variants, frame["holdout"].tolist()
 
     def _summary(self, state: BuildState, seconds: float) -> dict[str, Any]:
         assert self.runtime is not None
         segment_names = [n for n in self.runtime.segments.names if not n.startswith("block:")]
-        return {
+        summary: dict[str, Any] = {
             "campaign": self.campaign.name,
             "template": self.campaign.template,
             "as_of": self.as_of.isoformat(),
@@ -142,14 +214,84 @@ class CampaignBuild:
             "rendered": state.rendered,
             "rejected": state.rejected_count,
             "holdout": state.holdout,
+            "excluded": state.excluded,
+            "not_sampled": state.not_sampled,
             "rejected_by_reason": dict(sorted(state.reasons.items())),
             "segments": {name: state.segments.get(name, 0) for name in segment_names},
+            "experiments": self._experiment_summary(state),
+            "options": {
+                "sample": self.options.sample,
+                "winner": dict(self.options.winner),
+                "exclude": [str(p) for p in self.options.exclude],
+                "limit": self.options.limit,
+            },
             "layouts_compiled": len(self.runtime.template.shapes),
             "timing": {
                 "duration_seconds": round(seconds, 3),
                 "recipients_per_second": round(state.rows / seconds, 1) if seconds else None,
             },
         }
+        return summary
+
+    def _experiment_summary(self, state: BuildState) -> dict[str, Any]:
+        assert self.runtime is not None
+        result = {}
+        for experiment in self.runtime.experiments:
+            counts = state.variants.get(experiment.key, Counter())
+            assigned = {v.name: counts.get(v.name, 0) for v in experiment.variants}
+            entry: dict[str, Any] = {
+                "weights": experiment.weights,
+                "counts": assigned,
+                "outside": counts.get("None", 0),
+                "holdout": self._state_holdouts.get(experiment.key, 0),
+                "holdout_share": experiment.holdout,
+                "audience": experiment.audience,
+                "layer": experiment.layer,
+            }
+            if experiment.key not in self.options.winner:
+                srm = sample_ratio_mismatch(assigned, experiment.weights)
+                entry["srm"] = {
+                    "chi2": round(srm.chi2, 4),
+                    "p_value": round(srm.p_value, 6),
+                    "mismatch": srm.mismatch,
+                }
+            result[experiment.key] = entry
+        return result
+
+
+def read_manifest_ids(paths: list[Path]) -> frozenset[str]:
+    """Recipient ids listed in earlier manifests (rendered or held out)."""
+    ids: set[str] = set()
+    for path in paths:
+        try:
+            with path.open(encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    try:
+                        ids.add(str(json.loads(line)["id"]))
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise ConfigError(
+                            "not a mailsmith manifest line", file=str(path), line=number
+                        ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read manifest: {exc.strerror}", file=str(path)) from None
+    return frozenset(ids)
+
+
+def _check_winners(runtime: CampaignRuntime, winner: dict[str, str]) -> None:
+    experiments = {e.key: e for e in runtime.experiments}
+    for key, name in winner.items():
+        if key not in experiments:
+            raise ConfigError(
+                f"--winner: no experiment {key!r}",
+                file=runtime.campaign.file,
+                hint=f"experiments: {', '.join(experiments) or '(none)'}",
+            )
+        if name not in experiments[key].weights:
+            raise ConfigError(
+                f"--winner: experiment {key!r} has no variant {name!r}",
+                file=runtime.campaign.file,
+                hint=f"variants: {', '.join(experiments[key].weights)}",
+            )
 
 
 def make_validator(campaign: Campaign, schema: ProfileSchema) -> ProfileValidator:

@@ -22,9 +22,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def shipped_dir(name: str) -> Path:
-    """Shipped content folder: installed package data, or the source checkout's."""
-    installed = SHIPPED / name
-    return installed if installed.is_dir() else REPO_ROOT / name
+    """Shipped content folder: the source checkout's, or the installed package data."""
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / name).is_dir():
+        return REPO_ROOT / name
+    return SHIPPED / name
 
 
 class _Model(BaseModel):

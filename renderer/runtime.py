@@ -20,6 +20,8 @@ from typing import Any
 from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
+from segments.errors import ConfigError
+from segments.experiments import Experiment, parse_experiments
 from segments.profiles import FieldDef, ProfileSchema, Rejection
 from segments.rules import SegmentSet, parse_segments
 from segments.yamlsrc import LineDict, load_yaml
@@ -28,7 +30,7 @@ from .campaign import Campaign, shipped_dir
 from .compiler import CompiledTemplate, RecipientError, compile_template, inline_calls
 from .env import make_environment, undefined_name
 from .errors import TemplateError, UndefinedFieldError
-from .source import ContentFolders, assemble
+from .source import BlockOverrides, ContentFolders, assemble
 
 _IN_SEGMENT_RE = re.compile(r"""in_segment\(\s*(['"])([^'"]+)\1\s*\)""")
 
@@ -100,8 +102,10 @@ class CampaignRuntime:
         self.env = make_environment(campaign.missing_token)
         self.text_env = make_environment(campaign.missing_token, text=True)
         folders = content_folders(campaign)
-        assembled = assemble(folders, campaign.template)
+        self.experiments = load_experiments(campaign)
+        assembled = assemble(folders, campaign.template, block_overrides(self.experiments))
         self.segments = load_campaign_segments(campaign, schema, assembled.blocks.values())
+        _check_audiences(self.experiments, self.segments, campaign.file)
         _check_segment_names(assembled.tokens, self.segments)
         assembled.tokens = [
             replace(t, text=inline_calls(t.text)) if t.kind in ("var", "tag") else t
@@ -114,8 +118,7 @@ class CampaignRuntime:
             "unsubscribe_url": campaign.unsubscribe_url or "",
         }
         self.headers = {k: self._field_template(k, v) for k, v in self.header_sources.items()}
-        # one render for all three: they run for every recipient
-        self.headers_once = self.text_env.from_string("\x1f".join(self.header_sources.values()))
+        self._headers_once: dict[tuple[tuple[str, str], ...], Template] = {}
         self.globals = {
             "vars": campaign.vars,
             "as_of": as_of,
@@ -151,6 +154,10 @@ class CampaignRuntime:
         context["email"] = record[self.schema.email_field]
         context["segments"] = frozenset(segments)
         context["variants"] = variants
+        for experiment in self.experiments:
+            variant = experiment.variant(variants.get(experiment.key))
+            if variant is not None and variant.tokens:
+                context.update(variant.tokens)
         return context
 
     def full_context(
@@ -195,9 +202,29 @@ class CampaignRuntime:
             warnings=tuple(warnings),
         )
 
+    def _headers_for(self, variants: Mapping[str, str | None]) -> Template:
+        """Subject, preheader and unsubscribe URL as one template, per variant override."""
+        chosen = tuple(
+            (e.key, name)
+            for e in self.experiments
+            if (name := variants.get(e.key)) is not None
+            and (e.variant(name).subject is not None or e.variant(name).preheader is not None)
+        )
+        template = self._headers_once.get(chosen)
+        if template is None:
+            sources = dict(self.header_sources)
+            for key, name in chosen:
+                variant = next(e for e in self.experiments if e.key == key).variant(name)
+                sources["subject"] = variant.subject or sources["subject"]
+                sources["preheader"] = variant.preheader or sources["preheader"]
+            # one render for all three: they run for every recipient
+            template = self._field_template("subject", "\x1f".join(sources.values()))
+            self._headers_once[chosen] = template
+        return template
+
     def _render_headers(self, context: Mapping[str, Any]) -> list[str]:
         try:
-            return self.headers_once.render(context).split("\x1f")
+            return self._headers_for(context["variants"]).render(context).split("\x1f")
         except (UndefinedError, SecurityError):
             for key, template in self.headers.items():
                 self._render_field(key, template, context)  # raises with the key's position
@@ -272,6 +299,36 @@ def load_campaign_segments(campaign: Campaign, schema: ProfileSchema, blocks: An
         if isinstance(block.show_if, dict):
             combined[f"block:{block.name}"] = block.show_if
     return parse_segments(combined, fields=schema.types(), source=source)
+
+
+def load_experiments(campaign: Campaign) -> list[Experiment]:
+    """The campaign's experiments, validated with line numbers from the YAML."""
+    if not campaign.experiments:
+        return []
+    path = Path(campaign.file)
+    raw = load_yaml(path).get("experiments") if path.is_file() else None
+    return parse_experiments(raw if raw is not None else campaign.experiments, file=campaign.file)
+
+
+def block_overrides(experiments: Sequence[Experiment]) -> BlockOverrides:
+    """Which variants swap or hide which placed blocks."""
+    overrides: BlockOverrides = {}
+    for experiment in experiments:
+        for variant in experiment.variants:
+            for block, replacement in variant.blocks.items():
+                overrides.setdefault(block, []).append((experiment.key, variant.name, replacement))
+    return overrides
+
+
+def _check_audiences(experiments: Sequence[Experiment], segments: SegmentSet, file: str) -> None:
+    for experiment in experiments:
+        if experiment.audience is not None and experiment.audience not in segments.names:
+            raise ConfigError(
+                f"experiment {experiment.key!r}: unknown audience segment {experiment.audience!r}",
+                file=file,
+                field="experiments",
+                hint=f"known segments: {', '.join(segments.names)}",
+            )
 
 
 def _check_segment_names(tokens: Sequence[Any], segments: SegmentSet) -> None:

@@ -209,112 +209,128 @@ class AssembledTemplate:
     blocks: dict[str, BlockSpec]
 
 
-def assemble(folders: ContentFolders, name: str) -> AssembledTemplate:
-    """Load template ``name`` and splice in its blocks and includes."""
+# block name -> [(experiment key, variant name, replacement block or None)]
+BlockOverrides = dict[str, list[tuple[str, str, str | None]]]
+
+
+def assemble(
+    folders: ContentFolders, name: str, overrides: BlockOverrides | None = None
+) -> AssembledTemplate:
+    """Load template ``name`` and splice in its blocks and includes.
+
+    ``overrides`` lets experiment variants swap or hide a placed block.
+    """
     path = folders.find_template(name)
     tokens = tokenize(path.read_text(encoding="utf-8"), str(path))
-    blocks: dict[str, BlockSpec] = {}
-    spliced = list(_splice(folders, tokens, blocks, depth=0))
-    return AssembledTemplate(name=name, file=str(path), tokens=spliced, blocks=blocks)
+    assembler = _Assembler(folders, overrides or {})
+    spliced = list(assembler.splice(tokens, depth=0))
+    return AssembledTemplate(name=name, file=str(path), tokens=spliced, blocks=assembler.blocks)
 
 
-def _splice(
-    folders: ContentFolders, tokens: Sequence[Token], blocks: dict[str, BlockSpec], depth: int
-) -> Iterator[Token]:
-    for token in tokens:
-        if token.kind == "tag":
-            yield from _splice_tag(folders, token, blocks, depth)
-        elif token.kind == "data" and "<mj-block" in token.text:
-            yield from _splice_blocks(folders, token, blocks, depth)
-        else:
+class _Assembler:
+    def __init__(self, folders: ContentFolders, overrides: BlockOverrides) -> None:
+        self.folders = folders
+        self.overrides = overrides
+        self.blocks: dict[str, BlockSpec] = {}
+
+    def splice(self, tokens: Sequence[Token], depth: int) -> Iterator[Token]:
+        for token in tokens:
+            if token.kind == "tag":
+                yield from self.splice_tag(token, depth)
+            elif token.kind == "data" and "<mj-block" in token.text:
+                yield from self.splice_blocks(token, depth)
+            else:
+                yield token
+
+    def splice_tag(self, token: Token, depth: int) -> Iterator[Token]:
+        keyword = token.keyword
+        if keyword in _UNSUPPORTED_TAGS:
+            raise TemplateError(
+                f"'{{% {keyword} %}}' is not supported in mailsmith templates",
+                file=token.file,
+                line=token.line,
+                hint="reuse content with <mj-block name=\"...\" /> or {% include 'x.mjml' %}",
+            )
+        if keyword != "include":
             yield token
+            return
+        match = _INCLUDE_RE.fullmatch(token.text.strip())
+        if match is None:
+            raise TemplateError(
+                "include needs a literal file name",
+                file=token.file,
+                line=token.line,
+                hint="write {% include 'partials/footer.mjml' %}",
+            )
+        if depth >= MAX_INCLUDE_DEPTH:
+            raise TemplateError(
+                "includes nest too deeply (a cycle?)", file=token.file, line=token.line
+            )
+        path = self.folders.find_template(match.group(2), file=token.file, line=token.line)
+        yield from self.splice(tokenize(path.read_text(encoding="utf-8"), str(path)), depth + 1)
 
+    def splice_blocks(self, token: Token, depth: int) -> Iterator[Token]:
+        text, line, pos = token.text, token.line, 0
+        for match in _BLOCK_TAG_RE.finditer(text):
+            before = text[pos : match.start()]
+            if before:
+                yield Token("data", before, token.file, line)
+            line += before.count("\n")
+            yield from self.placement(match.group(2), token.file, line, depth)
+            line += match.group(0).count("\n")
+            pos = match.end()
+        rest = text[pos:]
+        if "<mj-block" in rest:
+            raise TemplateError(
+                "malformed <mj-block> placement",
+                file=token.file,
+                line=line + rest[: rest.index("<mj-block")].count("\n"),
+                hint='write <mj-block name="block_name" />',
+            )
+        if rest:
+            yield Token("data", rest, token.file, line)
 
-def _splice_tag(
-    folders: ContentFolders, token: Token, blocks: dict[str, BlockSpec], depth: int
-) -> Iterator[Token]:
-    keyword = token.keyword
-    if keyword in _UNSUPPORTED_TAGS:
-        raise TemplateError(
-            f"'{{% {keyword} %}}' is not supported in mailsmith templates",
-            file=token.file,
-            line=token.line,
-            hint="use <mj-block name=\"...\" /> for reusable content, or {% include 'file.mjml' %}",
-        )
-    if keyword != "include":
-        yield token
-        return
-    match = _INCLUDE_RE.fullmatch(token.text.strip())
-    if match is None:
-        raise TemplateError(
-            "include needs a literal file name",
-            file=token.file,
-            line=token.line,
-            hint="write {% include 'partials/footer.mjml' %}",
-        )
-    if depth >= MAX_INCLUDE_DEPTH:
-        raise TemplateError("includes nest too deeply (a cycle?)", file=token.file, line=token.line)
-    path = folders.find_template(match.group(2), file=token.file, line=token.line)
-    included = tokenize(path.read_text(encoding="utf-8"), str(path))
-    yield from _splice(folders, included, blocks, depth + 1)
+    def placement(self, name: str, file: str, line: int, depth: int) -> Iterator[Token]:
+        """A placed block, or the block an experiment variant puts in its place."""
+        overrides = self.overrides.get(name, [])
+        for number, (key, variant, replacement) in enumerate(overrides):
+            test = f"variant({key!r}) == {variant!r}"
+            yield Token("tag", f"{{% {'elif' if number else 'if'} {test} %}}", file, line)
+            if replacement is not None:
+                yield from self.chain(replacement, file, line, depth)
+        if overrides:
+            yield Token("tag", "{% else %}", file, line)
+        yield from self.chain(name, file, line, depth)
+        if overrides:
+            yield Token("tag", "{% endif %}", file, line)
 
-
-def _splice_blocks(
-    folders: ContentFolders, token: Token, blocks: dict[str, BlockSpec], depth: int
-) -> Iterator[Token]:
-    text, line, pos = token.text, token.line, 0
-    for match in _BLOCK_TAG_RE.finditer(text):
-        before = text[pos : match.start()]
-        if before:
-            yield Token("data", before, token.file, line)
-        line += before.count("\n")
-        yield from _block_chain(folders, match.group(2), token.file, line, blocks, depth)
-        line += match.group(0).count("\n")
-        pos = match.end()
-    rest = text[pos:]
-    if "<mj-block" in rest:
-        raise TemplateError(
-            "malformed <mj-block> placement",
-            file=token.file,
-            line=line + rest[: rest.index("<mj-block")].count("\n"),
-            hint='write <mj-block name="block_name" />',
-        )
-    if rest:
-        yield Token("data", rest, token.file, line)
-
-
-def _block_chain(
-    folders: ContentFolders,
-    name: str,
-    file: str,
-    line: int,
-    blocks: dict[str, BlockSpec],
-    depth: int,
-) -> Iterator[Token]:
-    """Emit ``{% if show A %}A{% elif show B %}B{% endif %}`` for a block and its fallbacks."""
-    chain: list[BlockSpec] = []
-    current: str | None = name
-    while current is not None:
-        if any(b.name == current for b in chain):
-            path = " -> ".join([b.name for b in chain] + [current])
-            raise TemplateError(f"block fallbacks form a cycle: {path}", file=file, line=line)
-        spec = blocks.get(current) or load_block(folders, current, file=file, line=line)
-        blocks[current] = spec
-        chain.append(spec)
-        current = spec.fallback
-    opened = False
-    for spec in chain:
-        condition = _show_condition(spec)
-        if condition is None:
-            if opened:
-                yield Token("tag", "{% else %}", file, line)
-            yield from _splice(folders, spec.tokens, blocks, depth + 1)
-            break
-        yield Token("tag", f"{{% {'elif' if opened else 'if'} {condition} %}}", file, line)
-        opened = True
-        yield from _splice(folders, spec.tokens, blocks, depth + 1)
-    if opened:
-        yield Token("tag", "{% endif %}", file, line)
+    def chain(self, name: str, file: str, line: int, depth: int) -> Iterator[Token]:
+        """``{% if show A %}A{% elif show B %}B{% endif %}`` for a block and its fallbacks."""
+        chain: list[BlockSpec] = []
+        current: str | None = name
+        while current is not None:
+            if any(b.name == current for b in chain):
+                path = " -> ".join([b.name for b in chain] + [current])
+                raise TemplateError(f"block fallbacks form a cycle: {path}", file=file, line=line)
+            spec = self.blocks.get(current) or load_block(
+                self.folders, current, file=file, line=line
+            )
+            self.blocks[current] = spec
+            chain.append(spec)
+            current = spec.fallback
+        opened = False
+        for spec in chain:
+            condition = _show_condition(spec)
+            if condition is None:
+                if opened:
+                    yield Token("tag", "{% else %}", file, line)
+                yield from self.splice(spec.tokens, depth + 1)
+                break
+            yield Token("tag", f"{{% {'elif' if opened else 'if'} {condition} %}}", file, line)
+            opened = True
+            yield from self.splice(spec.tokens, depth + 1)
+        if opened:
+            yield Token("tag", "{% endif %}", file, line)
 
 
 def _show_condition(spec: BlockSpec) -> str | None:

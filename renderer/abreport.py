@@ -1,0 +1,88 @@
+"""``mailsmith ab report``: join outcomes to a build's manifest and test each experiment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segments.abstats import AbReport, ab_report, load_results
+from segments.errors import ConfigError
+
+
+def read_assignments(manifest: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Assignments (id, holdout, one column per experiment) and the build's experiment config."""
+    rows = []
+    try:
+        with manifest.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    entry = json.loads(line)
+                    rows.append(
+                        {
+                            "id": str(entry["id"]),
+                            "holdout": bool(entry.get("holdout")),
+                            **entry.get("variants", {}),
+                        }
+                    )
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise ConfigError(
+                        "not a mailsmith manifest line", file=str(manifest), line=number
+                    ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read manifest: {exc.strerror}", file=str(manifest)) from None
+    summary_path = manifest.with_name("summary.json")
+    experiments: dict[str, Any] = {}
+    if summary_path.is_file():
+        experiments = json.loads(summary_path.read_text(encoding="utf-8")).get("experiments", {})
+    return pd.DataFrame(rows), experiments
+
+
+def report_from_manifest(
+    results: Path,
+    manifest: Path,
+    *,
+    experiment: str | None = None,
+    metrics: list[str] | None = None,
+    alpha: float = 0.05,
+) -> list[AbReport]:
+    """One report per experiment in the manifest (or just ``experiment``)."""
+    assignments, configs = read_assignments(manifest)
+    outcomes = load_results(results)
+    keys = (
+        [experiment]
+        if experiment
+        else list(configs) or [c for c in assignments.columns if c not in ("id", "holdout")]
+    )
+    reports = []
+    for key in keys:
+        if key not in assignments.columns:
+            raise ConfigError(
+                f"the manifest has no experiment {key!r}",
+                file=str(manifest),
+                hint=f"experiments: {', '.join(configs) or '(none)'}",
+            )
+        weights = configs.get(key, {}).get("weights")
+        frame = assignments[["id", "holdout", key]]
+        reports.append(
+            ab_report(
+                frame, outcomes, experiment=key, metrics=metrics, weights=weights, alpha=alpha
+            )
+        )
+    return reports
+
+
+def reports_html(reports: list[AbReport]) -> str:
+    """All experiments' pages, one after the other, as one self-contained page."""
+    if len(reports) == 1:
+        return reports[0].to_html()
+    bodies = []
+    for report in reports:
+        page = report.to_html()
+        start, end = page.find("<body>"), page.rfind("</body>")
+        bodies.append(page[start + 6 : end] if start >= 0 and end > start else page)
+    head = reports[0].to_html()
+    head = head[: head.find("<body>") + 6] if "<body>" in head else "<html><body>"
+    return head + "<hr>".join(bodies) + "</body></html>\n"
