@@ -213,7 +213,8 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     )
     out.print(
         f"{summary['rendered']} emails in {timing['duration_seconds']} s "
-        f"({timing['recipients_per_second']} rows/s); {summary['layouts_compiled']} layout(s) compiled."
+        f"({timing['recipients_per_second']} rows/s); "
+        f"{summary['layouts_compiled']} layout(s) compiled."
     )
     if accounted == summary["input_rows"]:
         out.print(
