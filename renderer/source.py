@@ -276,7 +276,7 @@ class _Assembler:
             if before:
                 yield Token("data", before, token.file, line)
             line += before.count("\n")
-            yield from self.placement(match.group(2), token.file, line, depth)
+            yield from self.chain(match.group(2), token.file, line, depth)
             line += match.group(0).count("\n")
             pos = match.end()
         rest = text[pos:]
@@ -289,20 +289,6 @@ class _Assembler:
             )
         if rest:
             yield Token("data", rest, token.file, line)
-
-    def placement(self, name: str, file: str, line: int, depth: int) -> Iterator[Token]:
-        """A placed block, or the block an experiment variant puts in its place."""
-        overrides = self.overrides.get(name, [])
-        for number, (key, variant, replacement) in enumerate(overrides):
-            test = f"variant({key!r}) == {variant!r}"
-            yield Token("tag", f"{{% {'elif' if number else 'if'} {test} %}}", file, line)
-            if replacement is not None:
-                yield from self.chain(replacement, file, line, depth)
-        if overrides:
-            yield Token("tag", "{% else %}", file, line)
-        yield from self.chain(name, file, line, depth)
-        if overrides:
-            yield Token("tag", "{% endif %}", file, line)
 
     def chain(self, name: str, file: str, line: int, depth: int) -> Iterator[Token]:
         """``{% if show A %}A{% elif show B %}B{% endif %}`` for a block and its fallbacks."""
@@ -324,12 +310,32 @@ class _Assembler:
             if condition is None:
                 if opened:
                     yield Token("tag", "{% else %}", file, line)
-                yield from self.splice(spec.tokens, depth + 1)
+                yield from self.body(spec, file, line, depth)
                 break
             yield Token("tag", f"{{% {'elif' if opened else 'if'} {condition} %}}", file, line)
             opened = True
-            yield from self.splice(spec.tokens, depth + 1)
+            yield from self.body(spec, file, line, depth)
         if opened:
+            yield Token("tag", "{% endif %}", file, line)
+
+    def body(self, spec: BlockSpec, file: str, line: int, depth: int) -> Iterator[Token]:
+        """A block's content where it shows, or what an experiment variant puts there."""
+        overrides = self.overrides.get(spec.name, [])
+        if depth >= MAX_INCLUDE_DEPTH:
+            raise TemplateError(
+                "blocks nest too deeply (variants swapping blocks in a cycle?)",
+                file=file,
+                line=line,
+            )
+        for number, (key, variant, replacement) in enumerate(overrides):
+            test = f"variant({key!r}) == {variant!r}"
+            yield Token("tag", f"{{% {'elif' if number else 'if'} {test} %}}", file, line)
+            if replacement is not None:
+                yield from self.chain(replacement, file, line, depth + 1)
+        if overrides:
+            yield Token("tag", "{% else %}", file, line)
+        yield from self.splice(spec.tokens, depth + 1)
+        if overrides:
             yield Token("tag", "{% endif %}", file, line)
 
 

@@ -1,0 +1,155 @@
+"""Experiments inside builds: manifest, holdouts, variant content, test-then-winner, report CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from renderer import BuildOptions, ConfigError, build_campaign, load_campaign, render_profile
+from renderer.campaign import demo_campaign_path
+from segments.experiments import assign_one, parse_experiments
+
+runner = CliRunner()
+
+
+def manifest(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("variants") / "out"
+    return out, build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
+
+
+def test_manifest_records_variants_and_holdouts_are_never_rendered(demo: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = demo
+    entries = manifest(out)
+    held = [e for e in entries if e["holdout"]]
+    sent = [e for e in entries if not e["holdout"]]
+    assert len(held) == summary["holdout"] > 0
+    assert len(sent) == summary["rendered"]
+    assert all("html" not in e and "text" not in e for e in held)
+    html_files = {p.name for p in (out / "html").rglob("*.html")}
+    assert len(html_files) == len(sent)
+    assert all(set(e["variants"]) == {"subject_test", "offer_test"} for e in entries)
+    assert all(e["variants"]["offer_test"] is None for e in held)
+    # 10% holdout of everyone eligible, within a generous binomial tolerance
+    eligible = len(entries)
+    assert abs(len(held) / eligible - 0.10) < 0.03
+
+
+def test_summary_counts_match_the_manifest_and_carry_srm(demo: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = demo
+    sent = [e for e in manifest(out) if not e["holdout"]]
+    for key, info in summary["experiments"].items():
+        for variant, count in info["counts"].items():
+            assert count == sum(1 for e in sent if e["variants"][key] == variant)
+        assert info["srm"]["mismatch"] is False
+    assert summary["input_rows"] == summary["rendered"] + summary["rejected"] + summary["holdout"]
+
+
+def test_assignments_match_the_documented_algorithm(demo: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = demo
+    campaign = load_campaign(demo_campaign_path())
+    experiments = parse_experiments(campaign.experiments)
+    for entry in manifest(out)[:300]:
+        assignment = assign_one(experiments, entry["id"], frozenset(entry["segments"]))
+        assert assignment.is_holdout == entry["holdout"]
+        if not entry["holdout"]:
+            assert assignment.variants == entry["variants"]
+
+
+def test_variant_content_subject_and_block_swap(demo: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = demo
+    sent = [e for e in manifest(out) if not e["holdout"]]
+    b = next(e for e in sent if e["variants"]["subject_test"] == "B")
+    a = next(e for e in sent if e["variants"]["subject_test"] == "A")
+    assert "3 picks we think you'll love" in b["subject"]
+    assert "your autumn picks are here" in a["subject"]
+    non_vip = [e for e in sent if "vip" not in e["segments"]]
+    free = next(e for e in non_vip if e["variants"]["offer_test"] == "free_shipping")
+    control = next(e for e in non_vip if e["variants"]["offer_test"] == "control")
+    assert "Free shipping on everything" in (out / free["html"]).read_text()
+    assert "Knitwear Week" not in (out / free["html"]).read_text()
+    assert "Knitwear Week" in (out / control["html"]).read_text()
+
+
+def test_variants_do_not_multiply_compiled_layouts(demo: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    _, summary = demo
+    plain = load_campaign(demo_campaign_path()).model_copy(update={"experiments": []})
+    # the same campaign without experiments compiles as many layouts: variants are branches
+    assert summary["layouts_compiled"] <= 2
+    assert build_campaign(plain, BuildOptions(out=tmp_path / "o", limit=300))["layouts_compiled"] <= 2
+
+
+def test_render_any_variant_for_a_designer() -> None:
+    campaign = load_campaign(demo_campaign_path())
+    b = render_profile(campaign, "C000001", variants={"subject_test": "B"})
+    a = render_profile(campaign, "C000001", variants={"subject_test": "A"})
+    assert "3 picks" in b.subject and "3 picks" not in a.subject
+    result = runner.invoke(app, ["render", "--profile", "C000001", "--variant", "offer_test=free_shipping",
+                                 "--text"])
+    assert result.exit_code == 0, result.output
+    assert "Variants: offer_test=free_shipping" in result.stdout
+
+
+def test_sample_then_winner_covers_everyone_once(tmp_path: Path) -> None:
+    campaign = load_campaign(demo_campaign_path())
+    first = tmp_path / "test"
+    test_run = build_campaign(campaign, BuildOptions(out=first, sample=0.2))
+    tested = manifest(first)
+    assert 0.12 < (len(tested) / (test_run["input_rows"] - test_run["rejected"])) < 0.28
+    assert test_run["not_sampled"] > 0
+    second = tmp_path / "winner"
+    result = runner.invoke(app, ["build", "--out", str(second), "--quiet", "--winner", "subject_test=B",
+                                 "--exclude", str(first / "manifest.jsonl")])
+    assert result.exit_code == 0, result.output
+    rest = manifest(second)
+    summary = json.loads((second / "summary.json").read_text())
+    assert summary["excluded"] == len(tested)
+    assert not {e["id"] for e in tested} & {e["id"] for e in rest}
+    assert all(e["variants"]["subject_test"] == "B" for e in rest if not e["holdout"])
+    everyone = {e["id"] for e in tested} | {e["id"] for e in rest}
+    full = manifest_ids_of_full_build(tmp_path)
+    assert everyone == full
+
+
+def manifest_ids_of_full_build(tmp_path: Path) -> set[str]:
+    out = tmp_path / "full"
+    build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
+    return {e["id"] for e in manifest(out)}
+
+
+def test_unknown_winner_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no variant 'Z'"):
+        build_campaign(load_campaign(demo_campaign_path()),
+                       BuildOptions(out=tmp_path / "o", winner={"subject_test": "Z"}))
+
+
+def test_ab_report_cli_on_the_demo_results(demo: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    out, _ = demo
+    results = demo_campaign_path().parent / "results.csv"
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["ab", "report", str(results), "--manifest", str(out / "manifest.jsonl"),
+                                 "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "subject_test: winner: B" in result.stdout
+    assert "offer_test" in result.stdout
+    assert "<svg" in page.read_text()
+
+
+def test_ab_report_reports_unknown_ids(demo: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    out, _ = demo
+    results = tmp_path / "r.csv"
+    lines = (demo_campaign_path().parent / "results.csv").read_text().splitlines()
+    results.write_text("\n".join(lines + ["NOT-A-RECIPIENT,1,1,1,10.0"]) + "\n")
+    result = runner.invoke(app, ["ab", "report", str(results), "--manifest", str(out / "manifest.jsonl"),
+                                 "--experiment", "subject_test"])
+    assert result.exit_code == 0, result.output
+    assert "1 result ids are not in the manifest" in result.stderr
