@@ -48,7 +48,9 @@ def test_demo_build_counts_reconcile_and_match_the_files(
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert summary["input_rows"] == 2500
     assert summary["input_rows"] == summary["rendered"] + summary["rejected"] + summary["holdout"]
-    assert len(manifest) == summary["rendered"] and len(errors) == summary["rejected"]
+    sent = [m for m in manifest if not m["holdout"]]
+    assert len(sent) == summary["rendered"] and len(errors) == summary["rejected"]
+    assert len(manifest) - len(sent) == summary["holdout"]
     assert sum(summary["rejected_by_reason"].values()) == summary["rejected"]
     assert {"invalid_email", "duplicate_id", "no_consent", "suppressed", "invalid_value"} <= set(
         summary["rejected_by_reason"]
@@ -63,6 +65,9 @@ def test_manifest_lines_describe_the_written_files(demo_build: tuple[Path, dict[
     out, _ = demo_build
     for line in (out / "manifest.jsonl").read_text().splitlines()[:50]:
         entry = json.loads(line)
+        if entry["holdout"]:
+            assert "html" not in entry
+            continue
         html = (out / entry["html"]).read_bytes()
         text = (out / entry["text"]).read_bytes()
         assert (
@@ -113,7 +118,7 @@ def test_limit_counts_input_rows(tmp_path: Path) -> None:
         load_campaign(demo_campaign_path()), BuildOptions(out=tmp_path / "o", limit=100)
     )
     assert summary["input_rows"] == 100
-    assert summary["rendered"] + summary["rejected"] == 100
+    assert summary["rendered"] + summary["rejected"] + summary["holdout"] == 100
 
 
 def test_cli_build_prints_a_reconciled_summary(tmp_path: Path) -> None:
