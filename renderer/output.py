@@ -47,7 +47,8 @@ class OutputWriter:
         self._errors: IO[str] = (self.staging / "errors.jsonl").open(
             "w", encoding="utf-8", newline="\n"
         )
-        self._dirs: set[Path] = set()
+        self._dirs: set[str] = set()
+        self._root = str(self.staging)
 
     def write(self, rendered: Iterable[Rendered], rejected: Iterable[Rejection]) -> None:
         """Write a batch's emails and manifest lines, then its rejections."""
@@ -75,7 +76,6 @@ class OutputWriter:
         self._manifest.write(dumps(entry) + "\n")
 
     def _write_recipient(self, item: Rendered) -> dict[str, Any]:
-        html_path = Path("html") / item.key[:2] / f"{item.key}.html"
         entry: dict[str, Any] = {
             "id": item.id,
             "row": item.row,
@@ -87,24 +87,28 @@ class OutputWriter:
             "subject": item.subject,
             "preheader": item.preheader,
         }
-        entry.update(self._file("html", html_path, item.html))
+        shard = item.key[:2]
+        entry.update(self._file("html", f"html/{shard}/{item.key}.html", item.html))
         if self.text:
-            entry.update(
-                self._file("text", Path("text") / item.key[:2] / f"{item.key}.txt", item.text)
-            )
+            entry.update(self._file("text", f"text/{shard}/{item.key}.txt", item.text))
         entry["warnings"] = list(item.warnings)
         return entry
 
-    def _file(self, kind: str, relative: Path, content: str) -> dict[str, Any]:
+    def _file(self, kind: str, relative: str, content: str) -> dict[str, Any]:
         data = content.encode("utf-8")
-        target = self.staging / relative
-        if target.parent not in self._dirs:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(target.parent)
-        with open(target, "wb") as handle:
-            handle.write(data)
+        target = f"{self._root}/{relative}"
+        folder = target.rpartition("/")[0]
+        if folder not in self._dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._dirs.add(folder)
+        # plain os calls: this runs twice per recipient
+        handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(handle, data)
+        finally:
+            os.close(handle)
         return {
-            kind: relative.as_posix(),
+            kind: relative,
             f"{kind}_bytes": len(data),
             f"{kind}_sha256": hashlib.sha256(data).hexdigest(),
         }

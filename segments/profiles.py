@@ -270,9 +270,10 @@ def _to_nested(raw: pd.Series, missing: pd.Series, kind: type) -> tuple[pd.Serie
             value = value.tolist()
         if isinstance(value, str):
             try:
-                value = json.loads(value)
+                value = json.loads(value)  # JSON gives plain lists and dicts already
             except json.JSONDecodeError:
                 return _INVALID
+            return value if isinstance(value, kind) else _INVALID
         return _plain(value) if isinstance(value, kind) else _INVALID
 
     parsed = raw.map(parse).astype(object)
