@@ -11,28 +11,15 @@ import pandas as pd
 from segments.abstats import AbReport, ab_report, load_results
 from segments.errors import ConfigError
 
+from .output import iter_manifest
+
 
 def read_assignments(manifest: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Assignments (id, holdout, one column per experiment) and the build's experiment config."""
-    rows = []
-    try:
-        with manifest.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                try:
-                    entry = json.loads(line)
-                    rows.append(
-                        {
-                            "id": str(entry["id"]),
-                            "holdout": bool(entry.get("holdout")),
-                            **entry.get("variants", {}),
-                        }
-                    )
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ConfigError(
-                        "not a mailsmith manifest line", file=str(manifest), line=number
-                    ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read manifest: {exc.strerror}", file=str(manifest)) from None
+    rows = [
+        {"id": str(e["id"]), "holdout": bool(e.get("holdout")), **e.get("variants", {})}
+        for e in iter_manifest(manifest)
+    ]
     summary_path = manifest.with_name("summary.json")
     experiments: dict[str, Any] = {}
     if summary_path.is_file():

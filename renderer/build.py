@@ -9,7 +9,6 @@ runs it to the end and returns the summary. Always::
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from segments.profiles import (
 )
 
 from .campaign import Campaign
-from .output import OutputWriter
+from .output import OutputWriter, iter_manifest
 from .runtime import CampaignRuntime, ProfileBatch, schema_of
 
 
@@ -261,20 +260,7 @@ class CampaignBuild:
 
 def read_manifest_ids(paths: list[Path]) -> frozenset[str]:
     """Recipient ids listed in earlier manifests (rendered or held out)."""
-    ids: set[str] = set()
-    for path in paths:
-        try:
-            with path.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    try:
-                        ids.add(str(json.loads(line)["id"]))
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise ConfigError(
-                            "not a mailsmith manifest line", file=str(path), line=number
-                        ) from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read manifest: {exc.strerror}", file=str(path)) from None
-    return frozenset(ids)
+    return frozenset(str(entry["id"]) for path in paths for entry in iter_manifest(path))
 
 
 def _check_winners(runtime: CampaignRuntime, winner: dict[str, str]) -> None:

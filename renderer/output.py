@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from segments.errors import ConfigError
 from segments.profiles import Rejection
 
 from .errors import OutputError
@@ -27,6 +28,23 @@ MARKER = ".mailsmith-build"
 def dumps(value: Any) -> str:
     """Deterministic compact JSON (insertion order, UTF-8, no trailing spaces)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def iter_manifest(path: Path) -> Iterator[dict[str, Any]]:
+    """The entries of a build's manifest.jsonl; a broken line names file and line."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    entry = json.loads(line)
+                    str(entry["id"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise ConfigError(
+                        "not a mailsmith manifest line", file=str(path), line=number
+                    ) from None
+                yield entry
+    except OSError as exc:
+        raise ConfigError(f"cannot read manifest: {exc.strerror}", file=str(path)) from None
 
 
 class OutputWriter:
