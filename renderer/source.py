@@ -143,7 +143,7 @@ def split_front_matter(text: str, file: str) -> tuple[LineDict | None, str, int]
     meta = load_yaml_text(meta_text, file)  # same line numbers as the file
     if meta is None:
         meta = LineDict()
-    if not isinstance(meta, dict):
+    if not isinstance(meta, LineDict):
         raise TemplateError("front matter must be a mapping", file=file, line=1)
     return meta, text[body_start:], text[:body_start].count("\n") + 1
 

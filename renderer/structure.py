@@ -13,7 +13,7 @@ compiled per structural *shape* instead (see :mod:`renderer.compiler`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .errors import TemplateError
@@ -99,7 +99,7 @@ def _structural(stack: list[str]) -> Context:
 
 def _content(
     marked: str, pos: int, name: str, stack: list[str]
-) -> Iterator[tuple[int, Context], None, int]:  # type: ignore[type-arg]
+) -> Generator[tuple[int, Context], None, int]:
     close = re.compile(rf"</{re.escape(name)}\s*>", re.IGNORECASE).search(marked, pos)
     end = close.start() if close else len(marked)
     kind = "forbidden" if name in NO_JINJA else "rcdata" if name in RCDATA else "content"
@@ -192,15 +192,15 @@ def parse_tree(tokens: Sequence[Token], contexts: Sequence[Context]) -> list[Nod
     for index, token in enumerate(tokens):
         keyword = token.keyword if token.kind == "tag" else ""
         if keyword == "if":
-            node: IfNode | ForNode = IfNode(branches=[(index, [])])
-            current.append(node)
-            stack.append((node, current))
-            current = node.branches[0][1]
+            opened = IfNode(branches=[(index, [])])
+            current.append(opened)
+            stack.append((opened, current))
+            current = opened.branches[0][1]
         elif keyword == "for":
-            node = ForNode(start=index)
-            current.append(node)
-            stack.append((node, current))
-            current = node.body
+            loop = ForNode(start=index)
+            current.append(loop)
+            stack.append((loop, current))
+            current = loop.body
         elif keyword in ("elif", "else"):
             current = _branch(stack, index, keyword, tokens, contexts)
         elif keyword in ("endif", "endfor"):
