@@ -30,6 +30,12 @@ from renderer import (
     too_many_rejected,
 )
 from renderer.abreport import report_from_manifest, reports_html
+from renderer.segment_report import (
+    ProfileExplanation,
+    SegmentReport,
+    explain_profile,
+    segment_report,
+)
 from segments.experiments import parse_share
 from segments.profiles import count_rows
 
@@ -108,6 +114,19 @@ def build(
         typer.Option(help="Skip recipients listed in an earlier manifest.jsonl (repeatable)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Fail (exit 7, nothing written) on audience warnings: small segment, drift."
+        ),
+    ] = False,
+    refit: Annotated[
+        bool, typer.Option(help="Fit the cluster models again and save them next to the campaign.")
+    ] = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="An earlier build's output: warn when rule features drifted from it."),
+    ] = None,
 ) -> None:
     """Render every recipient of a campaign into files, a manifest and a summary."""
     if (template is None) != (profiles is None):
@@ -127,6 +146,9 @@ def build(
         sample=_run(lambda: parse_share(sample)) if sample else None,
         winner=_pairs(winner, "--winner"),
         exclude=list(exclude or []),
+        strict=strict,
+        refit=refit,
+        baseline=baseline,
     )
     summary = _run(lambda: _drive(chosen, options, quiet))
     _print_summary(summary, chosen)
@@ -167,6 +189,9 @@ def _drive(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict[str, 
         for step in progress_events:
             bar.update(task, completed=step.rows, rendered=step.rendered, rejected=step.rejected)
         bar.update(task, total=run.summary.get("input_rows", total))
+    if run.audience is not None and run.audience.fitted:
+        fitted = ", ".join(run.audience.fitted)
+        err.print(f"Fitted cluster model(s) {fitted}; saved to {run.audience.model_path}")
     return run.summary
 
 
@@ -222,6 +247,14 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
         )
     else:
         err.print(f"WARNING: {summary['input_rows']} input rows but {accounted} accounted for")
+    events = summary.get("events")
+    if events:
+        out.print(
+            f"Events: {events['accepted']} of {events['rows']} rows used, {events['rejected']} "
+            f"rejected (see events_errors.jsonl)."
+        )
+    for warning in summary.get("warnings", []):
+        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -260,6 +293,113 @@ def render(
         sys.stdout.write(header + "\n" + body)
     else:
         sys.stdout.write(header)
+
+
+@app.command("segments")
+def segments_command(
+    campaign: CampaignArg = None,
+    as_of: AsOf = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write one self-contained HTML page.")
+    ] = None,
+    explain: Annotated[
+        str | None, typer.Option("--explain", help="Test every rule on this profile id instead.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Exit 7 on warnings (a segment below its minimum size).")
+    ] = False,
+    refit: Annotated[
+        bool, typer.Option(help="Fit the cluster models again and save them.")
+    ] = False,
+    x: Annotated[
+        str | None, typer.Option("--x", help="Scatter x field. Default: first cluster feature.")
+    ] = None,
+    y: Annotated[
+        str | None, typer.Option("--y", help="Scatter y field. Default: second cluster feature.")
+    ] = None,
+) -> None:
+    """Every segment's size, share and flags; exclusive groups; clusters; or one profile."""
+    chosen = _run(lambda: _campaign(campaign))
+    if explain is not None:
+        _print_explanation(_run(lambda: explain_profile(chosen, explain, _utc(as_of))))
+        return
+    result = _run(lambda: segment_report(chosen, _utc(as_of), refit=refit))
+    _print_segments(result)
+    if report is not None:
+        page = _run(lambda: result.to_html(x=x, y=y))
+        report.write_text(page, encoding="utf-8")
+        err.print(f"Wrote {report}")
+    if strict:
+        _run(result.raise_for_warnings)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+
+
+def _print_segments(report: SegmentReport) -> None:
+    table = Table(title=f"{report.campaign}: {report.profiles} profiles as of {report.as_of}")
+    for column in ("segment", "size", "share", "minimum", "flags"):
+        table.add_column(column, justify="right" if column in ("size", "share") else "left")
+    for row in report.segments:
+        table.add_row(
+            row.name, str(row.size), f"{row.share:.1%}", f"{row.minimum} ({row.limit})",
+            ", ".join(row.flags),
+        )  # fmt: skip
+    out.print(table)
+    for group in report.groups:
+        counts = Table(title=f"exclusive group {group.name} (in priority order)")
+        counts.add_column("label")
+        counts.add_column("profiles", justify="right")
+        for label, count in [*group.counts.items(), ("(unassigned)", group.unassigned)]:
+            counts.add_row(label, str(count))
+        out.print(counts)
+    for cluster in report.clusters:
+        how = "fitted now" if cluster.fitted else "loaded"
+        out.print(f"[bold]cluster {cluster.name}[/] (k = {cluster.k}, {how}: {cluster.model_file})")
+        for line in cluster.descriptions:
+            out.print(f"  {line}", highlight=False)
+    for threshold in report.thresholds:
+        out.print(f"percentile: {threshold.segment}: {threshold.field} {threshold.op} {threshold}")
+    if report.events:
+        events = report.events
+        out.print(
+            f"events: {events['accepted']} of {events['rows']} used, {events['rejected']} rejected"
+        )
+
+
+def _print_explanation(result: ProfileExplanation) -> None:
+    out.print(f"[bold]Profile {result.profile_id}[/] as of {result.as_of}", highlight=False)
+    for check in result.segments:
+        verdict = "[green]yes[/]" if check.matched else "[red]no[/]"
+        table = Table(title=f"{check.name}: {verdict}", title_justify="left")
+        for column in ("field", "op", "threshold", "value", "matched"):
+            table.add_column(column)
+        for cond in check.conditions:
+            threshold = "" if cond.op in ("exists", "missing") else _shown(cond.threshold)
+            if cond.percentile:
+                threshold = f"{cond.percentile} = {threshold}"
+            table.add_row(
+                cond.field, cond.op, threshold, _shown(cond.actual), "yes" if cond.matched else "no"
+            )
+        for name, hit in check.uses.items():
+            table.add_row(f"segment {name}", "", "", "", "yes" if hit else "no")
+        out.print(table)
+    for name, label in {**result.groups, **result.clusters}.items():
+        out.print(f"{name}: {label if label is not None else '(none)'}", highlight=False)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(missing)"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    if isinstance(value, list | tuple) and value and isinstance(value[0], dict):
+        return f"{len(value)} item(s)"
+    if isinstance(value, list | tuple):
+        return ", ".join(_shown(item) for item in value)
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 ab_app = typer.Typer(help="A/B test results.", no_args_is_help=True)

@@ -32,6 +32,7 @@ from segments.profiles import (
     to_records,
 )
 
+from .audience import CampaignAudience, finish_audience, prepare_audience, raise_for_warnings
 from .campaign import Campaign
 from .output import OutputWriter, iter_manifest
 from .runtime import CampaignRuntime, ProfileBatch, schema_of
@@ -62,6 +63,9 @@ class BuildOptions:
     sample: float | None = None
     winner: dict[str, str] = field(default_factory=dict)
     exclude: list[Path] = field(default_factory=list)
+    strict: bool = False  # audience warnings (small segment, drift) fail the build
+    refit: bool = False  # fit the cluster models again instead of loading them
+    baseline: Path | None = None  # an earlier build to compare feature distributions with
 
 
 @dataclass
@@ -79,6 +83,8 @@ class BuildState:
     rejected_count: int = 0
     excluded: int = 0
     not_sampled: int = 0
+    evaluated: int = 0  # profiles whose segments were evaluated (the audience)
+    members: Counter[str] = field(default_factory=Counter)
 
 
 class CampaignBuild:
@@ -93,6 +99,7 @@ class CampaignBuild:
         )  # relative to the working directory
         self.summary: dict[str, Any] = {}
         self.runtime: CampaignRuntime | None = None
+        self.audience: CampaignAudience | None = None
         self._excluded_ids = read_manifest_ids(self.options.exclude)
         self._state_holdouts: Counter[str] = Counter()
 
@@ -108,7 +115,14 @@ class CampaignBuild:
             source.id_field,
             source.email_field,
         )
-        self.runtime = CampaignRuntime(self.campaign, schema, self.as_of)
+        self.audience = prepare_audience(
+            self.campaign,
+            schema,
+            self.as_of,
+            refit=self.options.refit,
+            baseline=self.options.baseline,
+        )
+        self.runtime = CampaignRuntime(self.campaign, schema, self.as_of, self.audience)
         _check_winners(self.runtime, self.options.winner)
         validator = make_validator(self.campaign, schema)
         writer = OutputWriter(self.out, text=self.campaign.output.text)
@@ -118,6 +132,9 @@ class CampaignBuild:
                 self._build_chunk(chunk, validator, writer, state)
                 yield Progress(state.rows, state.rendered, state.rejected_count, state.holdout)
             self.summary = self._summary(state, time.perf_counter() - started)
+            self.summary.update(self._audience_stage(state, writer.staging))
+            if self.options.strict:
+                raise_for_warnings(self.summary["warnings"])
             writer.commit(self.summary)
         except BaseException:
             writer.abort()
@@ -134,6 +151,8 @@ class CampaignBuild:
         keep = self._audience_filter(ids, state)
         valid, ids = valid[keep], ids[keep]
         membership = runtime.segments.evaluate_frame(valid, self.as_of)
+        state.evaluated += len(membership)
+        state.members.update(membership.sum().to_dict())
         names = list(membership.columns)
         segment_lists = [
             tuple(n for n, hit in zip(names, row, strict=True) if hit)
@@ -168,6 +187,17 @@ class CampaignBuild:
             state.segments.update(s for s in item.segments if not s.startswith("block:"))
             for key, name in item.variants.items():
                 state.variants.setdefault(key, Counter())[str(name)] += 1
+
+    def _audience_stage(self, state: BuildState, folder: Path) -> dict[str, Any]:
+        assert self.audience is not None
+        return finish_audience(
+            self.campaign,
+            self.audience,
+            folder,
+            state.members,
+            state.evaluated,
+            baseline=self.options.baseline,
+        )
 
     def _audience_filter(self, ids: pd.Series, state: BuildState) -> pd.Series:
         keep = pd.Series(True, index=ids.index)

@@ -11,9 +11,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from segments.errors import ConfigError
+from segments.features import FeatureConfig
 from segments.yamlsrc import LineDict, LineList, load_yaml
 
 FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
@@ -64,6 +73,20 @@ class SuppressionSpec(_Model):
     column: Literal["email", "id"] = "email"
 
 
+class EventsSpec(_Model):
+    """Behavioural events for derived features: CSV, JSONL or Parquet (by extension)."""
+
+    path: str
+
+
+class DriftSpec(_Model):
+    """Compare this build's feature distributions with an earlier build's (KS test)."""
+
+    baseline: str | None = Field(None, description="An earlier output folder or its JSON file.")
+    threshold: float = Field(0.1, gt=0, le=1, description="KS statistic above which to warn.")
+    alpha: float | None = Field(0.01, gt=0, lt=1, description="And p-value below this.")
+
+
 class OutputSpec(_Model):
     dir: str = "out"
     text: bool = True
@@ -93,6 +116,9 @@ class Campaign(_Model):
     output: OutputSpec = OutputSpec()
     paths: PathsSpec = PathsSpec()
     experiments: list[dict[str, Any]] = Field(default_factory=list)
+    events: EventsSpec | None = None
+    features: FeatureConfig | None = None
+    drift: DriftSpec | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
 
@@ -105,6 +131,18 @@ class Campaign(_Model):
     @classmethod
     def _suppression_shorthand(cls, value: Any) -> Any:
         return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _events_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("features")
+    @classmethod
+    def _features_need_events(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("events") is None:
+            raise ValueError("derived features need an events source: add `events:`")
+        return value
 
     @field_validator("schema_", mode="before")
     @classmethod

@@ -20,12 +20,19 @@ from typing import Any
 from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
+from segments.audience import AudienceSegments
 from segments.errors import ConfigError
 from segments.experiments import Experiment, parse_experiments
 from segments.profiles import FieldDef, ProfileSchema, Rejection
-from segments.rules import SegmentSet, parse_segments
 from segments.yamlsrc import LineDict, load_yaml
 
+from .audience import (
+    CampaignAudience,
+    audience_segments,
+    cluster_model_path,
+    prepare_audience,
+    segment_document,
+)
 from .campaign import Campaign, shipped_dir
 from .compiler import CompiledTemplate, RecipientError, compile_template, inline_calls
 from .env import make_environment, undefined_name
@@ -94,7 +101,13 @@ def schema_of(campaign: Campaign) -> ProfileSchema | None:
 class CampaignRuntime:
     """A campaign compiled once and ready to render batches of profiles."""
 
-    def __init__(self, campaign: Campaign, schema: ProfileSchema, as_of: datetime) -> None:
+    def __init__(
+        self,
+        campaign: Campaign,
+        schema: ProfileSchema,
+        as_of: datetime,
+        audience: CampaignAudience | None = None,
+    ) -> None:
         self.campaign = campaign
         self.schema = schema
         self._lines: dict[str, int] | None = None
@@ -104,7 +117,11 @@ class CampaignRuntime:
         folders = content_folders(campaign)
         self.experiments = load_experiments(campaign)
         assembled = assemble(folders, campaign.template, block_overrides(self.experiments))
-        self.segments = load_campaign_segments(campaign, schema, assembled.blocks.values())
+        # Without a prepared audience (a preview, a test), prepare it: a pre-pass if needed.
+        self.audience = audience or prepare_audience(campaign, schema, as_of)
+        self.segments = load_campaign_segments(
+            campaign, schema, assembled.blocks.values(), self.audience
+        )
         _check_audiences(self.experiments, self.segments, campaign.file)
         _check_segment_names(assembled.tokens, self.segments)
         assembled.tokens = [
@@ -154,6 +171,10 @@ class CampaignRuntime:
         context["email"] = record[self.schema.email_field]
         context["segments"] = frozenset(segments)
         context["variants"] = variants
+        for group in self.segments.groups:
+            label = group.label_of(segments)
+            if label is not None:
+                context[group.name] = label
         for experiment in self.experiments:
             variant = experiment.variant(variants.get(experiment.key))
             if variant is not None and variant.tokens:
@@ -204,22 +225,22 @@ class CampaignRuntime:
 
     def _headers_for(self, variants: Mapping[str, str | None]) -> Template:
         """Subject, preheader and unsubscribe URL as one template, per variant override."""
-        chosen = tuple(
-            (e.key, name)
+        chosen = [
+            (e.key, v)
             for e in self.experiments
-            if (name := variants.get(e.key)) is not None
-            and (e.variant(name).subject is not None or e.variant(name).preheader is not None)
-        )
-        template = self._headers_once.get(chosen)
+            if (v := e.variant(variants.get(e.key))) is not None
+            and (v.subject is not None or v.preheader is not None)
+        ]
+        cache_key = tuple((key, v.name) for key, v in chosen)
+        template = self._headers_once.get(cache_key)
         if template is None:
             sources = dict(self.header_sources)
-            for key, name in chosen:
-                variant = next(e for e in self.experiments if e.key == key).variant(name)
+            for _, variant in chosen:
                 sources["subject"] = variant.subject or sources["subject"]
                 sources["preheader"] = variant.preheader or sources["preheader"]
             # one render for all three: they run for every recipient
             template = self._field_template("subject", "\x1f".join(sources.values()))
-            self._headers_once[chosen] = template
+            self._headers_once[cache_key] = template
         return template
 
     def _render_headers(self, context: Mapping[str, Any]) -> list[str]:
@@ -254,8 +275,11 @@ class CampaignRuntime:
         """Render a batch: every profile comes back rendered or rejected with a reason."""
         result = BatchResult()
         id_field = self.schema.id_field
+        records = batch.records
+        if self.segments.derived is not None:
+            records = self.segments.derived.fill_records(records, id_field)
         for row, record, segments, variants in zip(
-            batch.rows, batch.records, batch.segments, batch.variants, strict=True
+            batch.rows, records, batch.segments, batch.variants, strict=True
         ):
             try:
                 result.rendered.append(self.render_one(row, record, segments, variants))
@@ -280,25 +304,23 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def load_campaign_segments(campaign: Campaign, schema: ProfileSchema, blocks: Any) -> SegmentSet:
-    """The campaign's segments plus the inline ``show_if`` rules of its blocks."""
-    definitions: dict[str, Any] = LineDict()
-    source = campaign.file
-    if isinstance(campaign.segments, str):
-        path = campaign.path(campaign.segments)
-        loaded = load_yaml(path)
-        source = str(path)
-        definitions = loaded.get("segments", loaded) if isinstance(loaded, dict) else definitions
-    elif isinstance(campaign.segments, dict):
-        definitions = campaign.segments.get("segments", campaign.segments)
-    combined = LineDict(definitions)
-    combined.file = getattr(definitions, "file", source)
-    combined.line = getattr(definitions, "line", 0)
-    combined.key_lines = dict(getattr(definitions, "key_lines", {}))
-    for block in blocks:
-        if isinstance(block.show_if, dict):
-            combined[f"block:{block.name}"] = block.show_if
-    return parse_segments(combined, fields=schema.types(), source=source)
+def load_campaign_segments(
+    campaign: Campaign,
+    schema: ProfileSchema,
+    blocks: Any,
+    audience: CampaignAudience | None = None,
+) -> AudienceSegments:
+    """The campaign's segments plus the inline ``show_if`` rules of its blocks.
+
+    With an ``audience`` (see :mod:`renderer.audience`), derived fields are
+    known to the rules and percentile thresholds are resolved.
+    """
+    if audience is None:
+        audience = CampaignAudience(
+            segment_document(campaign), schema.id_field, cluster_model_path(campaign)
+        )
+    extra = {f"block:{b.name}": b.show_if for b in blocks if isinstance(b.show_if, dict)}
+    return audience_segments(campaign, schema, audience, extra)
 
 
 def load_experiments(campaign: Campaign) -> list[Experiment]:
@@ -320,7 +342,9 @@ def block_overrides(experiments: Sequence[Experiment]) -> BlockOverrides:
     return overrides
 
 
-def _check_audiences(experiments: Sequence[Experiment], segments: SegmentSet, file: str) -> None:
+def _check_audiences(
+    experiments: Sequence[Experiment], segments: AudienceSegments, file: str
+) -> None:
     for experiment in experiments:
         if experiment.audience is not None and experiment.audience not in segments.names:
             raise ConfigError(
@@ -331,7 +355,7 @@ def _check_audiences(experiments: Sequence[Experiment], segments: SegmentSet, fi
             )
 
 
-def _check_segment_names(tokens: Sequence[Any], segments: SegmentSet) -> None:
+def _check_segment_names(tokens: Sequence[Any], segments: AudienceSegments) -> None:
     known = set(segments.names)
     for token in tokens:
         if token.kind not in ("var", "tag"):

@@ -23,6 +23,7 @@ scikit-learn is an optional dependency (``mailsmith[ml]``), imported only to fit
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from .errors import ConfigError, ProfileDataError
 SILHOUETTE_SAMPLE = 5000
 HIGH_LOW_Z = 0.5
 _FORMAT = "mailsmith.clusters/1"
+_FILE_FORMAT = "mailsmith.cluster-models/1"
 
 
 class ClusterSpec(BaseModel):
@@ -141,6 +143,52 @@ class ClusterModel(BaseModel):
         if model.format != _FORMAT:
             raise ConfigError("unknown cluster model format", file=str(path), field="format")
         return model
+
+
+def save_cluster_models(path: str | Path, models: dict[str, ClusterModel]) -> None:
+    """Write several models to one file (``{"format", "models": {name: model}}``).
+
+    Deterministic like :meth:`ClusterModel.save`; written to a temporary file and
+    renamed, so a reader never sees half a file.
+    """
+    data = {"format": _FILE_FORMAT, "models": {n: m.model_dump() for n, m in models.items()}}
+    text = json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n"
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, target)
+
+
+def load_cluster_models(path: str | Path) -> dict[str, ClusterModel]:
+    """Read a file written by :func:`save_cluster_models`; {} when there is none."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != _FILE_FORMAT:
+            raise ValueError("unknown format")
+        models = {str(n): ClusterModel.model_validate(m) for n, m in data["models"].items()}
+    except (OSError, ValueError, KeyError, AttributeError, ValidationError) as exc:
+        raise ConfigError(
+            f"cannot read cluster models ({type(exc).__name__})",
+            file=str(path),
+            hint="delete the file or build with --refit",
+        ) from None
+    return models
+
+
+def stale_reason(model: ClusterModel, spec: ClusterSpec) -> str | None:
+    """Why a saved model no longer fits its spec (features, k or labels changed), or None."""
+    if model.features != list(spec.features):
+        return "its features differ from the campaign's"
+    if spec.k is not None and model.k != spec.k:
+        return f"it has {model.k} clusters, the campaign asks for {spec.k}"
+    if spec.k is None and not spec.k_range[0] <= model.k <= spec.k_range[1]:
+        return f"its k ({model.k}) is outside k_range"
+    if spec.labels is not None and model.labels != list(spec.labels):
+        return "its labels differ from the campaign's"
+    return None
 
 
 def fit_clusters(df: pd.DataFrame, spec: ClusterSpec) -> ClusterModel:

@@ -4,6 +4,7 @@
     ├── ConfigError                campaign file: key path, expected value
     ├── ProfileDataError           profile source: file, row, field
     ├── SegmentRuleError           segments file: line, segment, rule
+    ├── AudienceWarningError       warnings (small segment, drift) made errors by --strict
     └── (renderer.errors)          TemplateError, UndefinedFieldError, MjmlError, OutputError
 
 Location lives in attributes and ``__str__`` formats them as
@@ -87,3 +88,9 @@ class SegmentRuleError(MailsmithError):
     """A segment rule is malformed: unknown field, operator, segment, or a cycle."""
 
     exit_code = 2
+
+
+class AudienceWarningError(MailsmithError):
+    """Audience warnings (a segment below its minimum size, a drifted feature) under --strict."""
+
+    exit_code = 7

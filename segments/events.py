@@ -11,6 +11,8 @@ An events file is CSV (``.csv``), JSON Lines (``.jsonl``, ``.ndjson``) or Parque
     product_id   optional  text
     category     optional  text
     name         optional  text (product name)
+    image_url    optional  text (product image, carried into cart items)
+    url          optional  text (product page, carried into cart items)
     value        optional  number (order value for a purchase, price for a cart line);
                            a cell that is not a number is read as missing
     quantity     optional  number; a cell that is not a number is read as missing
@@ -36,7 +38,7 @@ import pandas as pd
 from .errors import ConfigError, ProfileDataError
 
 REQUIRED_COLUMNS = ("profile_id", "type", "timestamp")
-TEXT_COLUMNS = ("product_id", "category", "name")
+TEXT_COLUMNS = ("product_id", "category", "name", "image_url", "url")
 NUMBER_COLUMNS = ("value", "quantity")
 EVENT_COLUMNS = REQUIRED_COLUMNS + TEXT_COLUMNS + NUMBER_COLUMNS
 REJECTED_COLUMNS = ("row", "profile_id", "field", "reason")
@@ -174,6 +176,8 @@ def as_text(values: pd.Series) -> pd.Series:
 
 
 def _is_blank(values: pd.Series) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):  # formatting dates as text is slow
+        return np.asarray(values.isna().to_numpy(), dtype=bool)
     return np.asarray(as_text(values).isna().to_numpy(), dtype=bool)
 
 

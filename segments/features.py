@@ -53,8 +53,10 @@ Triggers:
                            first add, ``{"product_id", "name", "price", "quantity"}``;
                            name and price are the latest non-missing values, quantity
                            the sum as a whole number (a missing quantity counts 1).
-                           Events without a product id are left out. Empty list
-                           otherwise.
+                           When the events have ``image_url`` or ``url``, the item
+                           also carries the latest non-missing one (the key is left
+                           out when there is none). Events without a product id are
+                           left out. Empty list otherwise.
     repeated_product_view  some product viewed more than ``repeated_view_count`` times
                            within the last ``repeated_view_hours``
     repeated_product_id    that product (most views, then latest view, then lowest id)
@@ -109,6 +111,29 @@ FEATURE_COLUMNS = (
     "last_viewed_product",
 )
 
+FEATURE_TYPES: dict[str, str] = {
+    "recency_days": "float",
+    "frequency": "int",
+    "monetary_total": "float",
+    "monetary_avg": "float",
+    "rfm_r": "int",
+    "rfm_f": "int",
+    "rfm_m": "int",
+    "rfm_score": "string",
+    "rfm_segment": "string",
+    "engagement_score": "float",
+    "last_activity_at": "datetime",
+    "lifecycle_stage": "string",
+    "cart_abandoned": "bool",
+    "cart_items": "list",
+    "repeated_product_view": "bool",
+    "repeated_product_id": "string",
+    "browsed_no_cart": "bool",
+    "last_viewed_category": "string",
+    "last_viewed_product": "string",
+}
+"""The profile-field type of each feature column (as in a campaign's ``schema:``)."""
+
 # Rows: R score 5 down to 1. Columns: FM score 1 to 5.
 _RFM_GRID = {
     5: ("new_customer", "potential_loyalist", "potential_loyalist", "champions", "champions"),
@@ -131,6 +156,7 @@ RFM_SEGMENTS: dict[tuple[int, int], str] = {
 """
 
 _DAY = 86400.0
+_ITEM_EXTRAS = ("image_url", "url")
 _PERCENTILE = re.compile(r"^\s*[pP](\d+(?:\.\d+)?)\s*$")
 
 
@@ -269,7 +295,7 @@ def _prepare_events(ids: pd.Index, events: pd.DataFrame, as_of: pd.Timestamp) ->
             "age": (as_of - timestamps).dt.total_seconds(),
         }
     )
-    for column in ("product_id", "category", "name", "value", "quantity"):
+    for column in ("product_id", "category", "name", "value", "quantity", *_ITEM_EXTRAS):
         frame[column] = events[column] if column in events.columns else np.nan
     keep = (frame["pos"] >= 0) & (frame["age"] >= 0)
     frame = frame[keep.to_numpy()]
@@ -393,17 +419,27 @@ def _cart_items(lines: pd.DataFrame, n: int) -> np.ndarray:
         price=("value", "last"),
         quantity=("quantity", "sum"),
         order=("order", "min"),
+        **{extra: (extra, "last") for extra in _ITEM_EXTRAS},
     )
     items = items.reset_index().sort_values(["pos", "order"], kind="stable")
     items["quantity"] = items["quantity"].round().astype(np.int64).astype(object)
     records = items[["product_id", "name", "price", "quantity"]].astype(object)
     items["item"] = records.where(records.notna(), None).to_dict("records")
+    _add_item_extras(items)
     per_profile = items.groupby("pos")["item"].agg(list)
     # One fresh list per profile: a shared default list would alias across rows.
     cells = np.empty(n, dtype=object)
     cells[:] = [[] for _ in range(n)]
     cells[per_profile.index.to_numpy()] = per_profile.to_numpy()
     return cells
+
+
+def _add_item_extras(items: pd.DataFrame) -> None:
+    """Put ``image_url`` / ``url`` into the item dicts where the events gave one."""
+    for extra in _ITEM_EXTRAS:
+        present = items[extra].notna().to_numpy()
+        for item, value in zip(items["item"][present], items[extra][present], strict=True):
+            item[extra] = value
 
 
 def _view_features(ev: pd.DataFrame, n: int, config: FeatureConfig) -> dict[str, Any]:

@@ -1,25 +1,19 @@
 """The segment rule language: parsed once, evaluated per frame or per profile.
 
-A segment's definition is one rule node::
+A segment is one rule node: ``{all: [...]}``, ``{any: [...]}``, ``{not: node}``,
+``{segment: name}`` (in any order, never a cycle) or a condition
+``{field: F, op: OP, value: V}``.
 
-    {all: [node, ...]}              every child matches
-    {any: [node, ...]}              at least one child matches
-    {not: node}                     the child does not match
-    {segment: name}                 the named segment matches (any order, no cycles)
-    {field: F, op: OP, value: V}    one test on one profile field
+A value is missing when absent, None, NaN, NaT or ``""``. Every comparison on a
+missing value is False (``ne``, ``not_in`` and ``not_contains`` too); ``exists``
+and ``missing`` test for it; ``not`` simply negates its child.
 
-Missing values: a value is missing when absent, None, NaN, NaT or ``""``.
-Every comparison on a missing value is False (``ne``, ``not_in`` and
-``not_contains`` included); ``exists`` and ``missing`` test for it; ``not``
-simply negates its child.
-
-Types: every value belongs to one class, ``str``, ``num`` (int or float, never
-bool), ``bool``, ``dt`` (date or datetime; naive means UTC), ``list`` or
-``dict``. A condition can only match the classes its value implies (``lt: 5``
-matches numbers, ``contains: "x"`` strings and lists), so a type mismatch is
-False, identically in :meth:`SegmentSet.evaluate_frame` (whole columns at once)
-and :meth:`SegmentSet.evaluate_profile` (one plain dict). When the field types
-are known, a mismatch is a :class:`SegmentRuleError` at parse time instead.
+Every value has a class: str, num (int or float, never bool), bool, dt (date or
+datetime; naive means UTC), list or dict. A condition matches only the classes
+its value implies (``lt: 5`` numbers, ``contains: x`` strings and lists), so a
+type mismatch is False, alike in :meth:`SegmentSet.evaluate_frame` (whole
+columns) and :meth:`SegmentSet.evaluate_profile` (one dict). With known field
+types it is a :class:`SegmentRuleError` at parse time instead.
 """
 
 from __future__ import annotations
@@ -42,32 +36,10 @@ from pandas.api import types as pdt
 from .errors import SegmentRuleError
 from .yamlsrc import load_yaml
 
-__all__ = [
-    "AllOf",
-    "AnyOf",
-    "Condition",
-    "FieldType",
-    "Node",
-    "Not",
-    "Segment",
-    "SegmentRef",
-    "SegmentSet",
-    "load_segments",
-    "parse_segments",
-]
-
 FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
 
-_FIELD_CLASS = {
-    "string": "str",
-    "int": "num",
-    "float": "num",
-    "bool": "bool",
-    "date": "dt",
-    "datetime": "dt",
-    "list": "list",
-    "dict": "dict",
-}
+_FIELD_CLASS = {"string": "str", "int": "num", "float": "num", "bool": "bool"}
+_FIELD_CLASS |= {"date": "dt", "datetime": "dt", "list": "list", "dict": "dict"}
 _CLASS_NAME = {"str": "string", "num": "number", "bool": "boolean", "dt": "date"}
 _CLASS_NAME.update({"list": "list", "dict": "mapping"})
 _SCALAR = frozenset({"str", "num", "bool", "dt"})
@@ -77,25 +49,16 @@ _DT = frozenset({"dt"})
 
 # op -> (shape of its value, classes of field it applies to)
 _OPS: dict[str, tuple[str, frozenset[str]]] = {
-    "eq": ("scalar", _SCALAR),
-    "ne": ("scalar", _SCALAR),
-    "lt": ("scalar", _ORDERED),
-    "lte": ("scalar", _ORDERED),
-    "gt": ("scalar", _ORDERED),
-    "gte": ("scalar", _ORDERED),
-    "in": ("list", _SCALAR),
-    "not_in": ("list", _SCALAR),
+    **dict.fromkeys(["eq", "ne"], ("scalar", _SCALAR)),
+    **dict.fromkeys(["lt", "lte", "gt", "gte"], ("scalar", _ORDERED)),
+    **dict.fromkeys(["in", "not_in"], ("list", _SCALAR)),
     "between": ("pair", _ORDERED),
-    "contains": ("member", frozenset({"str", "list"})),
-    "not_contains": ("member", frozenset({"str", "list"})),
+    **dict.fromkeys(["contains", "not_contains"], ("member", _TEXT | {"list"})),
     "starts_with": ("scalar", _TEXT),
     "matches": ("regex", _TEXT),
-    "exists": ("none", frozenset(_FIELD_CLASS.values())),
-    "missing": ("none", frozenset(_FIELD_CLASS.values())),
-    "within": ("window", _DT),
-    "older_than": ("window", _DT),
-    "before": ("when", _DT),
-    "after": ("when", _DT),
+    **dict.fromkeys(["exists", "missing"], ("none", frozenset(_FIELD_CLASS.values()))),
+    **dict.fromkeys(["within", "older_than"], ("window", _DT)),
+    **dict.fromkeys(["before", "after"], ("when", _DT)),
 }
 _NODE_KEYS = ("all", "any", "not", "segment")
 _CONDITION_KEYS = ("field", "op", "value")
@@ -121,16 +84,10 @@ class Condition:
 
 
 @dataclass(frozen=True)
-class AllOf:
-    """``{all: [...]}``: every child matches."""
+class Group:
+    """``{all: [...]}`` (every child matches) or ``{any: [...]}`` (at least one does)."""
 
-    children: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    """``{any: [...]}``: at least one child matches."""
-
+    kind: Literal["all", "any"]
     children: tuple[Node, ...]
 
 
@@ -149,7 +106,7 @@ class SegmentRef:
     line: int | None = None
 
 
-Node = Condition | AllOf | AnyOf | Not | SegmentRef
+Node = Condition | Group | Not | SegmentRef
 
 
 @dataclass(frozen=True)
@@ -175,12 +132,9 @@ class _Ctx:
     segment: str
     fields: Mapping[str, str] | None  # field name -> value class
 
-    def error(
-        self, message: str, line: int | None, *, field: str | None = None, hint: str | None = None
-    ) -> SegmentRuleError:
-        return SegmentRuleError(
-            message, file=self.file, line=line, field=field, hint=hint, segment=self.segment
-        )
+    def error(self, message: str, line: int | None, **details: Any) -> SegmentRuleError:
+        """An error at ``line`` of this segment (``details``: field=, hint=)."""
+        return SegmentRuleError(message, file=self.file, line=line, segment=self.segment, **details)
 
 
 def _line(raw: Any, key: str | None = None, default: int | None = None) -> int | None:
@@ -188,11 +142,6 @@ def _line(raw: Any, key: str | None = None, default: int | None = None) -> int |
     if key is not None and hasattr(raw, "line_of"):
         return int(raw.line_of(key)) or default
     return int(getattr(raw, "line", 0)) or default
-
-
-def _item_line(items: Any, index: int, default: int | None) -> int | None:
-    lines = getattr(items, "item_lines", None)
-    return lines[index] if lines and index < len(lines) else default
 
 
 def _close(word: str, options: Any) -> str | None:
@@ -220,39 +169,23 @@ def parse_segments(
     classes = _field_classes(fields)
     segments: dict[str, Segment] = {}
     for name, raw in data.items():
-        line = _line(data, str(name))
+        ctx, line = _Ctx(file, str(name), classes), _line(data, str(name))
         if not isinstance(name, str) or not name:
-            raise SegmentRuleError(
-                "a segment name must be a non-empty string", file=file, line=line
-            )
-        rule = _parse_node(raw, _Ctx(file, name, classes), line)
-        segments[name] = Segment(name, rule, file, line)
+            raise ctx.error("a segment name must be a non-empty string", line)
+        segments[name] = Segment(name, _parse_node(raw, ctx, line), file, line)
     _check_references(segments)
     return SegmentSet(segments)
 
 
 def load_segments(path: str | Path, *, fields: Mapping[str, FieldType] | None = None) -> SegmentSet:
-    """Load a segments file, whose top level holds only ``segments:``."""
-    file = str(path)
-    data = load_yaml(path)
+    """Load the ``segments:`` of a file (other top-level keys belong to others)."""
+    data, file = load_yaml(path), str(path)
     if not isinstance(data, Mapping) or "segments" not in data:
         raise SegmentRuleError("expected a top-level 'segments:' mapping", file=file, line=1)
-    for key in data:
-        if key != "segments":
-            raise SegmentRuleError(
-                f"unknown top-level key '{key}'",
-                file=file,
-                line=_line(data, key),
-                hint="a segments file holds only 'segments:'",
-            )
-    segments = data["segments"]
-    if not isinstance(segments, Mapping):
-        raise SegmentRuleError(
-            "'segments' must be a mapping of segment name to rule",
-            file=file,
-            line=_line(data, "segments"),
-        )
-    return parse_segments(segments, fields=fields, source=file)
+    if not isinstance(data["segments"], Mapping):
+        message = "'segments' must be a mapping of segment name to rule"
+        raise SegmentRuleError(message, file=file, line=_line(data, "segments"))
+    return parse_segments(data["segments"], fields=fields, source=file)
 
 
 def _field_classes(fields: Mapping[str, FieldType] | None) -> dict[str, str] | None:
@@ -260,11 +193,9 @@ def _field_classes(fields: Mapping[str, FieldType] | None) -> dict[str, str] | N
         return None
     for name, kind in fields.items():
         if kind not in _FIELD_CLASS:
-            raise SegmentRuleError(
-                f"unknown type '{kind}' for field '{name}'",
-                field=name,
-                hint=f"types are {', '.join(_FIELD_CLASS)}",
-            )
+            hint = f"types are {', '.join(_FIELD_CLASS)}"
+            message = f"unknown type '{kind}' for field '{name}'"
+            raise SegmentRuleError(message, field=name, hint=hint)
     return {name: _FIELD_CLASS[kind] for name, kind in fields.items()}
 
 
@@ -290,10 +221,9 @@ def _parse_node(raw: Any, ctx: _Ctx, line: int | None) -> Node:
         return SegmentRef(value, key_line)
     if not isinstance(value, list) or not value:
         raise ctx.error(f"'{key}' needs a non-empty list of rules", key_line)
-    children = tuple(
-        _parse_node(item, ctx, _item_line(value, i, key_line)) for i, item in enumerate(value)
-    )
-    return AllOf(children) if key == "all" else AnyOf(children)
+    lines = getattr(value, "item_lines", None) or [key_line] * len(value)
+    children = tuple(_parse_node(item, ctx, n) for item, n in zip(value, lines, strict=True))
+    return Group("all" if key == "all" else "any", children)
 
 
 def _parse_condition(raw: Mapping[str, Any], ctx: _Ctx, line: int | None) -> Condition:
@@ -360,7 +290,10 @@ def _compile_value(op: str, raw: Any, known: str | None) -> dict[str, Any]:
     shown = values if shape in ("list", "pair") else values[0]
     compiled = {"value": shown, "operands": values, "classes": frozenset({cls})}
     if shape == "regex":
-        compiled["pattern"] = _compile_regex(values[0])
+        try:
+            compiled["pattern"] = re.compile(values[0])
+        except re.error as exc:
+            raise _BadValue(f"invalid regular expression: {exc.msg}") from None
     return compiled
 
 
@@ -374,8 +307,13 @@ def _scalar(raw: Any, known: str | None) -> tuple[Any, str]:
         return raw, "num"
     if isinstance(raw, date):
         return _as_utc(raw), "dt"
+    if isinstance(raw, str) and raw and known == "dt":
+        try:
+            return _as_utc(datetime.fromisoformat(raw)), "dt"
+        except ValueError:
+            raise _BadValue(f"'{raw}' is not an ISO date or datetime") from None
     if isinstance(raw, str) and raw:
-        return (_parse_when(raw), "dt") if known == "dt" else (raw, "str")
+        return raw, "str"
     raise _BadValue("expected a non-empty string, a number, a boolean or a date")
 
 
@@ -389,13 +327,6 @@ def _scalars(raw: Any, known: str | None, size: int | None) -> tuple[tuple[Any, 
     return tuple(value for value, _ in pairs), classes.pop()
 
 
-def _compile_regex(text: str) -> re.Pattern[str]:
-    try:
-        return re.compile(text)
-    except re.error as exc:
-        raise _BadValue(f"invalid regular expression: {exc.msg}") from None
-
-
 def _parse_window(raw: Any) -> timedelta:
     """``30m``, ``24h``, ``7d``, ``2w`` -> timedelta (m is minutes)."""
     found = _WINDOW.fullmatch(raw) if isinstance(raw, str) else None
@@ -407,13 +338,6 @@ def _parse_window(raw: Any) -> timedelta:
         raise _BadValue("the window is too long") from None
 
 
-def _parse_when(text: str) -> datetime:
-    try:
-        return _as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        raise _BadValue(f"'{text}' is not an ISO date or datetime") from None
-
-
 def _as_utc(value: date) -> datetime:
     """A date or datetime as an aware UTC datetime (naive means UTC)."""
     if not isinstance(value, datetime):
@@ -423,7 +347,7 @@ def _as_utc(value: date) -> datetime:
 
 def _walk(node: Node) -> Iterator[Node]:
     yield node
-    if isinstance(node, AllOf | AnyOf):
+    if isinstance(node, Group):
         for child in node.children:
             yield from _walk(child)
     elif isinstance(node, Not):
@@ -431,37 +355,25 @@ def _walk(node: Node) -> Iterator[Node]:
 
 
 def _check_references(segments: Mapping[str, Segment]) -> None:
-    """Every ``segment:`` reference exists and none closes a cycle."""
+    """Every ``segment:`` reference names a segment, and none closes a cycle."""
     refs = {
-        name: [n for n in _walk(seg.rule) if isinstance(n, SegmentRef)]
+        name: [node for node in _walk(seg.rule) if isinstance(node, SegmentRef)]
         for name, seg in segments.items()
     }
-    for name, seg in segments.items():
-        for ref in refs[name]:
-            if ref.name not in segments:
-                raise SegmentRuleError(
-                    f"unknown segment '{ref.name}'",
-                    file=seg.file,
-                    line=ref.line,
-                    hint=_close(ref.name, segments),
-                    segment=name,
-                )
     done: set[str] = set()
 
     def visit(path: list[str]) -> None:
-        name = path[-1]
-        for ref in refs[name]:
+        ctx = _Ctx(segments[path[-1]].file, path[-1], None)
+        for ref in refs[path[-1]]:
+            if ref.name not in segments:
+                hint = _close(ref.name, segments)
+                raise ctx.error(f"unknown segment '{ref.name}'", ref.line, hint=hint)
             if ref.name in path:
                 cycle = " -> ".join([*path[path.index(ref.name) :], ref.name])
-                raise SegmentRuleError(
-                    f"segment reference cycle: {cycle}",
-                    file=segments[name].file,
-                    line=ref.line,
-                    segment=name,
-                )
+                raise ctx.error(f"segment reference cycle: {cycle}", ref.line)
             if ref.name not in done:
                 visit([*path, ref.name])
-        done.add(name)
+        done.add(path[-1])
 
     for name in segments:
         if name not in done:
@@ -484,12 +396,6 @@ class SegmentSet:
 
     def __getitem__(self, name: str) -> Segment:
         return self._segments[name]
-
-    def __len__(self) -> int:
-        return len(self._segments)
-
-    def __repr__(self) -> str:
-        return f"SegmentSet({self.names!r})"
 
     def fields_used(self) -> set[str]:
         """Every profile field some condition reads."""
@@ -546,7 +452,18 @@ class SegmentSet:
                     seen.add(node.name)
                     pending.append(node.name)
                 elif isinstance(node, Condition):
-                    rows.append(_explain_row(segment.name, node, profile, as_of))
+                    actual = profile.get(node.field)
+                    rows.append(
+                        {
+                            "segment": segment.name,
+                            "field": node.field,
+                            "op": node.op,
+                            "threshold": node.value,
+                            "actual": actual,
+                            "matched": _match_value(node, actual, as_of),
+                            "line": node.line,
+                        }
+                    )
         return rows
 
     def _evaluate(self, leaf: Callable[[Condition], Any]) -> dict[str, Any]:
@@ -560,7 +477,7 @@ class SegmentSet:
                 return segment_value(node.name)
             if isinstance(node, Not):
                 return np.logical_not(node_value(node.child))
-            combine = operator.and_ if isinstance(node, AllOf) else operator.or_
+            combine = operator.and_ if node.kind == "all" else operator.or_
             return reduce(combine, (node_value(child) for child in node.children))
 
         def segment_value(name: str) -> Any:
@@ -569,21 +486,6 @@ class SegmentSet:
             return memo[name]
 
         return {name: segment_value(name) for name in self._segments}
-
-
-def _explain_row(
-    segment: str, cond: Condition, profile: Mapping[str, Any], as_of: datetime
-) -> dict[str, Any]:
-    actual = profile.get(cond.field)
-    return {
-        "segment": segment,
-        "field": cond.field,
-        "op": cond.op,
-        "threshold": cond.value,
-        "actual": actual,
-        "matched": _match_value(cond, actual, as_of),
-        "line": cond.line,
-    }
 
 
 # --- evaluation: one kernel per operator, shared by scalars and arrays -----------
@@ -621,7 +523,7 @@ def _class_of(kind: type) -> str:
         return "other"
     if issubclass(kind, numbers.Real):
         return "num"
-    if issubclass(kind, list | tuple):
+    if issubclass(kind, list | tuple | np.ndarray):
         return "list"
     return "dict" if issubclass(kind, Mapping) else "other"
 
@@ -633,7 +535,7 @@ def _timestamp(value: Any) -> pd.Timestamp:
 
 def _datetime64(value: datetime) -> np.datetime64:
     """An aware datetime as a naive-UTC numpy datetime64, for array comparisons."""
-    return _timestamp(value).tz_localize(None).to_datetime64()
+    return np.datetime64(_timestamp(value).tz_localize(None).to_datetime64())
 
 
 def _scalar_view(value: Any) -> tuple[str, Any]:
@@ -668,23 +570,17 @@ def _apply(cond: Condition, cls: str, x: Any, operands: tuple[Any, ...], *, vect
     """Run ``cond``'s operator on a value (or an array of values) of class ``cls``."""
     if cond.op in _KERNELS:
         return _KERNELS[cond.op](x, operands)
-    if cls == "list":
-        hit = _list_contains_vector(x, cond.value) if vector else _list_contains(x, cond.value)
+    hit: Any
+    if vector:
+        hit = _list_contains_vector(x, cond.value) if cls == "list" else _text_vector(cond, x)
+    elif cls == "list":  # an item of the needle's class, equal to it
+        kind = _class_of(type(cond.value))
+        hit = any(c == kind and item == cond.value for c, item in map(_scalar_view, x))
+    elif cond.pattern is not None:
+        hit = cond.pattern.search(x) is not None
     else:
-        hit = _text_vector(cond, x) if vector else _text_scalar(cond, x)
+        hit = x.startswith(cond.value) if cond.op == "starts_with" else cond.value in x
     return np.logical_not(hit) if cond.op == "not_contains" else hit
-
-
-def _text_scalar(cond: Condition, x: str) -> bool:
-    if cond.pattern is not None:
-        return cond.pattern.search(x) is not None
-    return x.startswith(cond.value) if cond.op == "starts_with" else cond.value in x
-
-
-def _list_contains(items: Any, needle: Any) -> bool:
-    """Does the list hold an item of ``needle``'s class equal to it?"""
-    kind = _class_of(type(needle))
-    return any(cls == kind and value == needle for cls, value in map(_scalar_view, items))
 
 
 def _text_vector(cond: Condition, x: np.ndarray) -> np.ndarray:
@@ -695,7 +591,7 @@ def _text_vector(cond: Condition, x: np.ndarray) -> np.ndarray:
         hit = text.startswith(cond.value)
     else:
         hit = text.contains(cond.value, regex=False)
-    return hit.to_numpy(dtype=bool)
+    return np.asarray(hit, dtype=bool)
 
 
 def _list_contains_vector(lists: np.ndarray, needle: Any) -> np.ndarray:
@@ -718,11 +614,8 @@ class _Column:
     parts: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-_TYPE_OF = np.frompyfunc(type, 1, 1)
+_TYPE_OF = np.frompyfunc(type, 1, 1)  # the type of each item of an object array
 _CONVERT: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "num": lambda v: v,
-    "str": lambda v: v,
-    "list": lambda v: v,
     "bool": lambda v: v.astype(bool),
     "dt": lambda v: (
         pd.to_datetime(pd.Series(v, dtype=object), utc=True).dt.tz_localize(None).to_numpy()
@@ -757,21 +650,20 @@ def _typed_column(cls: str, values: np.ndarray, missing: np.ndarray) -> _Column:
 
 def _object_column(values: np.ndarray) -> _Column:
     """Split an object array by the class of each value's type."""
-    types = _TYPE_OF(values) if len(values) else np.empty(0, dtype=object)
-    masks: dict[str, np.ndarray] = {}
-    for kind in pd.unique(types):  # a handful of distinct types, not one per row
-        cls = _class_of(kind)
-        masks[cls] = masks.get(cls, False) | (types == kind)
-    missing = np.asarray(pd.isna(values), dtype=bool) | masks.pop("missing", False)
-    if "str" in masks:
-        empty = np.zeros(len(values), dtype=bool)
-        empty[masks["str"]] = values[masks["str"]] == ""
-        missing |= empty
+    if pdt.infer_dtype(values, skipna=True) == "string":  # the common case, made cheap
+        missing = np.asarray(pd.isna(values), dtype=bool)
+        missing[~missing] = values[~missing] == ""
+        return _typed_column("str", values, missing)
+    codes, kinds = pd.factorize(_TYPE_OF(values) if len(values) else values)
+    classes = [_class_of(kind) for kind in kinds]  # a handful of types, not one per row
+    row_class = np.array([*classes, "missing"])[codes]
+    missing = np.asarray(pd.isna(values), dtype=bool) | (row_class == "missing")
+    strings = row_class == "str"
+    missing[strings] |= values[strings] == ""
     parts = {}
-    for cls, mask in masks.items():
-        present = mask & ~missing
-        if cls in _CONVERT:
-            parts[cls] = (present, _CONVERT[cls](values[present]))
+    for cls in set(classes) & {"str", "num", "bool", "dt", "list"}:
+        present = (row_class == cls) & ~missing
+        parts[cls] = (present, _CONVERT.get(cls, np.asarray)(values[present]))
     return _Column(missing, parts)
 
 

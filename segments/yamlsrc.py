@@ -93,3 +93,19 @@ def load_yaml(path: str | Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror}", file=str(path)) from None
     return load_yaml_text(text, str(path))
+
+
+def line_at(data: Any, loc: list[Any] | tuple[Any, ...]) -> int | None:
+    """The line of the deepest part of ``loc`` (keys and list indexes) found in ``data``."""
+    line = getattr(data, "line", None) or None
+    node = data
+    for part in loc:
+        if isinstance(node, LineDict) and isinstance(part, str) and part in node:
+            line = node.line_of(part)
+            node = node[part]
+        elif isinstance(node, LineList) and isinstance(part, int) and part < len(node):
+            line = node.item_lines[part]
+            node = node[part]
+        else:
+            break
+    return line

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segments.errors import SegmentRuleError
-from segments.rules import SegmentSet, load_segments, parse_segments
+from segments.rules import Condition, SegmentSet, load_segments, parse_segments
 from segments.yamlsrc import load_yaml
 
 DATA = Path(__file__).parent / "data" / "segments"
@@ -256,6 +256,7 @@ def test_explain_profile_covers_referenced_segments() -> None:
 
 
 def load_error(name: str, **kwargs: Any) -> SegmentRuleError:
+    """The error loading ``name`` (relative to the test data) raises."""
     with pytest.raises(SegmentRuleError) as info:
         load_segments(DATA / name, **kwargs)
     return info.value
@@ -376,10 +377,21 @@ def test_malformed_rules(rule: Any) -> None:
     assert info.value.extra["segment"] == "s"
 
 
-def test_top_level_must_be_segments() -> None:
+def test_top_level_must_have_segments() -> None:
     error = load_error("wrong_top.yaml")
     assert error.file == str(DATA / "wrong_top.yaml")
     assert "segments" in str(error)
+
+
+def test_load_segments_ignores_other_top_level_keys() -> None:
+    assert load_segments(DATA / "campaign.yaml").names == ["ny", "new_yorkers_abroad"]
+
+
+def test_segments_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\nsegments:\n", encoding="utf-8")
+    error = load_error(str(path))
+    assert (error.file, error.line) == (str(path), 2)
 
 
 @pytest.mark.parametrize(
@@ -393,9 +405,9 @@ def test_top_level_must_be_segments() -> None:
     ],
 )
 def test_window_parsing(text: str, window: timedelta) -> None:
-    segments = one_rule("within", text)
-    condition = segments["s"].rule
-    assert condition.window == window  # type: ignore[union-attr]
+    condition = one_rule("within", text)["s"].rule
+    assert isinstance(condition, Condition)
+    assert condition.window == window
 
 
 @pytest.mark.parametrize("text", ["30", "3 days", "0d", 30, "-1d", "1y", "d", "99999999999999w"])

@@ -1,0 +1,410 @@
+"""A campaign's audience stage: one pre-pass over the profiles, before rendering.
+
+RFM quintiles, percentile thresholds (``value: p75``) and clusters need the whole
+audience, so when a campaign has ``events:``, a percentile, a cluster or a drift
+baseline, :func:`prepare_audience` reads the profiles once up front: a fresh
+validator gives exactly the valid rows the render pass will see; only the id and
+the fields rules and clusters read are kept. Then, vectorized: features from the
+events, cluster labels (from the saved model, or fitted and saved when there is
+none or ``refit``), percentile thresholds resolved on this population. The
+render pass joins the derived fields to each chunk by id (see
+:class:`segments.audience.AudienceSegments`).
+
+A build's output gains ``events_errors.jsonl`` (rejected event rows: row,
+profile_id, field, reason) and ``feature_distributions.json`` (the sketch that a
+later build's ``--baseline`` compares against); ``summary.json`` gains
+``audience``, ``events``, ``drift`` and ``warnings``.
+
+Cluster models live next to the campaign, in ``<campaign dir>/<name>.clusters.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segments.audience import (
+    Audience,
+    AudienceSegments,
+    PercentileThreshold,
+    SegmentDocument,
+    derive_audience,
+    parse_segment_document,
+)
+from segments.clusters import load_cluster_models, save_cluster_models
+from segments.drift import compare_distributions, feature_distributions
+from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
+from segments.events import load_events
+from segments.hierarchy import size_warnings
+from segments.profiles import ProfileSchema, Rejection, read_chunks
+from segments.rules import parse_segments
+from segments.yamlsrc import LineDict, load_yaml
+
+from .campaign import Campaign
+
+DISTRIBUTIONS_FILE = "feature_distributions.json"
+EVENTS_ERRORS_FILE = "events_errors.jsonl"
+
+
+@dataclass
+class EventsReport:
+    """How the events file went: rows read, accepted, and the rejected rows."""
+
+    file: str
+    rows: int
+    accepted: int
+    rejected: pd.DataFrame
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for summary.json."""
+        reasons = self.rejected.groupby(["field", "reason"]).size()
+        return {
+            "file": self.file,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "rejected": self.rows - self.accepted,
+            "rejected_by_reason": {f"{f}: {r}": int(n) for (f, r), n in reasons.items()},
+        }
+
+
+@dataclass
+class CampaignAudience:
+    """A campaign's segments document and, after a pre-pass, its derived audience."""
+
+    document: SegmentDocument
+    id_field: str
+    model_path: Path
+    audience: Audience | None = None
+    events: EventsReport | None = None
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def population(self) -> pd.DataFrame | None:
+        """The valid profiles with derived fields (None without a pre-pass)."""
+        return self.audience.population if self.audience is not None else None
+
+    @property
+    def definitions(self) -> Mapping[str, Any]:
+        """The rules, with percentile thresholds resolved when there was a pre-pass."""
+        return self.audience.definitions if self.audience else self.document.definitions
+
+    @property
+    def thresholds(self) -> list[PercentileThreshold]:
+        """The resolved percentile thresholds."""
+        return self.audience.thresholds if self.audience is not None else []
+
+    @property
+    def fitted(self) -> list[str]:
+        """Clusters fitted (and saved) by this pre-pass rather than loaded."""
+        return self.audience.fitted if self.audience is not None else []
+
+    def field_types(self, schema: ProfileSchema) -> dict[str, str]:
+        """Profile fields plus derived ones; a derived field never changes a profile type."""
+        types = dict(schema.types())
+        derived = self.audience.derived.types if self.audience is not None else {}
+        for name, kind in derived.items():
+            if name in types and types[name] != kind:
+                raise ConfigError(
+                    f"profile field '{name}' is a {types[name]}, but the derived field of "
+                    f"that name is a {kind}",
+                    field=name,
+                    hint="rename the profile field, or declare it with the derived type",
+                )
+            types.setdefault(name, kind)
+        return types
+
+
+def segment_document(campaign: Campaign) -> SegmentDocument:
+    """The campaign's segments document: its segments file, or the inline mapping."""
+    if isinstance(campaign.segments, str):
+        path = campaign.path(campaign.segments)
+        return parse_segment_document(load_yaml(path), file=str(path))
+    if isinstance(campaign.segments, dict):
+        inline = _inline_segments(campaign)
+        return parse_segment_document(inline, file=campaign.file)
+    return parse_segment_document(None, file=campaign.file)
+
+
+def _inline_segments(campaign: Campaign) -> Any:
+    """The campaign file's own ``segments:`` (with lines), else the validated mapping."""
+    path = Path(campaign.file)
+    if path.is_file():
+        data = load_yaml(path)
+        inline = data.get("segments") if isinstance(data, LineDict) else None
+        if isinstance(inline, dict) and inline == campaign.segments:
+            return inline
+    return campaign.segments
+
+
+def cluster_model_path(campaign: Campaign) -> Path:
+    """Where the campaign's fitted cluster models are kept: next to the campaign file."""
+    return campaign.base_dir / f"{campaign.name}.clusters.json"
+
+
+def needs_prepass(campaign: Campaign, document: SegmentDocument, baseline: Path | None) -> bool:
+    """True when segments or outputs need the whole audience before rendering."""
+    drift = campaign.drift is not None and campaign.drift.baseline is not None
+    return bool(campaign.events) or document.needs_population or drift or baseline is not None
+
+
+def prepare_audience(
+    campaign: Campaign,
+    schema: ProfileSchema,
+    as_of: datetime,
+    *,
+    refit: bool = False,
+    baseline: Path | None = None,
+    full: bool = False,
+) -> CampaignAudience:
+    """The campaign's audience stage (a pre-pass only when needed, or always with ``full``)."""
+    document = segment_document(campaign)
+    result = CampaignAudience(document, schema.id_field, cluster_model_path(campaign))
+    if not (full or needs_prepass(campaign, document, baseline)):
+        return result
+    from .build import make_validator  # build imports this module: deferred to avoid a cycle
+
+    columns = _population_columns(schema, document)
+    population, known = _read_population(
+        campaign, schema, make_validator(campaign, schema), columns, result
+    )
+    events = None
+    if campaign.events is not None:
+        loaded = load_events(campaign.path(campaign.events.path), known_ids=known, as_of=as_of)
+        rows = len(loaded.events) + int(loaded.rejected["row"].nunique())
+        result.events = EventsReport(
+            campaign.events.path, rows, len(loaded.events), loaded.rejected
+        )
+        events = loaded.events
+    saved = load_cluster_models(result.model_path) if document.clusters else {}
+    result.audience = derive_audience(
+        population,
+        document,
+        id_field=schema.id_field,
+        as_of=as_of,
+        events=events,
+        config=campaign.features,
+        saved_models=saved,
+        refit=refit,
+    )
+    if result.audience.fitted:
+        save_cluster_models(result.model_path, result.audience.models)
+    return result
+
+
+def _population_columns(schema: ProfileSchema, document: SegmentDocument) -> list[str]:
+    wanted = document.fields_used() | {"signed_up_at"}
+    for spec in document.clusters:
+        wanted.update(spec.features)
+    return [schema.id_field, *(n for n in schema.fields if n in wanted and n != schema.id_field)]
+
+
+def _read_population(
+    campaign: Campaign,
+    schema: ProfileSchema,
+    validator: Any,
+    columns: list[str],
+    result: CampaignAudience,
+) -> tuple[pd.DataFrame, pd.Index]:
+    """The valid rows' ``columns``, and every id in the file (events may name any of them)."""
+    source = campaign.profiles
+    frames = []
+    for chunk in read_chunks(campaign.path(source.path), source.resolved_format, source.chunk_size):
+        valid, rejected = validator.validate(chunk)
+        frames.append(valid[columns])
+        result.rejections.extend(rejected)
+    population = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    ids = set(population[schema.id_field].astype(str))
+    ids.update(r.id for r in result.rejections if r.id is not None)
+    return population, pd.Index(sorted(ids), dtype=object)
+
+
+def audience_segments(
+    campaign: Campaign,
+    schema: ProfileSchema,
+    audience: CampaignAudience,
+    extra: Mapping[str, Any] | None = None,
+) -> AudienceSegments:
+    """Compile the campaign's segments (plus ``extra`` rules, e.g. blocks' ``show_if``)."""
+    definitions = audience.definitions
+    combined = LineDict(definitions)
+    combined.file = getattr(definitions, "file", audience.document.file or campaign.file)
+    combined.line = getattr(definitions, "line", 0)
+    combined.key_lines = dict(getattr(definitions, "key_lines", {}))
+    combined.update(extra or {})
+    types = audience.field_types(schema)
+    _check_group_names(audience.document, types)
+    parsed = parse_segments(combined, fields=types, source=audience.document.file)  # type: ignore[arg-type]
+    derived = audience.audience.derived if audience.audience is not None else None
+    return AudienceSegments(
+        parsed, groups=audience.document.exclusive, derived=derived, id_field=schema.id_field
+    )
+
+
+def _check_group_names(document: SegmentDocument, types: Mapping[str, str]) -> None:
+    for group in document.exclusive:
+        if group.name in types:
+            raise SegmentRuleError(
+                f"exclusive group '{group.name}' has the name of a profile field",
+                file=group.file,
+                line=group.line,
+                hint="the group becomes a field of that name: rename the group",
+            )
+
+
+# --- after the render pass ---------------------------------------------------------------
+
+
+def finish_audience(
+    campaign: Campaign,
+    audience: CampaignAudience,
+    folder: Path,
+    sizes: Mapping[str, int],
+    profiles: int,
+    *,
+    baseline: Path | None = None,
+) -> dict[str, Any]:
+    """Write the audience files into a build's ``folder``; the summary.json additions.
+
+    ``sizes`` counts members per membership column over the ``profiles`` the
+    build evaluated. Returns ``audience``, ``events``, ``drift`` and ``warnings``.
+    """
+    document = audience.document
+    segment_sizes = {name: int(sizes.get(name, 0)) for name in document.segment_names}
+    warnings = [str(w) for w in size_warnings(segment_sizes, profiles, document.min_sizes)]
+    summary: dict[str, Any] = {
+        "audience": audience_counts(audience, segment_sizes, sizes, profiles)
+    }
+    if audience.events is not None:
+        write_events_errors(audience.events, folder / EVENTS_ERRORS_FILE)
+        summary["events"] = audience.events.summary()
+    if audience.population is not None:
+        columns = distribution_columns(audience.population, campaign)
+        write_json(folder / DISTRIBUTIONS_FILE, feature_distributions(audience.population, columns))
+    chosen = baseline or _campaign_baseline(campaign)
+    if chosen is not None and audience.population is not None:
+        drift = check_drift(audience, campaign, chosen)
+        summary["drift"] = drift
+        warnings.extend(drift["warnings"])
+    summary["warnings"] = warnings
+    return summary
+
+
+def audience_counts(
+    audience: CampaignAudience,
+    segment_sizes: Mapping[str, int],
+    sizes: Mapping[str, int],
+    profiles: int,
+) -> dict[str, Any]:
+    """The ``audience`` section of summary.json."""
+    counts: dict[str, Any] = {"profiles": profiles, "segments": dict(segment_sizes)}
+    counts["exclusive"] = {
+        g.name: {label: int(sizes.get(g.column(label), 0)) for label in g.labels}
+        for g in audience.document.exclusive
+    }
+    if audience.audience is not None:
+        population = audience.audience.population
+        counts["clusters"] = {
+            name: {
+                "model": audience.model_path.name,
+                "k": model.k,
+                "sizes": {label: int((population[name] == label).sum()) for label in model.labels},
+            }
+            for name, model in audience.audience.models.items()
+        }
+        counts["percentiles"] = [
+            {"segment": t.segment, "field": t.field, "op": t.op, "percentile": t.text,
+             "value": t.value}
+            for t in audience.thresholds
+        ]  # fmt: skip
+    return counts
+
+
+def write_events_errors(events: EventsReport, path: Path) -> None:
+    """One JSON line per rejected event row problem, in row order."""
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        for row in events.rejected.itertuples(index=False):
+            entry = {"row": int(row.row), "profile_id": _text(row.profile_id)}
+            entry.update({"field": row.field, "reason": row.reason})
+            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value != value or value in ("nan", "None") else str(value)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Deterministic pretty JSON."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def distribution_columns(population: pd.DataFrame, campaign: Campaign) -> list[str]:
+    """The numeric fields whose distributions a build saves (id excluded)."""
+    return [
+        str(name)
+        for name in population.columns
+        if name != campaign.profiles.id_field and _is_numeric(population[name])
+    ]
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    kind = series.dtype
+    return bool(pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind))
+
+
+def _campaign_baseline(campaign: Campaign) -> Path | None:
+    if campaign.drift is None or campaign.drift.baseline is None:
+        return None
+    return campaign.path(campaign.drift.baseline)
+
+
+def check_drift(audience: CampaignAudience, campaign: Campaign, baseline: Path) -> dict[str, Any]:
+    """Compare the numeric fields rules and clusters use with a baseline build's sketch."""
+    path = baseline / DISTRIBUTIONS_FILE if baseline.is_dir() else baseline
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"no readable {DISTRIBUTIONS_FILE} in the drift baseline",
+            file=str(path),
+            hint="point --baseline at an earlier build's output folder",
+        ) from None
+    population = audience.audience.population if audience.audience else pd.DataFrame()
+    used = audience.document.fields_used()
+    for cluster in audience.document.clusters:
+        used.update(cluster.features)
+    available = set(saved.get("columns", {}))
+    numeric = distribution_columns(population, campaign)
+    columns = [c for c in numeric if c in used and c in available]
+    spec = campaign.drift
+    threshold = spec.threshold if spec else 0.1
+    alpha = spec.alpha if spec else 0.01
+    found = compare_distributions(saved, population, columns, threshold, alpha=alpha)
+    return {
+        "baseline": str(path),
+        "threshold": threshold,
+        "alpha": alpha,
+        "compared": columns,
+        "shifted": [
+            {"field": w.field, "ks_statistic": round(w.ks_statistic, 6), "p_value": w.p_value}
+            for w in found
+        ],
+        "warnings": [str(w) for w in found],
+    }
+
+
+def raise_for_warnings(warnings: Iterable[str], what: str = "build") -> None:
+    """``--strict``: any warning is an :class:`AudienceWarningError`."""
+    found = list(warnings)
+    if found:
+        listed = "\n  ".join(found)
+        raise AudienceWarningError(
+            f"{len(found)} warning(s) and --strict, {what} stopped:\n  {listed}",
+            hint="fix the segments, or drop --strict",
+        )
