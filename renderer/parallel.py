@@ -13,6 +13,7 @@ from datetime import datetime
 
 from segments.profiles import ProfileSchema
 
+from .audience import CampaignAudience
 from .campaign import Campaign
 from .runtime import BatchResult, CampaignRuntime, ProfileBatch
 
@@ -20,9 +21,11 @@ SUB_BATCH = 400
 _WORKER: CampaignRuntime | None = None
 
 
-def _init_worker(campaign: Campaign, schema: ProfileSchema, as_of: datetime) -> None:
+def _init_worker(
+    campaign: Campaign, schema: ProfileSchema, as_of: datetime, audience: CampaignAudience
+) -> None:
     global _WORKER
-    _WORKER = CampaignRuntime(campaign, schema, as_of)
+    _WORKER = CampaignRuntime(campaign, schema, as_of, audience=audience)
 
 
 def _render_in_worker(batch: ProfileBatch) -> BatchResult:
@@ -57,7 +60,7 @@ class BatchRenderer:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 initializer=_init_worker,
-                initargs=(runtime.campaign, runtime.schema, runtime.as_of),
+                initargs=(runtime.campaign, runtime.schema, runtime.as_of, runtime.audience),
             )
         return self._pool
 
