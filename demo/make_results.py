@@ -35,10 +35,19 @@ def main() -> None:
         clicked = opened and rng.random() < 0.35
         converted = rng.random() < CONVERT[variants["offer_test"]]
         revenue = round(rng.uniform(40, 320), 2) if converted else 0.0
-        rows.append({"id": entry["id"], "opened": int(opened), "clicked": int(clicked),
-                     "converted": int(converted), "revenue": revenue})
+        rows.append(
+            {
+                "id": entry["id"],
+                "opened": int(opened),
+                "clicked": int(clicked),
+                "converted": int(converted),
+                "revenue": revenue,
+            }
+        )
     with (HERE / "results.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "opened", "clicked", "converted", "revenue"])
+        writer = csv.DictWriter(
+            handle, fieldnames=["id", "opened", "clicked", "converted", "revenue"]
+        )
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {len(rows)} rows to {HERE / 'results.csv'}")

@@ -34,7 +34,7 @@ from .audience import (
     segment_document,
 )
 from .campaign import Campaign, shipped_dir
-from .compiler import CompiledTemplate, RecipientError, compile_template, inline_calls
+from .compiler import CompiledTemplate, RecipientError, compile_template, optimize_tokens
 from .env import make_environment, undefined_name
 from .errors import TemplateError, UndefinedFieldError
 from .source import BlockOverrides, ContentFolders, assemble
@@ -124,11 +124,11 @@ class CampaignRuntime:
         )
         _check_audiences(self.experiments, self.segments, campaign.file)
         _check_segment_names(assembled.tokens, self.segments)
-        assembled.tokens = [
-            replace(t, text=inline_calls(t.text)) if t.kind in ("var", "tag") else t
-            for t in assembled.tokens
-        ]
-        self.template: CompiledTemplate = compile_template(assembled, self.env, self.text_env)
+        self.assembled = assembled  # as the designer wrote it: the naive pipeline's input
+        optimized = replace(
+            assembled, tokens=optimize_tokens(assembled.tokens, self.env, campaign.vars)
+        )
+        self.template: CompiledTemplate = compile_template(optimized, self.env, self.text_env)
         self.header_sources = {
             "subject": campaign.subject,
             "preheader": campaign.preheader,

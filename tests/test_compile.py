@@ -283,3 +283,34 @@ def test_text_part_keeps_links_and_drops_markup(render_body: Any, content: Conte
     assert "Unsubscribe (https://shop.test/u?id=a1)" in text
     assert "<" not in text.replace("<Bo>", "")
     assert "hidden preview" not in text
+
+
+def test_campaign_constants_are_folded_once_and_nothing_else(content: Content) -> None:
+    from renderer.compiler import optimize_tokens
+    from renderer.env import make_environment
+    from renderer.source import assemble
+
+    body = SECTION.format(
+        "{{ vars.shop }}|{{ vars.price | money }}|{{ vars.shop if in_segment('vip') else 'x' }}"
+        "|{{ first_name | fallback(vars.shop) }}|{{ vars.items | random }}"
+    )
+    tokens = assemble(content.folders, content.template("t.mjml", wrap(body))).tokens
+    env = make_environment()
+    optimized = optimize_tokens(tokens, env, {"shop": "A&B", "price": 5, "items": [1, 2]})
+    folded = [
+        t.text for t in optimized if t.kind == "data" and "A&amp;B" in t.text or "$5.00" in t.text
+    ]
+    assert folded == ["A&amp;B", "$5.00"]
+    remaining = [t.text for t in optimized if t.kind == "var"]
+    assert len(remaining) == 3  # segment-dependent, profile-dependent, non-deterministic filter
+
+
+def test_rebinding_vars_disables_folding(content: Content) -> None:
+    from renderer.compiler import optimize_tokens
+    from renderer.env import make_environment
+    from renderer.source import assemble
+
+    body = SECTION.format("{% for vars in rows %}{{ vars.shop }}{% endfor %}")
+    tokens = assemble(content.folders, content.template("t.mjml", wrap(body))).tokens
+    optimized = optimize_tokens(tokens, make_environment(), {"shop": "A"})
+    assert [t.kind for t in optimized] == [t.kind for t in tokens]

@@ -27,7 +27,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
     return out, build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
 
 
-def test_manifest_records_variants_and_holdouts_are_never_rendered(demo: tuple[Path, dict[str, Any]]) -> None:
+def test_manifest_records_variants_and_holdouts_are_never_rendered(
+    demo: tuple[Path, dict[str, Any]],
+) -> None:
     out, summary = demo
     entries = manifest(out)
     held = [e for e in entries if e["holdout"]]
@@ -80,12 +82,16 @@ def test_variant_content_subject_and_block_swap(demo: tuple[Path, dict[str, Any]
     assert "Knitwear Week" in (out / control["html"]).read_text()
 
 
-def test_variants_do_not_multiply_compiled_layouts(demo: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_variants_do_not_multiply_compiled_layouts(
+    demo: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
     _, summary = demo
     plain = load_campaign(demo_campaign_path()).model_copy(update={"experiments": []})
     # the same campaign without experiments compiles as many layouts: variants are branches
     assert summary["layouts_compiled"] <= 2
-    assert build_campaign(plain, BuildOptions(out=tmp_path / "o", limit=300))["layouts_compiled"] <= 2
+    assert (
+        build_campaign(plain, BuildOptions(out=tmp_path / "o", limit=300))["layouts_compiled"] <= 2
+    )
 
 
 def test_render_any_variant_for_a_designer() -> None:
@@ -93,8 +99,9 @@ def test_render_any_variant_for_a_designer() -> None:
     b = render_profile(campaign, "C000001", variants={"subject_test": "B"})
     a = render_profile(campaign, "C000001", variants={"subject_test": "A"})
     assert "3 picks" in b.subject and "3 picks" not in a.subject
-    result = runner.invoke(app, ["render", "--profile", "C000001", "--variant", "offer_test=free_shipping",
-                                 "--text"])
+    result = runner.invoke(
+        app, ["render", "--profile", "C000001", "--variant", "offer_test=free_shipping", "--text"]
+    )
     assert result.exit_code == 0, result.output
     assert "Variants: offer_test=free_shipping" in result.stdout
 
@@ -107,8 +114,19 @@ def test_sample_then_winner_covers_everyone_once(tmp_path: Path) -> None:
     assert 0.12 < (len(tested) / (test_run["input_rows"] - test_run["rejected"])) < 0.28
     assert test_run["not_sampled"] > 0
     second = tmp_path / "winner"
-    result = runner.invoke(app, ["build", "--out", str(second), "--quiet", "--winner", "subject_test=B",
-                                 "--exclude", str(first / "manifest.jsonl")])
+    result = runner.invoke(
+        app,
+        [
+            "build",
+            "--out",
+            str(second),
+            "--quiet",
+            "--winner",
+            "subject_test=B",
+            "--exclude",
+            str(first / "manifest.jsonl"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rest = manifest(second)
     summary = json.loads((second / "summary.json").read_text())
@@ -128,16 +146,30 @@ def manifest_ids_of_full_build(tmp_path: Path) -> set[str]:
 
 def test_unknown_winner_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no variant 'Z'"):
-        build_campaign(load_campaign(demo_campaign_path()),
-                       BuildOptions(out=tmp_path / "o", winner={"subject_test": "Z"}))
+        build_campaign(
+            load_campaign(demo_campaign_path()),
+            BuildOptions(out=tmp_path / "o", winner={"subject_test": "Z"}),
+        )
 
 
-def test_ab_report_cli_on_the_demo_results(demo: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_ab_report_cli_on_the_demo_results(
+    demo: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
     out, _ = demo
     results = demo_campaign_path().parent / "results.csv"
     page = tmp_path / "report.html"
-    result = runner.invoke(app, ["ab", "report", str(results), "--manifest", str(out / "manifest.jsonl"),
-                                 "--html", str(page)])
+    result = runner.invoke(
+        app,
+        [
+            "ab",
+            "report",
+            str(results),
+            "--manifest",
+            str(out / "manifest.jsonl"),
+            "--html",
+            str(page),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "subject_test: winner: B" in result.stdout
     assert "offer_test" in result.stdout
@@ -149,7 +181,17 @@ def test_ab_report_reports_unknown_ids(demo: tuple[Path, dict[str, Any]], tmp_pa
     results = tmp_path / "r.csv"
     lines = (demo_campaign_path().parent / "results.csv").read_text().splitlines()
     results.write_text("\n".join(lines + ["NOT-A-RECIPIENT,1,1,1,10.0"]) + "\n")
-    result = runner.invoke(app, ["ab", "report", str(results), "--manifest", str(out / "manifest.jsonl"),
-                                 "--experiment", "subject_test"])
+    result = runner.invoke(
+        app,
+        [
+            "ab",
+            "report",
+            str(results),
+            "--manifest",
+            str(out / "manifest.jsonl"),
+            "--experiment",
+            "subject_test",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "1 result ids are not in the manifest" in result.stderr
