@@ -207,9 +207,11 @@ def _infer_type(series: pd.Series) -> str:
 def missing_mask(series: pd.Series) -> pd.Series:
     """True where a raw value is missing: NaN/None/NaT or empty/whitespace text."""
     mask = series.isna()
-    if series.dtype == object or pd.api.types.is_string_dtype(series):
-        text = series.map(lambda v: isinstance(v, str) and not v.strip())
-        mask = mask | text.astype(bool)
+    if series.dtype == object:
+        blank = series.map(lambda v: isinstance(v, str) and not v.strip())
+        mask = mask | blank.astype(bool)
+    elif pd.api.types.is_string_dtype(series.dtype):
+        mask = mask | series.str.strip().eq("").fillna(False).astype(bool)
     return mask.astype(bool)
 
 
@@ -394,18 +396,25 @@ class ProfileValidator:
             _flag(reason, where, typed[id_field].isin(self.suppressed_ids), "suppressed", id_field)
 
     def _flag_duplicates(self, ids: pd.Series, reason: pd.Series, where: pd.Series) -> None:
-        duplicate = pd.Series(False, index=ids.index)
-        for row, value in ids.items():
-            if value is None or reason[row] != "":
+        duplicate = np.zeros(len(ids), dtype=bool)
+        pending = (reason == "").to_numpy()
+        for position, (row, value) in enumerate(zip(ids.index, ids.to_numpy(), strict=True)):
+            if value is None or not pending[position]:
                 continue
             key = int.from_bytes(
                 hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "big"
             )
             if key in self._seen:
-                duplicate[row] = True
+                duplicate[position] = True
             else:
                 self._seen[key] = int(row)
-        _flag(reason, where, duplicate, "duplicate_id", self.schema.id_field)
+        _flag(
+            reason,
+            where,
+            pd.Series(duplicate, index=ids.index),
+            "duplicate_id",
+            self.schema.id_field,
+        )
 
 
 def _flag(reason: pd.Series, where: pd.Series, mask: pd.Series, code: str, name: str) -> None:
