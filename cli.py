@@ -114,6 +114,9 @@ def build(
         typer.Option(help="Skip recipients listed in an earlier manifest.jsonl (repeatable)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Render in this many processes (output is identical).", min=1)
+    ] = 1,
     strict: Annotated[
         bool,
         typer.Option(
@@ -146,6 +149,7 @@ def build(
         sample=_run(lambda: parse_share(sample)) if sample else None,
         winner=_pairs(winner, "--winner"),
         exclude=list(exclude or []),
+        workers=workers,
         strict=strict,
         refit=refit,
         baseline=baseline,
@@ -239,7 +243,7 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     out.print(
         f"{summary['rendered']} emails in {timing['duration_seconds']} s "
         f"({timing['recipients_per_second']} rows/s); "
-        f"{summary['layouts_compiled']} layout(s) compiled."
+        f"{summary['layouts_used']} layout(s), each compiled once."
     )
     if accounted == summary["input_rows"]:
         out.print(

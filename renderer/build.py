@@ -35,6 +35,7 @@ from segments.profiles import (
 from .audience import CampaignAudience, finish_audience, prepare_audience, raise_for_warnings
 from .campaign import Campaign
 from .output import OutputWriter, iter_manifest
+from .parallel import BatchRenderer
 from .runtime import CampaignRuntime, ProfileBatch, schema_of
 
 
@@ -60,6 +61,7 @@ class BuildOptions:
     out: Path | None = None
     as_of: datetime | None = None
     limit: int | None = None
+    workers: int = 1
     sample: float | None = None
     winner: dict[str, str] = field(default_factory=dict)
     exclude: list[Path] = field(default_factory=list)
@@ -81,6 +83,7 @@ class BuildState:
     variants: dict[str, Counter[str]] = field(default_factory=dict)
     held_out: Counter[str] = field(default_factory=Counter)
     rejected_count: int = 0
+    layouts: set[str] = field(default_factory=set)
     excluded: int = 0
     not_sampled: int = 0
     evaluated: int = 0  # profiles whose segments were evaluated (the audience)
@@ -126,6 +129,7 @@ class CampaignBuild:
         _check_winners(self.runtime, self.options.winner)
         validator = make_validator(self.campaign, schema)
         writer = OutputWriter(self.out, text=self.campaign.output.text)
+        self._renderer = BatchRenderer(self.runtime, self.options.workers)
         state = BuildState()
         try:
             for chunk in _limited(_chain(first, chunks), self.options.limit):
@@ -139,6 +143,8 @@ class CampaignBuild:
         except BaseException:
             writer.abort()
             raise
+        finally:
+            self._renderer.close()
 
     def _build_chunk(
         self, chunk: RawChunk, validator: ProfileValidator, writer: OutputWriter, state: BuildState
@@ -167,7 +173,7 @@ class CampaignBuild:
             [segment_lists[i] for i in send],
             [variants[i] for i in send],
         )
-        result = runtime.render_batch(batch)
+        result = self._renderer.render(batch)
         all_rejected = sorted(rejected + result.rejected, key=lambda r: r.row)
         for i, held in enumerate(holdout):
             if held:
@@ -184,6 +190,7 @@ class CampaignBuild:
         state.rejected_count += len(all_rejected)
         state.reasons.update(r.reason for r in all_rejected)
         for item in result.rendered:
+            state.layouts.add(item.layout)
             state.segments.update(s for s in item.segments if not s.startswith("block:"))
             for key, name in item.variants.items():
                 state.variants.setdefault(key, Counter())[str(name)] += 1
@@ -254,7 +261,7 @@ class CampaignBuild:
                 "exclude": [str(p) for p in self.options.exclude],
                 "limit": self.options.limit,
             },
-            "layouts_compiled": len(self.runtime.template.shapes),
+            "layouts_used": len(state.layouts),
             "timing": {
                 "duration_seconds": round(seconds, 3),
                 "recipients_per_second": round(state.rows / seconds, 1) if seconds else None,

@@ -67,6 +67,11 @@ class CompiledShape:
     filename: str
     line_map: list[tuple[int, Token]]
 
+    @property
+    def layout(self) -> str:
+        """A short stable name for this layout (a digest of its shape key)."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[:12]
+
     def origin(self, line: int) -> Token | None:
         found = None
         for source_line, token in self.line_map:
@@ -130,6 +135,11 @@ class CompiledTemplate:
 
     def render(self, context: Mapping[str, Any]) -> tuple[str, str]:
         """Render (html, text) for one recipient; RecipientError when it cannot."""
+        _, html, text = self.render_layout(context)
+        return html, text
+
+    def render_layout(self, context: Mapping[str, Any]) -> tuple[CompiledShape, str, str]:
+        """Like :meth:`render`, also returning the compiled layout used."""
         try:
             shape = self.shape(self.shape_key(context))
         except UndefinedError as exc:
@@ -138,7 +148,7 @@ class CompiledTemplate:
             ) from None
         html = _render(shape, shape.html, context)
         text = _BLANK_LINES_RE.sub("\n\n", _render(shape, shape.text, context))
-        return html, text
+        return shape, html, text
 
 
 def _compile(

@@ -104,6 +104,7 @@ class OutputWriter:
             "holdout": False,
             "subject": item.subject,
             "preheader": item.preheader,
+            "layout": item.layout,
         }
         shard = item.key[:2]
         entry.update(self._file("html", f"html/{shard}/{item.key}.html", item.html))

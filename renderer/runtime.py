@@ -57,6 +57,7 @@ class Rendered:
     html: str
     text: str
     warnings: tuple[str, ...] = ()
+    layout: str = ""
 
 
 @dataclass
@@ -202,7 +203,7 @@ class CampaignRuntime:
     ) -> Rendered:
         """Render one recipient; RecipientError when the recipient must be rejected."""
         context = self.full_context(record, segments, variants)
-        html, text = self.template.render(context)
+        shape, html, text = self.template.render_layout(context)
         recipient_id = context["recipient_id"]
         warnings = []
         if len(context["subject"]) > 100:
@@ -221,6 +222,7 @@ class CampaignRuntime:
             html=html,
             text=text,
             warnings=tuple(warnings),
+            layout=shape.layout,
         )
 
     def _headers_for(self, variants: Mapping[str, str | None]) -> Template:

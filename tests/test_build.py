@@ -223,3 +223,11 @@ def test_every_command_has_help() -> None:
     for command in ([], ["build"], ["render"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_worker_processes_give_byte_identical_output(tmp_path: Path) -> None:
+    campaign = load_campaign(demo_campaign_path())
+    one = build_campaign(campaign, BuildOptions(out=tmp_path / "one", limit=1200))
+    two = build_campaign(campaign, BuildOptions(out=tmp_path / "two", limit=1200, workers=2))
+    assert one["rendered"] == two["rendered"] > 0
+    assert tree_digest(tmp_path / "one") == tree_digest(tmp_path / "two")
