@@ -89,9 +89,7 @@ def test_variants_do_not_multiply_compiled_layouts(
     plain = load_campaign(demo_campaign_path()).model_copy(update={"experiments": []})
     # the same campaign without experiments compiles as many layouts: variants are branches
     assert summary["layouts_used"] <= 2
-    assert (
-        build_campaign(plain, BuildOptions(out=tmp_path / "o", limit=300))["layouts_used"] <= 2
-    )
+    assert build_campaign(plain, BuildOptions(out=tmp_path / "o", limit=300))["layouts_used"] <= 2
 
 
 def test_render_any_variant_for_a_designer() -> None:
@@ -195,3 +193,36 @@ def test_ab_report_reports_unknown_ids(demo: tuple[Path, dict[str, Any]], tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert "1 result ids are not in the manifest" in result.stderr
+
+
+def test_ab_report_flags_sample_ratio_mismatch_on_a_skewed_manifest(
+    demo: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    out, _ = demo
+    skewed = tmp_path / "skewed"
+    skewed.mkdir()
+    (skewed / "summary.json").write_text((out / "summary.json").read_text())
+    kept = []
+    b_seen = 0
+    for entry in manifest(out):
+        if entry["variants"]["subject_test"] == "B":
+            b_seen += 1
+            if b_seen % 3:  # lose two of every three B recipients, as a broken pipeline would
+                continue
+        kept.append(json.dumps(entry))
+    (skewed / "manifest.jsonl").write_text("\n".join(kept) + "\n")
+    results = demo_campaign_path().parent / "results.csv"
+    result = runner.invoke(
+        app,
+        [
+            "ab",
+            "report",
+            str(results),
+            "--manifest",
+            str(skewed / "manifest.jsonl"),
+            "--experiment",
+            "subject_test",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "sample ratio mismatch: do not trust" in result.stdout
