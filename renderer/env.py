@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from jinja2 import Undefined, pass_context
 from jinja2.exceptions import UndefinedError
-from jinja2.runtime import Context
+from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
 
 MissingPolicy = Literal["reject", "blank", "error"]
@@ -111,11 +111,14 @@ class MailsmithEnvironment(SandboxedEnvironment):
 
     ``{{ item.name }}`` on profile data is item access, which the sandbox allows
     anyway; only attribute access needs its checks, so dict keys are served first.
+    Jinja's own loop object has only safe public attributes.
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute in obj:
+        if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
+        if type(obj) is LoopContext and not attribute.startswith("_"):
+            return getattr(obj, attribute)  # loop.index and friends: all public, all safe
         return super().getattr(obj, attribute)
 
 
