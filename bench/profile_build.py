@@ -1,0 +1,104 @@
+"""Where an end-to-end build spends its time: ``build_campaign`` under cProfile.
+
+Builds ``--n`` recipients from ``bench/make_profiles.py`` (pinned to one core),
+prints the build's phases (cumulative time of the functions that do each) and
+the top ``--top`` functions by own time (tottime). cProfile slows Python-heavy
+code more than C code, so read the shares, not the absolute seconds.
+
+    python bench/profile_build.py [--n 20000] [--top 15] [--cpu 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import command_line, machine_line, pin_to_cpu, source_line  # noqa: E402
+from make_profiles import WORK_DIR, make_bench_campaign  # noqa: E402
+
+from renderer import BuildOptions, build_campaign, load_campaign  # noqa: E402
+
+# (label, file suffix, function name): the calls each phase of a chunk goes through
+PHASES = [
+    ("audience pre-pass (events, features, clusters)", "renderer/audience.py", "prepare_audience"),
+    ("runtime setup + template compile", "renderer/runtime.py", "__init__"),
+    ("read CSV chunks (pandas)", "segments/profiles.py", "_csv_chunks"),
+    ("validate + type rows", "segments/profiles.py", "validate"),
+    ("evaluate segments (join derived fields + rules)", "segments/audience.py", "evaluate_frame"),
+    ("  rules, vectorized (SegmentSet.evaluate_frame)", "segments/rules.py", "evaluate_frame"),
+    ("typed frame -> dict records", "segments/profiles.py", "to_records"),
+    ("render (CampaignRuntime.render_batch)", "renderer/runtime.py", "render_batch"),
+    ("  compiled HTML+text (CompiledTemplate)", "renderer/compiler.py", "render_layout|render"),
+    ("  subject/preheader/unsubscribe", "renderer/runtime.py", "_render_headers"),
+    ("write files + manifest (OutputWriter.write)", "renderer/output.py", "write"),
+    ("audience report + drift (finish_audience)", "renderer/audience.py", "finish_audience"),
+    ("swap output in (OutputWriter.commit)", "renderer/output.py", "commit"),
+]
+
+
+def phase_times(stats: pstats.Stats) -> list[tuple[str, float]]:
+    """Cumulative seconds of each phase's function (0 when it never ran)."""
+    table = stats.stats  # type: ignore[attr-defined]
+    found = []
+    for label, suffix, name in PHASES:
+        # "a|b": the first name that ran (an engine change may rename the entry point)
+        seconds = 0.0
+        for candidate in name.split("|"):
+            seconds = sum(
+                ct
+                for (file, _, func), (_, _, _, ct, _) in table.items()
+                if func == candidate and file.endswith(suffix)
+            )
+            if seconds:
+                break
+        found.append((label, seconds))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000, help="recipients in the build")
+    parser.add_argument("--top", type=int, default=15, help="functions to list by own time")
+    parser.add_argument("--cpu", type=int, default=0, help="the one core to run on")
+    args = parser.parse_args()
+    pin_to_cpu(args.cpu)
+    print(f"$ {command_line()}")
+    print(machine_line())
+    print(source_line())
+    campaign = load_campaign(make_bench_campaign(args.n))
+    out = WORK_DIR / "out-profile"
+    shutil.rmtree(out, ignore_errors=True)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    summary = build_campaign(campaign, BuildOptions(out=out))
+    profiler.disable()
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out, ignore_errors=True)
+
+    stats = pstats.Stats(profiler)
+    print(
+        f"\n{summary['input_rows']:,} rows, {summary['rendered']:,} rendered in {seconds:.1f} s "
+        f"under cProfile ({summary['input_rows'] / seconds:,.0f} recipients/s)"
+    )
+    print(f"\n{'phase (cumulative)':<52}{'s':>8}{'share':>8}")
+    for label, phase_s in phase_times(stats):
+        print(f"{label:<52}{phase_s:>8.2f}{phase_s / seconds:>8.1%}")
+    listing = io.StringIO()
+    stats.stream = listing  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(args.top)
+    print(f"\ntop {args.top} by own time (tottime):")
+    print(listing.getvalue().split("\n", 4)[-1].rstrip())
+
+
+if __name__ == "__main__":
+    main()
