@@ -36,7 +36,7 @@ from .audience import CampaignAudience, finish_audience, prepare_audience, raise
 from .campaign import Campaign
 from .output import OutputWriter, iter_manifest
 from .parallel import BatchRenderer
-from .runtime import CampaignRuntime, ProfileBatch, schema_of
+from .runtime import CampaignRuntime, ProfileBatch, Rendered, schema_of
 
 
 @dataclass
@@ -173,8 +173,6 @@ class CampaignBuild:
             [segment_lists[i] for i in send],
             [variants[i] for i in send],
         )
-        result = self._renderer.render(batch)
-        all_rejected = sorted(rejected + result.rejected, key=lambda r: r.row)
         for i, held in enumerate(holdout):
             if held:
                 writer.write_holdout(
@@ -185,15 +183,16 @@ class CampaignBuild:
                     variants[i],
                 )
         state.holdout += len(holdout) - len(send)
-        writer.write(result.rendered, all_rejected)
-        state.rendered += len(result.rendered)
+        # rendered emails are written as each sub-batch is done: memory stays flat
+        render_rejected = []
+        for result in self._renderer.iter_render(batch):
+            writer.write(result.rendered, ())
+            render_rejected.extend(result.rejected)
+            _count_rendered(result.rendered, state)
+        all_rejected = sorted(rejected + render_rejected, key=lambda r: r.row)
+        writer.write((), all_rejected)
         state.rejected_count += len(all_rejected)
         state.reasons.update(r.reason for r in all_rejected)
-        for item in result.rendered:
-            state.layouts.add(item.layout)
-            state.segments.update(s for s in item.segments if not s.startswith("block:"))
-            for key, name in item.variants.items():
-                state.variants.setdefault(key, Counter())[str(name)] += 1
 
     def _audience_stage(self, state: BuildState, folder: Path) -> dict[str, Any]:
         assert self.audience is not None
@@ -315,6 +314,15 @@ def _check_winners(runtime: CampaignRuntime, winner: dict[str, str]) -> None:
                 file=runtime.campaign.file,
                 hint=f"variants: {', '.join(experiments[key].weights)}",
             )
+
+
+def _count_rendered(rendered: list[Rendered], state: BuildState) -> None:
+    state.rendered += len(rendered)
+    for item in rendered:
+        state.layouts.add(item.layout)
+        state.segments.update(s for s in item.segments if not s.startswith("block:"))
+        for key, name in item.variants.items():
+            state.variants.setdefault(key, Counter())[str(name)] += 1
 
 
 def make_validator(campaign: Campaign, schema: ProfileSchema) -> ProfileValidator:

@@ -8,6 +8,7 @@ files and the manifest are byte-identical whatever the number of workers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from .audience import CampaignAudience
 from .campaign import Campaign
 from .runtime import BatchResult, CampaignRuntime, ProfileBatch
 
-SUB_BATCH = 400
+SUB_BATCH = 250
 _WORKER: CampaignRuntime | None = None
 
 
@@ -41,18 +42,15 @@ class BatchRenderer:
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
 
-    def render(self, batch: ProfileBatch) -> BatchResult:
-        if self.workers == 1 or len(batch.rows) <= SUB_BATCH:
-            return self.runtime.render_batch(batch)
-        parts = [
-            _slice(batch, start, start + SUB_BATCH)
-            for start in range(0, len(batch.rows), SUB_BATCH)
-        ]
-        result = BatchResult()
-        for part in self._executor().map(_render_in_worker, parts):
-            result.rendered.extend(part.rendered)
-            result.rejected.extend(part.rejected)
-        return result
+    def iter_render(self, batch: ProfileBatch) -> Iterator[BatchResult]:
+        """Render ``batch`` in sub-batches, yielding each result in input order."""
+        bounds = range(0, len(batch.rows), SUB_BATCH)
+        parts = [_slice(batch, start, start + SUB_BATCH) for start in bounds]
+        if self.workers == 1 or len(parts) <= 1:
+            for part in parts:
+                yield self.runtime.render_batch(part)
+        else:
+            yield from self._executor().map(_render_in_worker, parts)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
