@@ -97,9 +97,8 @@ class CampaignBuild:
         self.campaign = campaign
         self.options = options or BuildOptions()
         self.as_of = campaign.reference_time(self.options.as_of)
-        self.out = self.options.out or Path(
-            campaign.output.dir
-        )  # relative to the working directory
+        # relative to the working directory, not the campaign (the demo ships read-only)
+        self.out = self.options.out or Path(campaign.output.dir)
         self.summary: dict[str, Any] = {}
         self.runtime: CampaignRuntime | None = None
         self.audience: CampaignAudience | None = None
