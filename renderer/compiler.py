@@ -221,9 +221,9 @@ def conditional_column_css(html: str, protected: Protected, origin: Token) -> st
 
     MJML lists a responsive rule for every column width in the document; with
     every branch present at compile time, that is more than a recipient's own
-    email would list. The body is rendered first (``{% set %}``), then each rule
-    is kept when the literal ``class="..."`` attribute carrying it is in the
-    body; autoescaping means a profile value can never forge that attribute.
+    email would list. Each column element in the body sets a flag as it renders
+    (``{% set msj_cols.c_per_50 = true %}``); the body is rendered first into a
+    variable, then the head keeps the rules whose flag is set.
     """
     head_end = html.find("<body")
     if head_end < 0 or not MARKER_RE.search(html, head_end):
@@ -235,18 +235,40 @@ def conditional_column_css(html: str, protected: Protected, origin: Token) -> st
         protected.atoms[number] = Atom("tag", text, Context("content", ""), origin)
         return f"MSJ{number}Z"
 
+    flagged: set[str] = set()
+
     def conditional(match: re.Match[str]) -> str:
         name = match.group(1)
-        attributes = sorted(set(re.findall(rf'class="[^"]*\b{re.escape(name)}\b[^"]*"', body)))
-        if not attributes:
+        if not re.search(rf'class="[^"]*\b{re.escape(name)}\b[^"]*"', body):
             return match.group(0)
-        test = " or ".join(f"{a!r} in msj_body" for a in attributes)
-        return add(f"{{% if {test} %}}") + match.group(0) + add("{% endif %}")
+        flagged.add(name)
+        return add(f"{{% if msj_cols.{_flag(name)} %}}") + match.group(0) + add("{% endif %}")
 
     new_head = _COLUMN_RULE_RE.sub(conditional, head)
-    if new_head == head:
+    if not flagged:
         return html
-    return add("{% set msj_body %}") + body + add("{% endset %}") + new_head + add("{{ msj_body }}")
+
+    def set_flag(match: re.Match[str]) -> str:
+        names = [n for n in match.group(2).split() if n in flagged]
+        flags = "".join(add(f"{{% set msj_cols.{_flag(n)} = true %}}") for n in names)
+        return flags + match.group(0)
+
+    body = _ELEMENT_WITH_CLASS_RE.sub(set_flag, body)
+    return (
+        add("{% set msj_cols = namespace() %}")
+        + add("{% set msj_body %}")
+        + body
+        + add("{% endset %}")
+        + new_head
+        + add("{{ msj_body }}")
+    )
+
+
+_ELEMENT_WITH_CLASS_RE = re.compile(r'<([a-zA-Z][\w:-]*)\b[^<>]*?\bclass="([^"]*)"')
+
+
+def _flag(name: str) -> str:
+    return "c_" + re.sub(r"\W", "_", name)
 
 
 # -- shapes ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from jinja2 import Undefined, pass_context
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import Namespace
 
 MissingPolicy = Literal["reject", "blank", "error"]
 
@@ -117,6 +118,11 @@ class MailsmithEnvironment(SandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
+        if type(obj) is Namespace and not attribute.startswith("_"):
+            try:
+                return getattr(obj, attribute)  # a namespace holds only template data
+            except AttributeError:
+                return self.undefined(obj=obj, name=attribute)
         if type(obj) is LoopContext and not attribute.startswith("_"):
             return getattr(obj, attribute)  # loop.index and friends: all public, all safe
         return super().getattr(obj, attribute)
