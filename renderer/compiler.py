@@ -235,12 +235,13 @@ def conditional_column_css(html: str, protected: Protected, origin: Token) -> st
         protected.atoms[number] = Atom("tag", text, Context("content", ""), origin)
         return f"MSJ{number}Z"
 
+    unconditional, conditional_names = _column_classes(body, protected)
     flagged: set[str] = set()
 
     def conditional(match: re.Match[str]) -> str:
         name = match.group(1)
-        if not re.search(rf'class="[^"]*\b{re.escape(name)}\b[^"]*"', body):
-            return match.group(0)
+        if name in unconditional or name not in conditional_names:
+            return match.group(0)  # always (or never) in the body: as MJML wrote it
         flagged.add(name)
         return add(f"{{% if msj_cols.{_flag(name)} %}}") + match.group(0) + add("{% endif %}")
 
@@ -262,6 +263,36 @@ def conditional_column_css(html: str, protected: Protected, origin: Token) -> st
         + new_head
         + add("{{ msj_body }}")
     )
+
+
+_OPENERS = {"if", "for", "with", "filter", "call", "macro", "autoescape"}
+_CLOSERS = {"endif", "endfor", "endwith", "endfilter", "endcall", "endmacro", "endautoescape"}
+_MARKER_OR_CLASS_RE = re.compile(r'MSJ(\d+)Z|<[a-zA-Z][\w:-]*\b[^<>]*?\bclass="([^"]*)"')
+
+
+def _column_classes(body: str, protected: Protected) -> tuple[set[str], set[str]]:
+    """Column classes found outside any control flow, and those found only inside it."""
+    depth = 0
+    outside: set[str] = set()
+    inside: set[str] = set()
+    for match in _MARKER_OR_CLASS_RE.finditer(body):
+        if match.group(1) is not None:
+            atom = protected.atoms.get(int(match.group(1)))
+            text = atom.text if atom is not None and atom.kind == "tag" else ""
+            keyword = _keyword(text)
+            depth += (keyword in _OPENERS) - (keyword in _CLOSERS)
+            if keyword == "set" and "=" not in text:
+                depth += 1  # a block set captures until endset
+            depth -= keyword == "endset"
+            continue
+        names = {n for n in match.group(2).split() if n.startswith("mj-column-")}
+        (outside if depth == 0 else inside).update(names)
+    return outside, inside - outside
+
+
+def _keyword(text: str) -> str:
+    found = re.match(r"\{%[-+]?\s*(\w+)", text)
+    return found.group(1) if found else ""
 
 
 _ELEMENT_WITH_CLASS_RE = re.compile(r'<([a-zA-Z][\w:-]*)\b[^<>]*?\bclass="([^"]*)"')
