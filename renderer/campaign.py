@@ -23,7 +23,7 @@ from pydantic import (
 
 from segments.errors import ConfigError
 from segments.features import FeatureConfig
-from segments.yamlsrc import LineDict, LineList, load_yaml
+from segments.yamlsrc import line_at, load_yaml
 
 FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
 SHIPPED = Path(__file__).resolve().parent / "_shipped"
@@ -196,7 +196,9 @@ def _config_error(exc: ValidationError, data: dict[str, Any], file: str) -> Conf
     problems = []
     for error in exc.errors():
         loc = list(error["loc"])
-        problems.append((line_of(data, loc), f"{_dotted(loc) or '(top level)'}: {error['msg']}"))
+        problems.append(
+            (line_at(data, _yaml_keys(loc)), f"{_dotted(loc) or '(top level)'}: {error['msg']}")
+        )
     hint = "see README.md, 'The campaign file', for every key"
     if len(problems) == 1:
         line, message = problems[0]
@@ -207,6 +209,11 @@ def _config_error(exc: ValidationError, data: dict[str, Any], file: str) -> Conf
     return ConfigError(f"invalid campaign:\n  {listed}", file=file, hint=hint)
 
 
+def _yaml_keys(loc: list[Any]) -> list[Any]:
+    """Pydantic's location with the YAML's own key names (``schema_`` is ``schema``)."""
+    return ["schema" if part == "schema_" else part for part in loc]
+
+
 def _dotted(loc: list[Any]) -> str:
     text = ""
     for part in loc:
@@ -214,23 +221,6 @@ def _dotted(loc: list[Any]) -> str:
             part = "schema"
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
-
-
-def line_of(data: Any, loc: list[Any]) -> int | None:
-    """The line of the deepest key in ``loc`` that the YAML had."""
-    line = getattr(data, "line", None)
-    node = data
-    for part in loc:
-        key = "schema" if part == "schema_" else part
-        if isinstance(node, LineDict) and isinstance(key, str) and key in node:
-            line = node.line_of(key)
-            node = node[key]
-        elif isinstance(node, LineList) and isinstance(key, int) and key < len(node):
-            line = node.item_lines[key]
-            node = node[key]
-        else:
-            break
-    return line
 
 
 def adhoc_campaign(
