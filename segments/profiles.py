@@ -512,7 +512,7 @@ def _python_values(series: pd.Series, kind: str) -> list[Any]:
         return converted
     if kind in ("list", "dict"):
         return list(series)
-    values = series.astype(object).where(series.notna(), None).tolist()
+    values: list[Any] = series.astype(object).where(series.notna(), None).tolist()
     if kind == "int":
         return [int(v) if v is not None else None for v in values]
     if kind == "float":
