@@ -231,3 +231,19 @@ def test_worker_processes_give_byte_identical_output(tmp_path: Path) -> None:
     two = build_campaign(campaign, BuildOptions(out=tmp_path / "two", limit=1200, workers=2))
     assert one["rendered"] == two["rendered"] > 0
     assert tree_digest(tmp_path / "one") == tree_digest(tmp_path / "two")
+
+
+def test_cli_warns_when_every_row_is_rejected(tmp_path: Path) -> None:
+    template = tmp_path / "t.mjml"
+    template.write_text(
+        "<mjml><mj-body><mj-section><mj-column><mj-text>{{ nickname }}</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email\n1,a@example.com\n2,b@example.com\n")
+    result = runner.invoke(app, ["build", "--template", str(template), "--profiles", str(profiles),
+                                 "--out", str(tmp_path / "o"), "--quiet"])
+    assert result.exit_code == 0
+    assert "every row was rejected (mostly missing_field)" in result.stderr
+    errors = (tmp_path / "o" / "errors.jsonl").read_text().splitlines()
+    assert len(errors) == 2 and all("t.mjml:1: 'nickname' is undefined" in e for e in errors)
