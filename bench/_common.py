@@ -91,3 +91,11 @@ def typed_profiles(
             break
     frame = pd.concat(frames) if len(frames) > 1 else frames[0]
     return (frame.iloc[:limit] if limit is not None else frame), schema
+
+
+def start_run(cpu: int) -> None:
+    """Pin to one core and print what produced the figures: command, machine, code."""
+    pin_to_cpu(cpu)
+    print(f"$ {command_line()}")
+    print(machine_line())
+    print(source_line())

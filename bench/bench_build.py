@@ -39,11 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     best_of,
-    command_line,
-    machine_line,
     note,
-    pin_to_cpu,
-    source_line,
+    start_run,
     typed_profiles,
 )  # noqa: E402
 from make_profiles import WORK_DIR, make_bench_campaign  # noqa: E402
@@ -219,10 +216,7 @@ def main() -> None:
     if args.child:
         child_main(*args.child)
         return
-    pin_to_cpu(args.cpu)
-    print(f"$ {command_line()}")
-    print(machine_line())
-    print(source_line())
+    start_run(args.cpu)
     big_n = args.n * args.mem_factor
     campaign_n = make_bench_campaign(args.n)
     campaign_big = make_bench_campaign(big_n)

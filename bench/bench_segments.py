@@ -31,11 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     best_of,
-    command_line,
-    machine_line,
     note,
-    pin_to_cpu,
-    source_line,
+    start_run,
     typed_profiles,
 )  # noqa: E402
 from make_profiles import make_bench_campaign  # noqa: E402
@@ -55,10 +52,7 @@ def main() -> None:
     )
     parser.add_argument("--cpu", type=int, default=0, help="the one core to run on")
     args = parser.parse_args()
-    pin_to_cpu(args.cpu)
-    print(f"$ {command_line()}")
-    print(machine_line())
-    print(source_line())
+    start_run(args.cpu)
 
     campaign = load_campaign(make_bench_campaign(args.n))
     frame, schema = typed_profiles(campaign)

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, machine_line, pin_to_cpu, source_line  # noqa: E402
+from _common import start_run  # noqa: E402
 from make_profiles import make_bench_campaign  # noqa: E402
 
 from renderer import load_campaign  # noqa: E402
@@ -66,10 +66,7 @@ def main() -> None:
     if args.child:
         child_main(args.child)
         return
-    pin_to_cpu(args.cpu)
-    print(f"$ {command_line()}")
-    print(machine_line())
-    print(source_line())
+    start_run(args.cpu)
     peaks = []
     print(f"\n{'profiles':>10}{'pre-pass s':>12}{'peak RSS MiB':>14}")
     for count in (args.n, args.n * args.mem_factor):

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, machine_line, pin_to_cpu, source_line  # noqa: E402
+from _common import start_run  # noqa: E402
 from make_profiles import WORK_DIR, make_bench_campaign  # noqa: E402
 
 from renderer import BuildOptions, build_campaign, load_campaign  # noqa: E402
@@ -70,10 +70,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15, help="functions to list by own time")
     parser.add_argument("--cpu", type=int, default=0, help="the one core to run on")
     args = parser.parse_args()
-    pin_to_cpu(args.cpu)
-    print(f"$ {command_line()}")
-    print(machine_line())
-    print(source_line())
+    start_run(args.cpu)
     campaign = load_campaign(make_bench_campaign(args.n))
     out = WORK_DIR / "out-profile"
     shutil.rmtree(out, ignore_errors=True)

@@ -178,30 +178,27 @@ def _parse_clusters(raw: Any, file: str | None) -> tuple[ClusterSpec, ...]:
 # --- walking raw rules -----------------------------------------------------------------
 
 
+def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
+    """Every mapping in a raw rule node, through all/any/not (malformed parts skipped)."""
+    if not isinstance(node, Mapping):
+        return
+    yield node
+    for key in ("all", "any"):
+        children = node.get(key)
+        for child in children if isinstance(children, list) else ():
+            yield from _walk(child)
+    if "not" in node:
+        yield from _walk(node["not"])
+
+
 def _conditions(node: Any) -> Iterator[Mapping[str, Any]]:
-    """Every ``{field, op, value}`` mapping under a raw rule node (malformed parts skipped)."""
-    if isinstance(node, Mapping):
-        if "field" in node or "op" in node:
-            yield node
-            return
-        for key in ("all", "any"):
-            children = node.get(key)
-            for child in children if isinstance(children, list) else ():
-                yield from _conditions(child)
-        if "not" in node:
-            yield from _conditions(node["not"])
+    """Every ``{field, op, value}`` mapping under a raw rule node."""
+    return (n for n in _walk(node) if "field" in n or "op" in n)
 
 
 def _references(node: Any) -> Iterator[str]:
-    if isinstance(node, Mapping):
-        if isinstance(node.get("segment"), str):
-            yield node["segment"]
-        for key in ("all", "any"):
-            children = node.get(key)
-            for child in children if isinstance(children, list) else ():
-                yield from _references(child)
-        if "not" in node:
-            yield from _references(node["not"])
+    """Every ``segment:`` name a raw rule node refers to."""
+    return (n["segment"] for n in _walk(node) if isinstance(n.get("segment"), str))
 
 
 def _percentile_values(cond: Mapping[str, Any]) -> list[str]:
