@@ -9,8 +9,8 @@ Everything runs pinned to one core (``--cpu``, default 0). In this process:
 
 In fresh child processes: ``build_campaign`` end to end (audience pre-pass, read,
 validate, segment, render, write files) on ``--n`` recipients, ``--repeat`` times, then once on
-``--mem-factor`` x ``--n`` recipients; each child's peak RSS comes from ``os.wait4``
-(the per-child ``ru_maxrss`` that ``getrusage(RUSAGE_CHILDREN)`` accumulates).
+``--mem-factor`` x ``--n`` recipients; each child reports its own peak RSS (``VmHWM``
+at the end of the build: see ``_common.peak_rss_mib`` for why not ``ru_maxrss``).
 Memory counts as flat when the larger build's peak is at most 10% above the smaller's.
 
 In-process figures are the best of ``--repeat`` runs. Profiles come from
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     best_of,
     note,
+    peak_rss_mib,
     start_run,
     typed_profiles,
 )  # noqa: E402
@@ -165,7 +166,6 @@ def run_child_build(campaign: Path, out: Path) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(output)
     result["process_seconds"] = process_seconds
     result["cpu_seconds"] = usage.ru_utime + usage.ru_stime  # the whole process, startup included
-    result["max_rss_mib"] = usage.ru_maxrss / 1024  # Linux reports KiB
     return result
 
 
@@ -183,6 +183,7 @@ def child_main(campaign_path: str, out: str) -> None:
                 "rendered": summary["rendered"],
                 "rejected": summary["rejected"],
                 "holdout": summary.get("holdout", 0),
+                "max_rss_mib": peak_rss_mib(),
             }
         )
     )

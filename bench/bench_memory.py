@@ -48,7 +48,8 @@ import sys
 from pathlib import Path
 from renderer import BuildOptions, build_campaign, load_campaign
 s = build_campaign(load_campaign(sys.argv[1]), BuildOptions(out=Path(sys.argv[2])))
-print(s["input_rows"], s["rendered"])
+peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print(s["input_rows"], s["rendered"], int(peak) / 1024)
 """
 
 
@@ -62,13 +63,15 @@ def peak_rss_mib(campaign: Path, cpu: int) -> tuple[float, float, str]:
         cwd=HERE.parent,
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
     printed = process.stdout.read().strip() if process.stdout else ""
+    status = process.wait()
+    seconds = time.perf_counter() - started
     shutil.rmtree(out.parent, ignore_errors=True)
     if status != 0:
         raise SystemExit(f"build failed for {campaign}")
-    return usage.ru_maxrss / 1024, seconds, printed
+    # the child's own VmHWM: a child's ru_maxrss starts at its parent's RSS (Linux)
+    rows, rendered, peak = printed.split()
+    return float(peak), seconds, f"{rows} {rendered}"
 
 
 def main() -> None:
