@@ -164,13 +164,15 @@ class CampaignBuild:
             for row in membership.to_numpy()
         ]
         variants, holdout = self._assign(ids, membership)
-        records = to_records(valid, runtime.schema.types())
+        # derived fields joined for the whole chunk at once (cheaper than per record)
+        records = to_records(runtime.segments.enrich(valid), runtime.field_types)
         send = [i for i, held in enumerate(holdout) if not held]
         batch = ProfileBatch(
             [int(valid.index[i]) for i in send],
             [records[i] for i in send],
             [segment_lists[i] for i in send],
             [variants[i] for i in send],
+            derived_filled=True,
         )
         for i, held in enumerate(holdout):
             if held:

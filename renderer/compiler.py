@@ -26,6 +26,7 @@ from jinja2 import Template, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
+from .env import render_shared, undefined_name, with_globals
 from .errors import TemplateError
 from .inline import inline_css
 from .mjml_compile import compile_mjml
@@ -93,16 +94,26 @@ class CompiledTemplate:
     tree: list[Node]
     shape_template: Template | None
     shapes: dict[str, CompiledShape] = field(default_factory=dict)
+    shape_source: str | None = None  # the source of shape_template
 
     def shape_key(self, context: Mapping[str, Any]) -> str:
         if self.shape_template is None:
             return ""
         try:
-            return self.shape_template.render(context)
+            return render_shared(self.shape_template, with_globals(self.env, context))
         except UndefinedError:
             raise
         except SecurityError as exc:
             raise TemplateError(f"unsafe template code: {exc}", file=self.assembled.file) from None
+
+    def layout_for(self, context: Mapping[str, Any]) -> CompiledShape:
+        """The compiled layout for a recipient; RecipientError when its key cannot render."""
+        try:
+            return self.shape(self.shape_key(context))
+        except UndefinedError as exc:
+            raise RecipientError(
+                "missing_field", None, self.assembled.file, None, str(exc)
+            ) from None
 
     def shape(self, key: str) -> CompiledShape:
         compiled = self.shapes.get(key)
@@ -123,7 +134,9 @@ class CompiledTemplate:
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         filename = f"<mailsmith:{self.assembled.name}:{digest}>"
         origin = Token("tag", "", self.assembled.file, 1)
-        html_source, line_map = restore(conditional_column_css(html, protected, origin), protected)
+        html_source, line_map = restore(
+            conditional_column_css(ascii_html(html), protected, origin), protected
+        )
         text_source, _ = restore(html_to_text(html, protected.tag_markers), protected)
         return CompiledShape(
             key=key,
@@ -138,14 +151,16 @@ class CompiledTemplate:
         _, html, text = self.render_layout(context)
         return html, text
 
-    def render_layout(self, context: Mapping[str, Any]) -> tuple[CompiledShape, str, str]:
-        """Like :meth:`render`, also returning the compiled layout used."""
-        try:
-            shape = self.shape(self.shape_key(context))
-        except UndefinedError as exc:
-            raise RecipientError(
-                "missing_field", None, self.assembled.file, None, str(exc)
-            ) from None
+    def render_layout(
+        self, context: Mapping[str, Any], shape_key: str | None = None
+    ) -> tuple[CompiledShape, str, str]:
+        """Like :meth:`render`, also returning the compiled layout used.
+
+        ``shape_key``: the output of :attr:`shape_source` for this context when the
+        caller already rendered it (the runtime renders it with the subject).
+        """
+        context = with_globals(self.env, context)
+        shape = self.layout_for(context) if shape_key is None else self.shape(shape_key)
         html = _render(shape, shape.html, context)
         text = _BLANK_LINES_RE.sub("\n\n", _render(shape, shape.text, context))
         return shape, html, text
@@ -175,11 +190,9 @@ def _origin_of(line_map: Sequence[tuple[int, Token]], line: int) -> Token | None
     return found
 
 
-def _render(shape: CompiledShape, template: Template, context: Mapping[str, Any]) -> str:
-    from .env import undefined_name
-
+def _render(shape: CompiledShape, template: Template, context: dict[str, Any]) -> str:
     try:
-        return template.render(context)
+        return render_shared(template, context)
     except UndefinedError as exc:
         origin = shape.origin(_failing_line(exc, template))
         field_name = undefined_name(exc)
@@ -211,6 +224,26 @@ def _failing_line(exc: BaseException, template: Template) -> int:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+_NON_ASCII_RE = re.compile(r"[^\x00-\x7f]")
+_STYLE_RE = re.compile(r"(<style\b[^>]*>.*?</style\s*>)", re.IGNORECASE | re.DOTALL)
+
+
+def ascii_html(html: str) -> str:
+    """The template's own non-ASCII characters as character references (``·`` -> ``&#183;``).
+
+    Same document for every HTML parser, but an all-ASCII template keeps a
+    recipient's whole email ASCII unless a profile value is not: joining, encoding
+    and hashing an ASCII string is several times cheaper than a wider one. Inside
+    ``<style>`` (raw text, where references are not decoded) nothing changes.
+    """
+    if html.isascii():
+        return html
+    parts = _STYLE_RE.split(html)
+    for i in range(0, len(parts), 2):  # odd parts are <style> elements
+        parts[i] = _NON_ASCII_RE.sub(lambda m: f"&#{ord(m.group(0))};", parts[i])
+    return "".join(parts)
 
 
 _COLUMN_RULE_RE = re.compile(r"(?:\.moz-text-html )?\.(mj-column-(?:per|px)-[\w-]+) \{[^{}]*\}")
@@ -463,7 +496,9 @@ def compile_template(
                 f"template syntax error: {exc.message}", file=assembled.file
             ) from None
         shape_template.filename = filename
-    compiled = CompiledTemplate(assembled, env, text_env, tokens, contexts, tree, shape_template)
+    compiled = CompiledTemplate(
+        assembled, env, text_env, tokens, contexts, tree, shape_template, shape_source=source
+    )
     if source is None:
         compiled.shape("")
     return compiled

@@ -11,11 +11,12 @@ filter supplies a value.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from jinja2 import Undefined, pass_context
+from jinja2 import Template, Undefined, pass_context
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
@@ -147,6 +148,32 @@ def make_environment(
     env.filters.update(fallback=fallback, money=money, date=format_date)
     env.globals.update(in_segment=in_segment, variant=variant, has_fields=has_fields)
     return env
+
+
+def with_globals(env: SandboxedEnvironment, context: Mapping[str, Any]) -> dict[str, Any]:
+    """``context`` ready for :func:`render_shared`: itself when it already holds the
+    environment's globals (:meth:`CampaignRuntime.context` builds it so), else a copy
+    with them added underneath (context values win, as in ``Template.render``)."""
+    if isinstance(context, dict) and all(
+        context.get(name) is value for name, value in env.globals.items()
+    ):
+        return context
+    return {**env.globals, **context}
+
+
+def render_shared(template: Template, context: dict[str, Any]) -> str:
+    """``template.render(context)`` without copying ``context`` into a new dict.
+
+    ``Template.render`` merges the globals and the context into a fresh dict on
+    every call; a recipient's email takes three renders (headers, HTML, text),
+    so the context is built once with the globals in it (see :func:`with_globals`)
+    and shared. Template-level ``{% set %}`` writes to the render's own Context,
+    never to ``context``. Errors come out as from ``Template.render``.
+    """
+    try:
+        return "".join(template.root_render_func(template.new_context(context, shared=True)))
+    except Exception:
+        return template.environment.handle_exception()
 
 
 def undefined_name(exc: UndefinedError) -> str | None:

@@ -74,4 +74,5 @@ def _slice(batch: ProfileBatch, start: int, stop: int) -> ProfileBatch:
         batch.records[start:stop],
         batch.segments[start:stop],
         batch.variants[start:stop],
+        batch.derived_filled,
     )

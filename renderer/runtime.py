@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Template
+from jinja2 import Template, meta
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
 from segments.audience import AudienceSegments
@@ -35,10 +35,11 @@ from .audience import (
 )
 from .campaign import Campaign, shipped_dir
 from .compiler import CompiledTemplate, RecipientError, compile_template, optimize_tokens
-from .env import make_environment, undefined_name
+from .env import make_environment, render_shared, undefined_name
 from .errors import TemplateError, UndefinedFieldError
 from .source import BlockOverrides, ContentFolders, assemble
 
+_SHAPE_SEPARATOR = "\x1e"  # never in a shape key: those come from the template's own text
 _IN_SEGMENT_RE = re.compile(r"""in_segment\(\s*(['"])([^'"]+)\1\s*\)""")
 
 
@@ -74,6 +75,9 @@ class ProfileBatch:
     records: list[dict[str, Any]]
     segments: list[tuple[str, ...]]
     variants: list[dict[str, str | None]]
+    # True when the records already hold the derived fields (a build joins them per
+    # chunk, vectorized); False: render_batch looks them up by id
+    derived_filled: bool = False
 
 
 def recipient_key(campaign: str, recipient_id: str) -> str:
@@ -123,6 +127,7 @@ class CampaignRuntime:
         self.segments = load_campaign_segments(
             campaign, schema, assembled.blocks.values(), self.audience
         )
+        self.field_types = self.audience.field_types(schema)  # profile fields + derived ones
         _check_audiences(self.experiments, self.segments, campaign.file)
         _check_segment_names(assembled.tokens, self.segments)
         self.assembled = assembled  # as the designer wrote it: the naive pipeline's input
@@ -137,6 +142,12 @@ class CampaignRuntime:
         }
         self.headers = {k: self._field_template(k, v) for k, v in self.header_sources.items()}
         self._headers_once: dict[tuple[tuple[str, str], ...], Template] = {}
+        # The shape key renders with the headers (one render less per recipient)
+        # unless the layout's control flow reads what the headers produce.
+        shape = self.template.shape_source
+        self._shape_with_headers = shape is not None and not (
+            meta.find_undeclared_variables(self.env.parse(shape)) & set(self.header_sources)
+        )
         self.globals = {
             "vars": campaign.vars,
             "as_of": as_of,
@@ -164,8 +175,10 @@ class CampaignRuntime:
     def context(
         self, record: Mapping[str, Any], segments: Sequence[str], variants: Mapping[str, str | None]
     ) -> dict[str, Any]:
-        """The Jinja context for one recipient."""
-        context = dict(record)
+        """The Jinja context for one recipient (with the environment's globals in it,
+        so every render of the recipient shares it: see :func:`renderer.env.render_shared`)."""
+        context = dict(self.env.globals)
+        context.update(record)
         context.update(self.globals)
         context["profile"] = record
         context["recipient_id"] = str(record[self.schema.id_field])
@@ -186,13 +199,19 @@ class CampaignRuntime:
         self, record: Mapping[str, Any], segments: Sequence[str], variants: Mapping[str, str | None]
     ) -> dict[str, Any]:
         """The context plus the rendered subject, preheader and unsubscribe URL."""
+        return self._prepare(record, segments, variants)[0]
+
+    def _prepare(
+        self, record: Mapping[str, Any], segments: Sequence[str], variants: Mapping[str, str | None]
+    ) -> tuple[dict[str, Any], str | None]:
+        """:meth:`full_context` and, when the headers render gave it, the shape key."""
         context = self.context(record, segments, variants)
-        subject, preheader, unsubscribe = self._render_headers(context)
+        subject, preheader, unsubscribe, *shape_key = self._render_headers(context)
         context["subject"] = _one_line(subject)
         context["preheader"] = _one_line(preheader)
         if self.campaign.unsubscribe_url:
             context["unsubscribe_url"] = unsubscribe.strip()
-        return context
+        return context, shape_key[0] if shape_key else None
 
     def render_one(
         self,
@@ -202,8 +221,8 @@ class CampaignRuntime:
         variants: Mapping[str, str | None],
     ) -> Rendered:
         """Render one recipient; RecipientError when the recipient must be rejected."""
-        context = self.full_context(record, segments, variants)
-        shape, html, text = self.template.render_layout(context)
+        context, shape_key = self._prepare(record, segments, variants)
+        shape, html, text = self.template.render_layout(context, shape_key)
         recipient_id = context["recipient_id"]
         warnings = []
         if len(context["subject"]) > 100:
@@ -240,18 +259,28 @@ class CampaignRuntime:
             for _, variant in chosen:
                 sources["subject"] = variant.subject or sources["subject"]
                 sources["preheader"] = variant.preheader or sources["preheader"]
-            # one render for all three: they run for every recipient
-            template = self._field_template("subject", "\x1f".join(sources.values()))
+            # one render for all three (and the shape key): they run for every recipient
+            source = "\x1f".join(sources.values())
+            if self._shape_with_headers:
+                source += _SHAPE_SEPARATOR + str(self.template.shape_source)
+            template = self._field_template("subject", source)
             self._headers_once[cache_key] = template
         return template
 
-    def _render_headers(self, context: Mapping[str, Any]) -> list[str]:
+    def _render_headers(self, context: dict[str, Any]) -> list[str]:
+        """[subject, preheader, unsubscribe URL] and, when merged in, the shape key."""
         try:
-            return self._headers_for(context["variants"]).render(context).split("\x1f")
+            output = render_shared(self._headers_for(context["variants"]), context)
         except (UndefinedError, SecurityError):
             for key, template in self.headers.items():
                 self._render_field(key, template, context)  # raises with the key's position
+            if self._shape_with_headers:
+                self.template.layout_for(context)  # raises as a render of the layout would
             raise
+        if self._shape_with_headers:
+            output, _, shape_key = output.rpartition(_SHAPE_SEPARATOR)
+            return [*output.split("\x1f"), shape_key]
+        return output.split("\x1f")
 
     def _render_field(self, key: str, template: Template, context: Mapping[str, Any]) -> str:
         try:
@@ -278,7 +307,7 @@ class CampaignRuntime:
         result = BatchResult()
         id_field = self.schema.id_field
         records = batch.records
-        if self.segments.derived is not None:
+        if self.segments.derived is not None and not batch.derived_filled:
             records = self.segments.derived.fill_records(records, id_field)
         for row, record, segments, variants in zip(
             batch.rows, records, batch.segments, batch.variants, strict=True
