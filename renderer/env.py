@@ -120,13 +120,36 @@ class MailsmithEnvironment(SandboxedEnvironment):
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         if type(obj) is Namespace and not attribute.startswith("_"):
-            try:
-                return getattr(obj, attribute)  # a namespace holds only template data
-            except AttributeError:
-                return self.undefined(obj=obj, name=attribute)
+            # a namespace holds only template data; read its dict, as Namespace does
+            values = object.__getattribute__(obj, "_Namespace__attrs")
+            if attribute in values:
+                return values[attribute]
+            return self.undefined(obj=obj, name=attribute)
         if type(obj) is LoopContext and not attribute.startswith("_"):
             return getattr(obj, attribute)  # loop.index and friends: all public, all safe
         return super().getattr(obj, attribute)
+
+    def call(
+        __self,  # noqa: N805 (Jinja's signature: the prefixes keep kwargs free)
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Calls from templates; mailsmith's own globals skip the generic safety checks.
+
+        ``namespace()`` and the ``pass_context`` functions defined here are known to
+        be safe, and they run for every recipient; anything else goes through the
+        sandbox. Inside loops Jinja passes ``_loop_vars``: a context function then
+        takes the generic path (it needs the derived context).
+        """
+        if __obj is Namespace:
+            kwargs.pop("_loop_vars", None)
+            kwargs.pop("_block_vars", None)
+            return Namespace(*args, **kwargs)
+        if (__obj is variant or __obj is in_segment or __obj is has_fields) and not kwargs:
+            return __obj(__context, *args)
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 def make_environment(

@@ -65,7 +65,7 @@ class OutputWriter:
         self._errors: IO[str] = (self.staging / "errors.jsonl").open(
             "w", encoding="utf-8", newline="\n"
         )
-        self._dirs: set[str] = set()
+        self._dirs: dict[str, str] = {}  # shard folder -> its path under staging
         self._root = str(self.staging)
 
     def write(self, rendered: Iterable[Rendered], rejected: Iterable[Rejection]) -> None:
@@ -94,43 +94,48 @@ class OutputWriter:
         self._manifest.write(dumps(entry) + "\n")
 
     def _write_recipient(self, item: Rendered) -> dict[str, Any]:
+        key = item.key
+        shard = key[:2]
+        html_path = f"html/{shard}/{key}.html"
+        html_bytes, html_sha256 = self._file(html_path, item.html)
         entry: dict[str, Any] = {
             "id": item.id,
             "row": item.row,
             "email": item.email,
-            "key": item.key,
+            "key": key,
             "segments": list(item.segments),
             "variants": dict(item.variants),
             "holdout": False,
             "subject": item.subject,
             "preheader": item.preheader,
             "layout": item.layout,
+            "html": html_path,
+            "html_bytes": html_bytes,
+            "html_sha256": html_sha256,
         }
-        shard = item.key[:2]
-        entry.update(self._file("html", f"html/{shard}/{item.key}.html", item.html))
         if self.text:
-            entry.update(self._file("text", f"text/{shard}/{item.key}.txt", item.text))
+            text_path = f"text/{shard}/{key}.txt"
+            entry["text"] = text_path
+            entry["text_bytes"], entry["text_sha256"] = self._file(text_path, item.text)
         entry["warnings"] = list(item.warnings)
         return entry
 
-    def _file(self, kind: str, relative: str, content: str) -> dict[str, Any]:
+    def _file(self, relative: str, content: str) -> tuple[int, str]:
+        """Write one file under the staging folder: (bytes, sha256 hex)."""
         data = content.encode("utf-8")
-        target = f"{self._root}/{relative}"
-        folder = target.rpartition("/")[0]
-        if folder not in self._dirs:
-            os.makedirs(folder, exist_ok=True)
-            self._dirs.add(folder)
+        folder, _, name = relative.rpartition("/")
+        directory = self._dirs.get(folder)
+        if directory is None:
+            directory = f"{self._root}/{folder}"
+            os.makedirs(directory, exist_ok=True)
+            self._dirs[folder] = directory
         # plain os calls: this runs twice per recipient
-        handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        handle = os.open(f"{directory}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(handle, data)
         finally:
             os.close(handle)
-        return {
-            kind: relative,
-            f"{kind}_bytes": len(data),
-            f"{kind}_sha256": hashlib.sha256(data).hexdigest(),
-        }
+        return len(data), hashlib.sha256(data).hexdigest()
 
     def commit(self, summary: dict[str, Any]) -> Path:
         """Write the summary and swap the staging folder into place."""
