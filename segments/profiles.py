@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -490,29 +490,45 @@ def load_suppression(path: str | Path, column: str) -> frozenset[str]:
 
 def to_records(frame: pd.DataFrame, types: Mapping[str, str]) -> list[dict[str, Any]]:
     """Rows as plain-Python dicts holding only present values (missing fields absent)."""
-    columns: list[Sequence[Any]] = []
     names = list(frame.columns)
-    for name in names:
-        columns.append(_python_values(frame[name], types.get(name, "string")))
+    columns = [_python_values(frame[name], types.get(name, "string")) for name in names]
     records = []
     for values in zip(*columns, strict=True):
-        records.append({k: v for k, v in zip(names, values, strict=True) if v is not None})
+        if None in values:
+            records.append({k: v for k, v in zip(names, values, strict=True) if v is not None})
+        else:
+            records.append(dict(zip(names, values, strict=True)))
     return records
 
 
 def _python_values(series: pd.Series, kind: str) -> list[Any]:
+    """A column as Python values (None where missing), typed by the schema ``kind``.
+
+    Vectorized where numpy/pandas give the same Python objects as converting one
+    value at a time: this runs for every column of every chunk a build renders.
+    """
     if kind in ("date", "datetime"):
-        present = series.notna()
-        converted = [
-            ts.to_pydatetime().astimezone(UTC) if ok else None
-            for ts, ok in zip(series, present, strict=True)
-        ]
-        if kind == "date":
-            return [v.date() if v is not None else None for v in converted]
-        return converted
+        return _python_datetimes(series, kind)
     if kind in ("list", "dict"):
         return list(series)
-    values: list[Any] = series.astype(object).where(series.notna(), None).tolist()
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":  # numpy ints/bools: never missing
+        values: list[Any] = series.tolist()
+        if kind == "float":
+            return [float(v) for v in values]
+        if kind == "int" and dtype.kind == "b":
+            return [int(v) for v in values]
+        if kind == "bool" and dtype.kind != "b":
+            return [bool(v) for v in values]
+        return values
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        values = series.tolist()
+        if kind == "int":
+            return [None if v != v else int(v) for v in values]
+        if kind == "bool":
+            return [None if v != v else bool(v) for v in values]
+        return [None if v != v else v for v in values]
+    values = series.astype(object).where(series.notna(), None).tolist()
     if kind == "int":
         return [int(v) if v is not None else None for v in values]
     if kind == "float":
@@ -520,6 +536,24 @@ def _python_values(series: pd.Series, kind: str) -> list[Any]:
     if kind == "bool":
         return [bool(v) if v is not None else None for v in values]
     return values
+
+
+def _python_datetimes(series: pd.Series, kind: str) -> list[Any]:
+    """UTC-aware ``datetime`` values (``date`` for kind "date"), None where missing."""
+    present = series.notna().to_numpy()
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        stamps = pd.DatetimeIndex(series.dt.tz_convert(UTC)).to_pydatetime()
+        converted = [
+            ts.astimezone(UTC) if ok else None for ts, ok in zip(stamps, present, strict=True)
+        ]
+    else:
+        converted = [
+            ts.to_pydatetime().astimezone(UTC) if ok else None
+            for ts, ok in zip(series, present, strict=True)
+        ]
+    if kind == "date":
+        return [v.date() if v is not None else None for v in converted]
+    return converted
 
 
 def count_rows(path: str | Path, fmt: str) -> int | None:

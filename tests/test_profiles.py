@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -162,3 +163,37 @@ def test_missing_file_names_the_file(tmp_path: Path) -> None:
 
 def test_count_rows_counts_data_rows(csv_file: Path) -> None:
     assert count_rows(csv_file, "csv") == 13
+
+
+def test_to_records_gives_plain_python_values_and_leaves_missing_out() -> None:
+    from datetime import UTC, datetime
+
+    from segments.profiles import to_records
+
+    frame = pd.DataFrame(
+        {
+            "n": np.array([1, 2], dtype="int64"),
+            "ni": pd.array([3, None], dtype="Int64"),
+            "f": [1.5, np.nan],
+            "fi": [2.0, np.nan],  # a float column the schema calls int
+            "b": np.array([True, False]),
+            "bi": np.array([True, False]),  # bools the schema calls int
+            "nb": pd.array([None, True], dtype="boolean"),
+            "t": pd.to_datetime(["2026-01-02T03:04:05Z", None], utc=True),
+            "d": pd.to_datetime(["2026-01-02", "2026-02-03"]).tz_localize("UTC"),
+            "s": ["x", None],
+            "l": [[1], None],
+        }
+    )
+    types = {
+        "n": "int", "ni": "int", "f": "float", "fi": "int", "b": "bool", "bi": "int",
+        "nb": "bool", "t": "datetime", "d": "date", "s": "string", "l": "list",
+    }  # fmt: skip
+    first, second = to_records(frame, types)
+    assert first == {
+        "n": 1, "ni": 3, "f": 1.5, "fi": 2, "b": True, "bi": 1, "t": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "d": datetime(2026, 1, 2).date(), "s": "x", "l": [1],
+    }  # fmt: skip
+    assert second == {"n": 2, "b": False, "bi": 0, "nb": True, "d": datetime(2026, 2, 3).date()}
+    assert [type(first[k]) for k in ("n", "ni", "fi", "bi")] == [int, int, int, int]
+    assert type(first["b"]) is bool and first["t"].tzinfo is UTC
