@@ -69,8 +69,28 @@ def fallback(value: Any, default: Any = "") -> Any:
     return default if is_missing(value) else value
 
 
+_MONEY_CACHE: dict[tuple[type, Any, str, int], str] = {}
+_MONEY_CACHE_SIZE = 65_536
+
+
 def money(value: Any, symbol: str = "$", places: int = 2) -> str:
-    """Format a number as money: ``1234.5 | money`` gives ``$1,234.50``."""
+    """Format a number as money: ``1234.5 | money`` gives ``$1,234.50``.
+
+    Exact decimal rounding of the number as written (``2.675`` -> ``2.68``).
+    Prices repeat across recipients, so results are cached by value.
+    """
+    if type(value) in (int, float) and value == value:  # NaN is missing: not cached
+        key = (type(value), value, symbol, places)
+        cached = _MONEY_CACHE.get(key)
+        if cached is None:
+            if len(_MONEY_CACHE) >= _MONEY_CACHE_SIZE:
+                _MONEY_CACHE.clear()
+            cached = _MONEY_CACHE[key] = _format_money(value, symbol, places)
+        return cached
+    return _format_money(value, symbol, places)
+
+
+def _format_money(value: Any, symbol: str, places: int) -> str:
     if is_missing(value):
         return ""
     try:

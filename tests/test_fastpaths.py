@@ -132,3 +132,14 @@ def test_a_build_restores_the_garbage_collector(tmp_path: Path) -> None:
     _build(tmp_path, COLUMNS.replace("{condition}", "x"), [{"id": 1, "email": "a@example.com"}], "")
     assert gc.get_threshold() == thresholds
     assert gc.get_freeze_count() == 0
+
+
+def test_money_is_exact_decimal_rounding_and_the_cache_changes_nothing() -> None:
+    from renderer.env import money
+
+    for _ in range(2):  # the second round comes from the cache
+        assert money(2.675) == "$2.68"  # the number as written, not its binary double
+        assert money(1) == money(1.0) == "$1.00"
+        assert money(1234.5, "€", 0) == "€1,234"
+        assert money(float("nan")) == money(None) == ""
+        assert money("n/a") == "n/a"
