@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
@@ -220,6 +221,8 @@ def convert(series: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     missing = missing_mask(series)
     raw = series.astype(object).where(~missing, None)
     if kind == "string":
+        if _is_text_dtype(series):  # every present value is a str already
+            return raw, pd.Series(False, index=series.index)
         typed = raw.map(lambda v: v if v is None or isinstance(v, str) else _to_text(v)).astype(
             object
         )
@@ -235,8 +238,34 @@ def convert(series: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     if kind == "bool":
         return _to_bool(raw, missing)
     if kind in ("date", "datetime"):
-        return _to_datetime(raw, missing, kind)
+        if _is_text_dtype(series):  # stripped, vectorized
+            return _to_datetime(series.str.strip().where(~missing), missing, kind)
+        return _to_datetime(raw.map(lambda v: v if v is None else str(v).strip()), missing, kind)
     return _to_nested(raw, missing, list if kind == "list" else dict)
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads``, the same values, about twice as fast on the common case.
+
+    orjson parses strict RFC 8259 JSON; what it refuses (``NaN``, lone
+    surrogates) goes to ``json.loads``, which decides as before. orjson reads an
+    integer past 64 bits as a float, so text with a run of 19 digits goes to
+    ``json.loads`` directly.
+    """
+    if _LONG_DIGITS_RE.search(text):
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+_LONG_DIGITS_RE = re.compile(r"\d{19}")
+
+
+def _is_text_dtype(series: pd.Series) -> bool:
+    """A pandas string dtype (not object): values are str or missing, nothing else."""
+    return isinstance(series.dtype, pd.StringDtype)
 
 
 def _to_text(value: Any) -> str:
@@ -256,8 +285,7 @@ def _to_bool(raw: pd.Series, missing: pd.Series) -> tuple[pd.Series, pd.Series]:
     return typed, typed.isna() & ~missing
 
 
-def _to_datetime(raw: pd.Series, missing: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
-    text = raw.map(lambda v: v if v is None else str(v).strip())
+def _to_datetime(text: pd.Series, missing: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     typed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     if kind == "date":
         typed = typed.dt.floor("D")
@@ -272,7 +300,7 @@ def _to_nested(raw: pd.Series, missing: pd.Series, kind: type) -> tuple[pd.Serie
             value = value.tolist()
         if isinstance(value, str):
             try:
-                value = json.loads(value)  # JSON gives plain lists and dicts already
+                value = parse_json(value)  # JSON gives plain lists and dicts already
             except json.JSONDecodeError:
                 return _INVALID
             return value if isinstance(value, kind) else _INVALID

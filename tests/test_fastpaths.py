@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from renderer import BuildOptions, build_campaign
 from renderer.campaign import adhoc_campaign
 from renderer.compiler import ascii_html
 from renderer.env import make_environment, render_shared, with_globals
+from renderer.output import dumps, dumps_line
+from segments.profiles import parse_json
 
 from .conftest import Content, normalize_html, wrap
 
@@ -143,3 +147,42 @@ def test_money_is_exact_decimal_rounding_and_the_cache_changes_nothing() -> None
         assert money(1234.5, "€", 0) == "€1,234"
         assert money(float("nan")) == money(None) == ""
         assert money("n/a") == "n/a"
+
+
+_LEAF = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.text()
+)
+_VALUES = st.recursive(
+    _LEAF,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _VALUES, max_size=6))
+def test_manifest_lines_are_the_bytes_json_dumps_writes(entry: dict[str, Any]) -> None:
+    assert dumps_line(entry) == (dumps(entry) + "\n").encode("utf-8")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        _VALUES.map(json.dumps),
+        st.sampled_from(
+            ["NaN", "[Infinity]", "1e400", str(2**80), '{"a": 1, "a": 2}', "[1,]", "{", ""]
+        ),
+        st.text(max_size=12),
+    )
+)
+def test_profile_json_parses_as_json_loads_does(text: str) -> None:
+    try:
+        expected: Any = json.loads(text)
+    except json.JSONDecodeError:
+        with pytest.raises(json.JSONDecodeError):
+            parse_json(text)
+        return
+    got = parse_json(text)
+    assert json.dumps(got) == json.dumps(expected)  # NaN-safe equality, same types and order
