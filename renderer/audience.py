@@ -47,6 +47,7 @@ from segments.rules import parse_segments
 from segments.yamlsrc import LineDict, load_yaml
 
 from .campaign import Campaign
+from .spool import ChunkSpool, ValidatedChunk
 
 DISTRIBUTIONS_FILE = "feature_distributions.json"
 EVENTS_ERRORS_FILE = "events_errors.jsonl"
@@ -161,8 +162,13 @@ def prepare_audience(
     refit: bool = False,
     baseline: Path | None = None,
     full: bool = False,
+    spool: ChunkSpool | None = None,
 ) -> CampaignAudience:
-    """The campaign's audience stage (a pre-pass only when needed, or always with ``full``)."""
+    """The campaign's audience stage (a pre-pass only when needed, or always with ``full``).
+
+    A pre-pass writes the chunks it validated to ``spool`` (a build's render pass
+    reads them back instead of validating the profiles a second time).
+    """
     document = segment_document(campaign)
     result = CampaignAudience(document, schema.id_field, cluster_model_path(campaign))
     if not (full or needs_prepass(campaign, document, baseline)):
@@ -171,7 +177,7 @@ def prepare_audience(
 
     columns = _population_columns(schema, document)
     population, known = _read_population(
-        campaign, schema, make_validator(campaign, schema), columns, result
+        campaign, schema, make_validator(campaign, schema), columns, result, spool
     )
     events = None
     if campaign.events is not None:
@@ -210,14 +216,19 @@ def _read_population(
     validator: Any,
     columns: list[str],
     result: CampaignAudience,
+    spool: ChunkSpool | None = None,
 ) -> tuple[pd.DataFrame, pd.Index]:
     """The valid rows' ``columns``, and every id in the file (events may name any of them)."""
     source = campaign.profiles
     frames = []
     for chunk in read_chunks(campaign.path(source.path), source.resolved_format, source.chunk_size):
         valid, rejected = validator.validate(chunk)
+        if spool is not None:
+            spool.add(ValidatedChunk(valid, rejected))
         frames.append(valid[columns])
         result.rejections.extend(rejected)
+    if spool is not None:
+        spool.finish()
     population = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     ids = set(population[schema.id_field].astype(str))
     ids.update(r.id for r in result.rejections if r.id is not None)

@@ -39,6 +39,7 @@ from .campaign import Campaign
 from .output import OutputWriter, iter_manifest
 from .parallel import BatchRenderer
 from .runtime import CampaignRuntime, ProfileBatch, Rendered, schema_of
+from .spool import ChunkSpool, ValidatedChunk
 
 
 @dataclass
@@ -119,23 +120,44 @@ class CampaignBuild:
             source.id_field,
             source.email_field,
         )
-        self.audience = prepare_audience(
-            self.campaign,
-            schema,
-            self.as_of,
-            refit=self.options.refit,
-            baseline=self.options.baseline,
-        )
+        # the pre-pass (when there is one) keeps its validated chunks for the render pass
+        spool = ChunkSpool(self.out.resolve().parent)
+        try:
+            self.audience = prepare_audience(
+                self.campaign,
+                schema,
+                self.as_of,
+                refit=self.options.refit,
+                baseline=self.options.baseline,
+                spool=spool,
+            )
+            yield from self._render_pass(schema, first, chunks, spool, started)
+        finally:
+            spool.close()
+
+    def _render_pass(
+        self,
+        schema: ProfileSchema,
+        first: RawChunk | None,
+        chunks: Iterator[RawChunk],
+        spool: ChunkSpool,
+        started: float,
+    ) -> Iterator[Progress]:
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of, self.audience)
         _check_winners(self.runtime, self.options.winner)
         validator = make_validator(self.campaign, schema)
+        validated = (
+            iter(spool)
+            if spool.complete
+            else (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
+        )
         writer = OutputWriter(self.out, text=self.campaign.output.text)
         self._renderer = BatchRenderer(self.runtime, self.options.workers)
         state = BuildState()
         try:
             with _fewer_collections():
-                for chunk in _limited(_chain(first, chunks), self.options.limit):
-                    self._build_chunk(chunk, validator, writer, state)
+                for chunk in _limited(validated, self.options.limit):
+                    self._build_chunk(chunk, writer, state)
                     yield Progress(state.rows, state.rendered, state.rejected_count, state.holdout)
             self.summary = self._summary(state, time.perf_counter() - started)
             self.summary.update(self._audience_stage(state, writer.staging))
@@ -148,13 +170,11 @@ class CampaignBuild:
         finally:
             self._renderer.close()
 
-    def _build_chunk(
-        self, chunk: RawChunk, validator: ProfileValidator, writer: OutputWriter, state: BuildState
-    ) -> None:
+    def _build_chunk(self, chunk: ValidatedChunk, writer: OutputWriter, state: BuildState) -> None:
         assert self.runtime is not None
         runtime = self.runtime
-        valid, rejected = validator.validate(chunk)
-        state.rows += len(chunk.frame) + len(chunk.rejections)
+        valid, rejected = chunk.valid, list(chunk.rejected)
+        state.rows += chunk.rows
         ids = valid[runtime.schema.id_field].astype(str)
         keep = self._audience_filter(ids, state)
         valid, ids = valid[keep], ids[keep]
@@ -408,7 +428,8 @@ def _chain(first: RawChunk | None, rest: Iterator[RawChunk]) -> Iterator[RawChun
         yield from rest
 
 
-def _limited(chunks: Iterator[RawChunk], limit: int | None) -> Iterator[RawChunk]:
+def _limited(chunks: Iterator[ValidatedChunk], limit: int | None) -> Iterator[ValidatedChunk]:
+    """The chunks covering the first ``limit`` input rows (valid or rejected)."""
     if limit is None:
         yield from chunks
         return
@@ -416,17 +437,9 @@ def _limited(chunks: Iterator[RawChunk], limit: int | None) -> Iterator[RawChunk
     for chunk in chunks:
         if remaining <= 0:
             return
-        size = len(chunk.frame) + len(chunk.rejections)
-        if size > remaining:
-            last_row = sorted([*chunk.frame.index, *(r.row for r in chunk.rejections)])[
-                remaining - 1
-            ]
-            chunk = RawChunk(
-                chunk.frame[chunk.frame.index <= last_row],
-                [r for r in chunk.rejections if r.row <= last_row],
-            )
-            size = remaining
-        remaining -= size
+        if chunk.rows > remaining:
+            chunk = chunk.up_to(chunk.row_numbers()[remaining - 1])
+        remaining -= chunk.rows
         yield chunk
 
 

@@ -241,9 +241,82 @@ def test_cli_warns_when_every_row_is_rejected(tmp_path: Path) -> None:
     )
     profiles = tmp_path / "p.csv"
     profiles.write_text("id,email\n1,a@example.com\n2,b@example.com\n")
-    result = runner.invoke(app, ["build", "--template", str(template), "--profiles", str(profiles),
-                                 "--out", str(tmp_path / "o"), "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "build",
+            "--template",
+            str(template),
+            "--profiles",
+            str(profiles),
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0
     assert "every row was rejected (mostly missing_field)" in result.stderr
     errors = (tmp_path / "o" / "errors.jsonl").read_text().splitlines()
     assert len(errors) == 2 and all("t.mjml:1: 'nickname' is undefined" in e for e in errors)
+
+
+def test_a_limited_build_equals_the_full_build_cut_at_the_limit(
+    demo_build: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    full_out, _ = demo_build
+    out = tmp_path / "o"
+    build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out, limit=777))
+
+    def lines(folder: Path, name: str) -> list[dict[str, Any]]:
+        found = [json.loads(x) for x in (folder / name).read_text().splitlines()]
+        return sorted((x for x in found if x["row"] <= 777), key=lambda x: x["row"])
+
+    for name in ("manifest.jsonl", "errors.jsonl"):
+        assert lines(out, name) == lines(full_out, name)
+    assert len(lines(out, "manifest.jsonl")) + len(lines(out, "errors.jsonl")) == 777
+
+
+def test_the_render_pass_reads_the_pre_pass_chunks_instead_of_validating_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segments.profiles import ProfileValidator
+
+    calls = []
+    validate = ProfileValidator.validate
+
+    def counting(self: ProfileValidator, chunk: Any) -> Any:
+        calls.append(len(chunk.frame))
+        return validate(self, chunk)
+
+    monkeypatch.setattr(ProfileValidator, "validate", counting)
+    campaign = load_campaign(demo_campaign_path())
+    summary = build_campaign(campaign, BuildOptions(out=tmp_path / "o"))
+    assert sum(calls) == summary["input_rows"]  # each row validated once: in the pre-pass
+    assert list(tmp_path.iterdir()) == [tmp_path / "o"]  # the spool leaves no file behind
+
+
+def test_chunk_spool_gives_back_the_chunks_in_order(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from renderer.spool import ChunkSpool, ValidatedChunk
+    from segments.profiles import Rejection
+
+    spool = ChunkSpool(tmp_path)
+    chunks = [
+        ValidatedChunk(
+            pd.DataFrame({"id": [f"a{i}", f"b{i}"]}, index=[3 * i + 1, 3 * i + 3]),
+            [Rejection(3 * i + 2, f"r{i}", "email", "invalid_email", "bad")],
+        )
+        for i in range(3)
+    ]
+    for chunk in chunks:
+        spool.add(chunk)
+    spool.finish()
+    back = list(spool)
+    spool.close()
+    assert [c.rejected for c in back] == [c.rejected for c in chunks]
+    assert all(a.valid.equals(b.valid) for a, b in zip(back, chunks, strict=True))
+    assert chunks[1].row_numbers() == [4, 5, 6] and chunks[1].rows == 3
+    cut = chunks[1].up_to(5)
+    assert cut.row_numbers() == [4, 5] and list(cut.valid["id"]) == ["a1"]
+    assert list(tmp_path.iterdir()) == []  # anonymous file
