@@ -4,10 +4,13 @@ RFM quintiles, percentile thresholds (``value: p75``) and clusters need the whol
 audience, so when a campaign has ``events:``, a percentile, a cluster or a drift
 baseline, :func:`prepare_audience` reads the profiles once up front: a fresh
 validator gives exactly the valid rows the render pass will see; only the id and
-the fields rules and clusters read are kept. Then, vectorized: features from the
-events, cluster labels (from the saved model, or fitted and saved when there is
-none or ``refit``), percentile thresholds resolved on this population. The
-render pass joins the derived fields to each chunk by id (see
+the fields the audience stage reads are kept (see :func:`_population_columns`).
+Then the events file is read and folded chunk by chunk into compact per-profile
+state (:func:`segments.eventstream.stream_events`), never held whole; then,
+vectorized: features from that state, cluster labels (from the saved model, or
+fitted and saved when there is none or ``refit``), percentile thresholds resolved
+on this population. What stays for the render pass is about 200 bytes per
+profile; it joins the derived fields to each chunk by id (see
 :class:`segments.audience.AudienceSegments`).
 
 A build's output gains ``events_errors.jsonl`` (rejected event rows: row,
@@ -40,7 +43,8 @@ from segments.audience import (
 from segments.clusters import load_cluster_models, save_cluster_models
 from segments.drift import compare_distributions, feature_distributions
 from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
-from segments.events import load_events
+from segments.eventstream import stream_events
+from segments.features import FeatureConfig
 from segments.hierarchy import size_warnings
 from segments.profiles import ProfileSchema, Rejection, read_chunks
 from segments.rules import parse_segments
@@ -87,7 +91,8 @@ class CampaignAudience:
 
     @property
     def population(self) -> pd.DataFrame | None:
-        """The valid profiles with derived fields (None without a pre-pass)."""
+        """The valid profiles' id and audience-stage fields, with the derived fields
+        (None without a pre-pass; every field a rule reads with ``full``)."""
         return self.audience.population if self.audience is not None else None
 
     @property
@@ -175,18 +180,25 @@ def prepare_audience(
         return result
     from .build import make_validator  # build imports this module: deferred to avoid a cycle
 
-    columns = _population_columns(schema, document)
-    population, known = _read_population(
+    columns = _population_columns(schema, document, full=full)
+    population, other_ids = _read_population(
         campaign, schema, make_validator(campaign, schema), columns, result, spool
     )
+    config = campaign.features or FeatureConfig.model_validate({})
     events = None
     if campaign.events is not None:
-        loaded = load_events(campaign.path(campaign.events.path), known_ids=known, as_of=as_of)
-        rows = len(loaded.events) + int(loaded.rejected["row"].nunique())
-        result.events = EventsReport(
-            campaign.events.path, rows, len(loaded.events), loaded.rejected
+        streamed = stream_events(
+            campaign.path(campaign.events.path),
+            ids=population[schema.id_field],
+            other_ids=other_ids,
+            as_of=as_of,
+            config=config,
         )
-        events = loaded.events
+        result.events = EventsReport(
+            campaign.events.path, streamed.rows, streamed.accepted, streamed.rejected
+        )
+        events = streamed.summary
+        del streamed
     saved = load_cluster_models(result.model_path) if document.clusters else {}
     result.audience = derive_audience(
         population,
@@ -194,20 +206,34 @@ def prepare_audience(
         id_field=schema.id_field,
         as_of=as_of,
         events=events,
-        config=campaign.features,
+        config=config,
         saved_models=saved,
         refit=refit,
+        text_fields=full,  # the segments report evaluates rules over the population
     )
     if result.audience.fitted:
         save_cluster_models(result.model_path, result.audience.models)
     return result
 
 
-def _population_columns(schema: ProfileSchema, document: SegmentDocument) -> list[str]:
-    wanted = document.fields_used() | {"signed_up_at"}
-    for spec in document.clusters:
-        wanted.update(spec.features)
-    return [schema.id_field, *(n for n in schema.fields if n in wanted and n != schema.id_field)]
+def _population_columns(schema: ProfileSchema, document: SegmentDocument, full: bool) -> list[str]:
+    """The id and the fields the audience stage reads, in schema order.
+
+    Those are ``signed_up_at`` (lifecycle), cluster features, and the numeric fields
+    rules name (percentiles, feature distributions, drift). With ``full`` (the
+    segments report evaluates every rule over the population), every field a rule
+    names; a build evaluates rules chunk by chunk and needs no more.
+    """
+    features = {name for spec in document.clusters for name in spec.features}
+    rules = document.fields_used()
+
+    def wanted(name: str) -> bool:
+        if name == "signed_up_at" or name in features:
+            return True
+        return name in rules and (full or schema.fields[name].type in ("int", "float", "bool"))
+
+    id_field = schema.id_field
+    return [id_field, *(n for n in schema.fields if n != id_field and wanted(n))]
 
 
 def _read_population(
@@ -217,22 +243,26 @@ def _read_population(
     columns: list[str],
     result: CampaignAudience,
     spool: ChunkSpool | None = None,
-) -> tuple[pd.DataFrame, pd.Index]:
-    """The valid rows' ``columns``, and every id in the file (events may name any of them)."""
+) -> tuple[pd.DataFrame, list[str]]:
+    """The valid rows' ``columns``, and the ids of rejected rows (events may name them)."""
     source = campaign.profiles
+    text_id = schema.fields[schema.id_field].type == "string"
     frames = []
     for chunk in read_chunks(campaign.path(source.path), source.resolved_format, source.chunk_size):
         valid, rejected = validator.validate(chunk)
         if spool is not None:
             spool.add(ValidatedChunk(valid, rejected))
-        frames.append(valid[columns])
+        part = valid[columns]
+        if text_id:  # pandas' own text dtype: a few bytes per id, not a Python string each
+            part = part.assign(**{schema.id_field: part[schema.id_field].astype(str)})
+        frames.append(part)
         result.rejections.extend(rejected)
     if spool is not None:
         spool.finish()
     population = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    ids = set(population[schema.id_field].astype(str))
-    ids.update(r.id for r in result.rejections if r.id is not None)
-    return population, pd.Index(sorted(ids), dtype=object)
+    del frames
+    other_ids = sorted({r.id for r in result.rejections if r.id is not None})
+    return population, other_ids
 
 
 def audience_segments(

@@ -32,7 +32,8 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,12 +41,22 @@ from pydantic import ValidationError
 
 from .clusters import ClusterModel, ClusterSpec, fit_clusters, stale_reason
 from .errors import ConfigError, SegmentRuleError
-from .features import FEATURE_TYPES, FeatureConfig, derive_features, parse_percentile
+from .features import (
+    FEATURE_TYPES,
+    FeatureConfig,
+    derive_features,
+    feature_frame,
+    parse_percentile,
+)
 from .features import resolve_percentile as percentile_of
 from .hierarchy import ExclusiveGroup, MinSizes, exclusive_columns, parse_exclusive, parse_min_size
 from .profiles import to_records
 from .rules import SegmentSet
+from .textindex import TextIndex
 from .yamlsrc import LineDict, LineList, line_at
+
+if TYPE_CHECKING:
+    from .eventstream import EventSummary
 
 DOCUMENT_KEYS = ("segments", "exclusive", "min_size", "clusters")
 PERCENTILE_OPS = frozenset({"lt", "lte", "gt", "gte", "eq", "ne", "between"})
@@ -307,24 +318,59 @@ def _resolve_condition(
 
 @dataclass(frozen=True)
 class DerivedFields:
-    """Per-profile derived values, indexed by profile id as text, and their field types."""
+    """Per-profile derived values, indexed by profile id as text, and their field types.
+
+    Ids are looked up through a :class:`segments.textindex.TextIndex` of the frame's
+    index (built on first use), not through the index itself: pandas' own lookup
+    table would hold every id as a Python string for as long as the build runs.
+    The columns in ``text`` (made by :meth:`compact`) are kept as categoricals, a
+    small code per profile; :meth:`join` and :meth:`fill_records` give them back in
+    the dtype they had (``text`` maps each to it).
+    """
 
     frame: pd.DataFrame
     types: Mapping[str, str]
+    text: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def compact(cls, frame: pd.DataFrame, types: Mapping[str, str]) -> DerivedFields:
+        """Derived fields whose text-valued columns are stored as categoricals."""
+        frame = frame.copy(deep=False)
+        text = {}
+        for column in frame.columns:
+            if is_text(frame[column]):
+                text[column] = frame[column].dtype
+                # an array, not a Series: aligning a Series on the ids would make pandas
+                # keep every id as a Python string
+                frame[column] = frame[column].astype("category").array
+        return cls(frame, types, text)
 
     @property
     def columns(self) -> list[str]:
         """The derived field names."""
         return [str(c) for c in self.frame.columns]
 
+    @cached_property
+    def _ids(self) -> TextIndex:
+        return TextIndex(self.frame.index)
+
+    def positions(self, ids: Sequence[Any] | pd.Series) -> np.ndarray:
+        """Each id's row in :attr:`frame` (matched as text), -1 for an unknown id."""
+        if isinstance(ids, pd.Series):
+            return self._ids.get_indexer(ids.astype(str))
+        return self._ids.get_indexer(np.array([str(i) for i in ids], dtype=object))
+
     def join(self, df: pd.DataFrame, id_field: str) -> pd.DataFrame:
         """``df`` with every derived field, matched by id; the profile's own values win."""
         if id_field not in df.columns or not len(self.frame.columns):
             return df
-        aligned = self.frame.reindex(df[id_field].astype(str).to_numpy()).set_axis(df.index)
+        by_row = self.frame.set_axis(pd.RangeIndex(len(self.frame)))
+        aligned = by_row.reindex(self.positions(df[id_field])).set_axis(df.index)
         out = df.copy(deep=False)
         for column in self.frame.columns:
             values = aligned[column]
+            if column in self.text:
+                values = values.astype(self.text[column])
             if values.dtype == object:  # an unknown id: None, as the profile loader has it
                 values = values.astype(object).where(values.notna(), None)
             if column in df.columns:
@@ -337,8 +383,7 @@ class DerivedFields:
         self, records: Sequence[dict[str, Any]], id_field: str
     ) -> list[dict[str, Any]]:
         """Records with derived values added where the record has none of its own."""
-        ids = [str(record.get(id_field)) for record in records]
-        positions = self.frame.index.get_indexer(ids)
+        positions = self.positions([record.get(id_field) for record in records])
         found = positions >= 0
         derived = iter(to_records(self.frame.iloc[positions[found]], self.types))
         return [
@@ -423,8 +468,9 @@ class Audience:
     """Everything derived from the whole audience for one ``as_of``.
 
     ``population`` holds the profiles (their columns that rules and clusters read)
-    with the derived fields joined; ``definitions`` are the rules with percentile
-    thresholds resolved; ``fitted`` names the cluster models fitted (not loaded).
+    with the derived fields joined (text-valued ones only when asked for, and
+    cluster labels); ``definitions`` are the rules with percentile thresholds
+    resolved; ``fitted`` names the cluster models fitted (not loaded).
     """
 
     population: pd.DataFrame
@@ -441,26 +487,35 @@ def derive_audience(
     *,
     id_field: str,
     as_of: datetime,
-    events: pd.DataFrame | None = None,
+    events: pd.DataFrame | EventSummary | None = None,
     config: FeatureConfig | None = None,
     saved_models: Mapping[str, ClusterModel] | None = None,
     refit: bool = False,
+    text_fields: bool = True,
 ) -> Audience:
     """Derive features (when there are events), assign clusters, resolve percentiles.
 
+    ``population`` of the result has the text-valued derived fields (``rfm_segment``,
+    ...) only with ``text_fields``: evaluating rules over it needs them, but they
+    cost more than all numeric fields together, and :class:`DerivedFields` has them.
+
+    ``events`` is an events frame (as :func:`segments.events.load_events` gives),
+    or the summary of a file folded for exactly these profiles, in this order
+    (:func:`segments.eventstream.stream_events`), with the same ``config``.
     A saved model is used as is (same labels as last time) unless ``refit``; a
     cluster without a saved model is fitted. A saved model whose spec changed is a
     :class:`ConfigError` asking for ``--refit``.
     """
-    ids = population[id_field].astype(str)
-    table = pd.DataFrame(index=pd.Index(ids.to_numpy(), name=id_field))
+    ids = pd.Index(population[id_field].astype(str), name=id_field)
     types: dict[str, str] = {}
     if events is not None:
-        table = _features(
-            population, ids, events, as_of, config or FeatureConfig.model_validate({})
-        )
+        config = config or FeatureConfig.model_validate({})
+        table = _features(population, ids, events, as_of, config)
         types.update(FEATURE_TYPES)
-    enriched = DerivedFields(table, types).join(population, id_field).copy(deep=False)
+    else:
+        table = pd.DataFrame(index=ids)
+    features = {name for spec in document.clusters for name in spec.features}
+    enriched = _with_derived(population, table, text_fields, features)
     models: dict[str, ClusterModel] = {}
     fitted: list[str] = []
     for spec in document.clusters:
@@ -475,30 +530,68 @@ def derive_audience(
         if model is not (saved_models or {}).get(spec.name):
             fitted.append(spec.name)
         models[spec.name] = model
-        labels = model.assign(enriched).to_numpy(dtype=object)
-        table[spec.name] = labels
-        enriched[spec.name] = labels
+        table[spec.name] = model.assign(enriched).to_numpy(dtype=object)
+        enriched[spec.name] = table[spec.name].array  # the same labels, not a second copy
         types[spec.name] = "string"
     definitions, thresholds = resolve_percentiles(document, enriched)
-    return Audience(enriched, DerivedFields(table, types), definitions, thresholds, models, fitted)
+    derived = DerivedFields.compact(table, types)
+    return Audience(enriched, derived, definitions, thresholds, models, fitted)
 
 
 def _features(
     population: pd.DataFrame,
-    ids: pd.Series,
-    events: pd.DataFrame,
+    ids: pd.Index,
+    events: pd.DataFrame | EventSummary,
     as_of: datetime,
     config: FeatureConfig,
 ) -> pd.DataFrame:
-    base = pd.DataFrame({"id": ids.to_numpy()})
-    if "signed_up_at" in population.columns:
-        base["signed_up_at"] = population["signed_up_at"].to_numpy()
-    features = derive_features(base, events, as_of, config).drop(columns=base.columns)
-    carts = features["cart_items"].to_numpy(dtype=object).copy()
-    empty = np.fromiter((not items for items in carts), dtype=bool, count=len(carts))
-    carts[empty] = None  # no abandoned cart: missing, not an empty list
-    features["cart_items"] = carts
-    return features.set_axis(pd.Index(ids.to_numpy(), name="id"))
+    """The feature columns, indexed by id; a profile without an abandoned cart has None."""
+    signed_up = population["signed_up_at"] if "signed_up_at" in population.columns else None
+    if isinstance(events, pd.DataFrame):
+        base = pd.DataFrame({"id": ids.to_numpy()})
+        if signed_up is not None:
+            base["signed_up_at"] = signed_up.to_numpy()
+        features = derive_features(base, events, as_of, config).drop(columns=base.columns)
+        carts = features["cart_items"].to_numpy(dtype=object).copy()
+        empty = np.fromiter((not items for items in carts), dtype=bool, count=len(carts))
+        carts[empty] = None  # no abandoned cart: missing, not an empty list
+        features["cart_items"] = carts
+    else:
+        if events.n != len(ids):
+            raise ValueError("the events summary is for another population")
+        features = feature_frame(events, ids, signed_up, config)
+    return features.set_axis(ids.rename("id"))
+
+
+def _with_derived(
+    population: pd.DataFrame, table: pd.DataFrame, text_fields: bool, needed: set[str]
+) -> pd.DataFrame:
+    """``population`` joined with ``table`` (same rows, same order), as :meth:`DerivedFields.join`
+    would join it, without looking up any id: the table's columns are shared, not copied.
+    Text-valued columns only with ``text_fields`` or when ``needed`` (cluster features)."""
+    enriched = population.copy(deep=False)
+    for column in table.columns:
+        if not (text_fields or column in needed or not is_text(table[column])):
+            continue
+        values = pd.Series(table[column].array, index=population.index, copy=False)
+        if values.dtype == object:  # None for missing, as the profile loader has it
+            values = values.where(values.notna(), None)
+        if column in population.columns:
+            enriched[column] = population[column].where(population[column].notna(), values)
+        else:
+            enriched[column] = values
+    return enriched
+
+
+def is_text(series: pd.Series) -> bool:
+    """True for a column of text (pandas' text dtype, or objects that are all str or missing)."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if dtype != np.dtype(object):
+        return False
+    # the array, not the Series: probing a Series' attributes can make pandas hash its index
+    return bool(pd.api.types.infer_dtype(np.asarray(series.array)) == "string")
 
 
 def _cluster_model(

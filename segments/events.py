@@ -28,14 +28,17 @@ Accepted events keep their row number as the index, named ``row``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyarrow.lib import ArrowException
 
 from .errors import ConfigError, ProfileDataError
+from .textindex import TextIndex
 
 REQUIRED_COLUMNS = ("profile_id", "type", "timestamp")
 TEXT_COLUMNS = ("product_id", "category", "name", "image_url", "url")
@@ -61,10 +64,35 @@ def load_events(path: str | Path, *, known_ids: pd.Index | None, as_of: datetime
     ``known_ids`` (the profile source's ids) turns unknown profile ids into
     rejections and gives accepted ``profile_id`` values the dtype of ``known_ids``
     (ids are matched as text, so ``7`` in the events matches ``"7"`` or ``7``).
+    The whole file is read at once; :func:`read_event_chunks` reads it in chunks.
     """
     path = Path(path)
-    raw = _read_table(path)
-    missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
+    raw = next(_read_frames(path, None))
+    check_columns(raw.columns, path)
+    return clean_events(raw, known_ids=known_ids, as_of=as_of)
+
+
+def read_event_chunks(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """The raw rows of an events file, ``chunk_size`` at a time, in file order.
+
+    Raises like :func:`load_events`: for a missing or unsupported file at once,
+    for an unreadable one when the reader meets the problem (the message never
+    quotes file content). Columns are not checked: a JSON Lines chunk has only
+    the keys its own records use, so check the union with :func:`check_columns`.
+    """
+    return _read_frames(Path(path), chunk_size)
+
+
+def has_fixed_columns(path: str | Path) -> bool:
+    """True when every chunk of the file has all of its columns (CSV and Parquet do;
+    a JSON Lines chunk has only the keys of its own records)."""
+    return _SUFFIXES.get(Path(path).suffix.lower()) != "jsonl"
+
+
+def check_columns(columns: Iterable[object], path: str | Path) -> None:
+    """Raise :class:`ProfileDataError` naming ``path`` when a required column is absent."""
+    present = set(columns)
+    missing = [column for column in REQUIRED_COLUMNS if column not in present]
     if missing:
         raise ProfileDataError(
             "events file lacks a required column",
@@ -72,18 +100,68 @@ def load_events(path: str | Path, *, known_ids: pd.Index | None, as_of: datetime
             field=missing[0],
             hint="events need profile_id, type and timestamp columns",
         )
-    return clean_events(raw, known_ids=known_ids, as_of=as_of)
+
+
+class KnownIds:
+    """Known profile ids, matched as text (:func:`as_text`): built once, asked per chunk.
+
+    :meth:`position` gives an event id's position in ``known_ids`` (-1 when
+    absent); where two known ids read the same as text, the first one wins.
+    The ids are held as Arrow text with hashes, not as Python strings
+    (:class:`segments.textindex.TextIndex`).
+    """
+
+    def __init__(self, known_ids: pd.Index | pd.Series) -> None:
+        self.index = TextIndex(as_text(pd.Series(known_ids, copy=False)))
+
+    def position(self, ids: pd.Series) -> np.ndarray:
+        """Position in ``known_ids`` of each id (text, as :func:`as_text` gives), else -1."""
+        return self.index.get_indexer(ids)
 
 
 def clean_events(raw: pd.DataFrame, *, known_ids: pd.Index | None, as_of: datetime) -> EventsResult:
     """Validate and type an in-memory events table; see :func:`load_events`."""
+    chunk = clean_chunk(
+        raw, known=KnownIds(known_ids) if known_ids is not None else None, as_of=as_of
+    )
+    ids = chunk.ids if known_ids is None else pd.Series(known_ids.take(chunk.known))
+    columns = {"profile_id": ids, **chunk.columns}
+    events = pd.DataFrame({k: v.reset_index(drop=True) for k, v in columns.items()})
+    events.index = chunk.rows
+    return EventsResult(events=events, rejected=chunk.rejected)
+
+
+@dataclass(frozen=True)
+class CleanChunk:
+    """One cleaned chunk: the accepted rows, typed, and the rejected ones.
+
+    ``rows`` are the accepted rows' 1-based data row numbers, ``ids`` their
+    profile ids as text, ``known`` the positions of those ids in the known ids
+    (0 without known ids) and ``columns`` the other :data:`EVENT_COLUMNS`.
+    """
+
+    rows: pd.Index
+    ids: pd.Series
+    known: np.ndarray
+    columns: dict[str, pd.Series]
+    rejected: pd.DataFrame
+
+
+def clean_chunk(
+    raw: pd.DataFrame, *, known: KnownIds | None, as_of: datetime, first_row: int = 1
+) -> CleanChunk:
+    """:func:`clean_events` for one chunk of a file, whose first row is data row ``first_row``.
+
+    Every check looks at one row only, so a file cleaned chunk by chunk rejects
+    the same rows, under the same row numbers, as the file cleaned at once.
+    """
     raw = raw.reset_index(drop=True)
-    rows = pd.RangeIndex(1, len(raw) + 1, name="row")
+    rows = pd.RangeIndex(first_row, first_row + len(raw), name="row")
     ids = as_text(_column(raw, "profile_id"))
     types = as_text(_column(raw, "type")).str.lower()
     raw_ts = _column(raw, "timestamp")
     timestamps = to_utc_series(raw_ts)
-    known_pos = _known_positions(ids, known_ids)
+    known_pos = known.position(ids) if known else np.zeros(len(ids), dtype=np.int64)
     checks = [
         ("profile_id", "missing", ids.isna().to_numpy()),
         ("profile_id", "not in the profile source", ids.notna().to_numpy() & (known_pos < 0)),
@@ -98,19 +176,13 @@ def clean_events(raw: pd.DataFrame, *, known_ids: pd.Index | None, as_of: dateti
     ]
     rejected = _rejections(rows, ids, checks)
     keep = ~np.logical_or.reduce([mask for _, _, mask in checks])
-    columns = {
-        "profile_id": _accepted_ids(ids, known_ids, known_pos, keep),
-        "type": types[keep],
-        "timestamp": timestamps[keep],
-    }
+    columns = {"type": types[keep], "timestamp": timestamps[keep]}
     for column in TEXT_COLUMNS:
         columns[column] = as_text(_column(raw, column))[keep]
     for column in NUMBER_COLUMNS:
         values = pd.to_numeric(_column(raw, column), errors="coerce")
         columns[column] = values.astype("float64")[keep]
-    events = pd.DataFrame({k: v.reset_index(drop=True) for k, v in columns.items()})
-    events.index = rows[keep]
-    return EventsResult(events=events, rejected=rejected)
+    return CleanChunk(rows[keep], ids[keep], known_pos[keep], columns, rejected)
 
 
 def to_utc(moment: datetime | str) -> pd.Timestamp:
@@ -132,7 +204,8 @@ def to_utc_series(values: pd.Series) -> pd.Series:
     return pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_frames(path: Path, chunk_size: int | None) -> Iterator[pd.DataFrame]:
+    """The file as one frame (``chunk_size`` None) or in chunks; see :func:`read_event_chunks`."""
     kind = _SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ConfigError(
@@ -142,18 +215,46 @@ def _read_table(path: Path) -> pd.DataFrame:
         )
     if not path.is_file():
         raise ProfileDataError("events file not found", file=str(path))
+    return _guarded(path, kind, chunk_size)
+
+
+def _guarded(path: Path, kind: str, chunk_size: int | None) -> Iterator[pd.DataFrame]:
     try:
-        if kind == "csv":
-            # Everything as text, so ids keep leading zeros and "" is the only missing.
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
-        return pd.read_parquet(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        if chunk_size is None:
+            yield _read_whole(path, kind)
+        else:
+            yield from _read_chunked(path, kind, chunk_size)
+    except (ValueError, OSError, pd.errors.ParserError, ArrowException) as exc:
         # The parser's own message may quote file content, which is personal data.
         raise ProfileDataError(
             f"cannot read events file as {kind} ({type(exc).__name__})", file=str(path)
         ) from None
+
+
+def _read_whole(path: Path, kind: str) -> pd.DataFrame:
+    if kind == "csv":
+        # Everything as text, so ids keep leading zeros and "" is the only missing.
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    if kind == "jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_parquet(path)
+
+
+def _read_chunked(path: Path, kind: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+    if kind == "csv":
+        with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_size) as reader:
+            yield from reader
+    elif kind == "jsonl":
+        with pd.read_json(path, lines=True, dtype=False, chunksize=chunk_size) as reader:
+            yield from reader
+    else:
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        if not parquet.metadata.num_rows:  # no batches at all, but the columns still count
+            yield parquet.schema_arrow.empty_table().to_pandas()
+        for batch in parquet.iter_batches(batch_size=chunk_size):
+            yield batch.to_pandas()
 
 
 def _column(raw: pd.DataFrame, name: str) -> pd.Series:
@@ -179,27 +280,6 @@ def _is_blank(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(values.dtype):  # formatting dates as text is slow
         return np.asarray(values.isna().to_numpy(), dtype=bool)
     return np.asarray(as_text(values).isna().to_numpy(), dtype=bool)
-
-
-def _known_positions(ids: pd.Series, known_ids: pd.Index | None) -> np.ndarray:
-    """Position of each event's id in ``known_ids`` (matched as text), -1 if absent."""
-    if known_ids is None:
-        return np.zeros(len(ids), dtype=np.int64)
-    keys = as_text(pd.Series(known_ids, copy=False))
-    keys = keys[keys.notna() & ~keys.duplicated()]
-    positions = pd.Index(keys.to_numpy()).get_indexer(ids.to_numpy())
-    valid = positions >= 0
-    result = np.full(len(ids), -1, dtype=np.int64)
-    result[valid] = keys.index.to_numpy()[positions[valid]]
-    return result
-
-
-def _accepted_ids(
-    ids: pd.Series, known_ids: pd.Index | None, known_pos: np.ndarray, keep: np.ndarray
-) -> pd.Series:
-    if known_ids is None:
-        return ids[keep]
-    return pd.Series(known_ids.take(known_pos[keep]))
 
 
 def _rejections(

@@ -71,8 +71,9 @@ Events with equal timestamps keep their input order.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,10 @@ from pydantic import (
 )
 
 from .errors import ConfigError, ProfileDataError
-from .events import as_text, to_utc, to_utc_series
+from .events import as_text, to_utc_series
+
+if TYPE_CHECKING:
+    from .eventstream import EventSummary
 
 FEATURE_COLUMNS = (
     "recency_days",
@@ -157,6 +161,13 @@ RFM_SEGMENTS: dict[tuple[int, int], str] = {
 
 _DAY = 86400.0
 _ITEM_EXTRAS = ("image_url", "url")
+_CART_TEXT = ("product_id", "name", *_ITEM_EXTRAS)
+_NO_POS = np.zeros(0, dtype=np.int64)
+_NO_CODES = np.zeros(0, dtype=np.int32)
+_STAGES = np.array(["new", "active", "at_risk", "lapsed"], dtype=object)
+_RFM_SCORES = np.array([f"{r}{f}{m}" for r, f, m in np.ndindex(6, 6, 6)], dtype=object).reshape(
+    6, 6, 6
+)
 _PERCENTILE = re.compile(r"^\s*[pP](\d+(?:\.\d+)?)\s*$")
 
 
@@ -212,30 +223,68 @@ def derive_features(
 
     ``profiles`` needs a unique ``id`` column and may have ``signed_up_at``; events
     are matched to it by ``profile_id`` (as text when the dtypes differ). Events of
-    unknown profiles, without a timestamp or after ``as_of`` are ignored.
+    unknown profiles, without a timestamp or after ``as_of`` are ignored. The
+    events are folded as one chunk of :class:`segments.eventstream.EventAggregator`,
+    which :func:`segments.eventstream.stream_events` feeds a file chunk by chunk.
     """
-    clash = [column for column in FEATURE_COLUMNS if column in profiles.columns]
+    from .eventstream import EventAggregator  # it needs this module's config: no cycle
+
+    check_feature_names(profiles.columns)
+    ids = _profile_ids(profiles)
+    for column in ("profile_id", "type", "timestamp"):
+        if column not in events.columns:
+            raise ProfileDataError("events lack a required column", field=column)
+    events = events.reset_index(drop=True)
+    aggregator = EventAggregator(len(ids), as_of, config)
+    aggregator.add(_event_positions(ids, events["profile_id"]), events)
+    signed_up = profiles["signed_up_at"] if "signed_up_at" in profiles.columns else None
+    features = feature_frame(aggregator.summary(), ids, signed_up, config, empty_cart=list)
+    return pd.concat([profiles, features.set_axis(profiles.index)], axis=1)
+
+
+def check_feature_names(columns: Iterable[object]) -> None:
+    """A profile column named like a derived feature is a :class:`ConfigError`."""
+    clash = [column for column in FEATURE_COLUMNS if column in columns]
     if clash:
         raise ConfigError(
             "profile column has the name of a derived feature",
             field=clash[0],
             hint="rename the profile column",
         )
-    moment = to_utc(as_of)
-    ids = _profile_ids(profiles)
-    ev = _prepare_events(ids, events, moment)
+
+
+def feature_frame(
+    summary: EventSummary,
+    ids: pd.Index,
+    signed_up_at: pd.Series | None,
+    config: FeatureConfig,
+    *,
+    empty_cart: Callable[[], Any] | None = None,
+) -> pd.DataFrame:
+    """The :data:`FEATURE_COLUMNS` of the ``ids`` profiles (RangeIndex) from ``summary``.
+
+    ``signed_up_at`` is aligned with ``ids`` by position. Without an abandoned
+    cart, ``cart_items`` is a fresh ``empty_cart()`` per profile, or None. The
+    summary is used up: each of its parts is released once its features are
+    built, and the frame shares the feature arrays rather than copying them.
+    """
+    if summary.used:
+        raise ValueError("an event summary gives its features once")
+    summary.used = True
     n = len(ids)
-    purchases = _purchase_features(ev, n, config)
     columns: dict[str, Any] = {
-        **purchases,
-        **_rfm_features(purchases, ids),
-        **_engagement_features(ev, n, config),
-        **_lifecycle_features(ev, profiles, moment, config),
-        **_cart_features(ev, n, config),
-        **_view_features(ev, n, config),
+        **_cart_features(summary, config, empty_cart),
+        **_view_features(summary, config),
+        **_lifecycle_features(summary, signed_up_at, config),
     }
-    features = pd.DataFrame({k: columns[k] for k in FEATURE_COLUMNS}, index=pd.RangeIndex(n))
-    return pd.concat([profiles, features.set_axis(profiles.index)], axis=1)
+    summary.release("carts", "views", "last_ts", "carted_recent", "category", "product")
+    columns.update(_purchase_features(summary, n))
+    summary.release("purchases", "purchase_age")
+    columns.update(_rfm_features(columns, ids))
+    columns["engagement_score"] = summary.engagement
+    summary.release("engagement")
+    frame = {k: columns.pop(k) for k in FEATURE_COLUMNS}
+    return pd.DataFrame(frame, index=pd.RangeIndex(n), copy=False)
 
 
 def parse_percentile(value: object) -> float | None:
@@ -280,28 +329,6 @@ def _profile_ids(profiles: pd.DataFrame) -> pd.Index:
     return ids
 
 
-def _prepare_events(ids: pd.Index, events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Events with ``pos`` (profile position) and ``age`` (seconds), sorted by pos, time."""
-    for column in ("profile_id", "type", "timestamp"):
-        if column not in events.columns:
-            raise ProfileDataError("events lack a required column", field=column)
-    events = events.reset_index(drop=True)
-    timestamps = to_utc_series(events["timestamp"])
-    frame = pd.DataFrame(
-        {
-            "pos": _event_positions(ids, events["profile_id"]),
-            "type": events["type"],
-            "ts": timestamps,
-            "age": (as_of - timestamps).dt.total_seconds(),
-        }
-    )
-    for column in ("product_id", "category", "name", "value", "quantity", *_ITEM_EXTRAS):
-        frame[column] = events[column] if column in events.columns else np.nan
-    keep = (frame["pos"] >= 0) & (frame["age"] >= 0)
-    frame = frame[keep.to_numpy()]
-    return frame.sort_values(["pos", "ts"], kind="stable", ignore_index=True)
-
-
 def _event_positions(ids: pd.Index, event_ids: pd.Series) -> np.ndarray:
     index, values = ids, pd.Index(event_ids)
     if index.dtype != values.dtype:
@@ -317,13 +344,16 @@ def _per_profile(grouped: pd.Series, n: int, fill: Any) -> pd.Series:
     return grouped.reindex(pd.RangeIndex(n), fill_value=fill)
 
 
-def _purchase_features(ev: pd.DataFrame, n: int, config: FeatureConfig) -> dict[str, Any]:
-    purchases = ev[ev["type"] == config.purchase_event]
-    last_age = _per_profile(purchases.groupby("pos")["age"].min(), n, np.nan)
-    in_window = purchases[purchases["age"] < config.frequency_window_days * _DAY]
+def _purchase_features(summary: EventSummary, n: int) -> dict[str, Any]:
+    # Kept purchases are those within the frequency window, by profile then time:
+    # pandas sums them in that order, exactly as it summed all events' at once.
+    in_window = pd.DataFrame(
+        {"pos": summary.purchases.get("pos", _NO_POS), "value": summary.purchases.get("value")},
+        copy=False,
+    )
     grouped = in_window.groupby("pos")["value"]
     return {
-        "recency_days": last_age.to_numpy() / _DAY,
+        "recency_days": summary.purchase_age / _DAY,
         "frequency": _per_profile(grouped.size(), n, 0).to_numpy(dtype=np.int64),
         "monetary_total": _per_profile(grouped.sum(), n, 0.0).to_numpy(dtype=np.float64),
         "monetary_avg": _per_profile(grouped.mean(), n, np.nan).to_numpy(dtype=np.float64),
@@ -341,12 +371,11 @@ def _rfm_features(purchases: dict[str, Any], ids: pd.Index) -> dict[str, Any]:
     grid = np.empty((6, 6), dtype=object)
     for (r_score, fm_score), label in RFM_SEGMENTS.items():
         grid[r_score, fm_score] = label
-    score = pd.Series(r).astype(str) + pd.Series(f).astype(str) + pd.Series(m).astype(str)
     return {
         "rfm_r": r,
         "rfm_f": f,
         "rfm_m": m,
-        "rfm_score": score.to_numpy(dtype=object),
+        "rfm_score": _RFM_SCORES[r, f, m],  # one shared string per score, not one per profile
         "rfm_segment": grid[r, (f + m + 1) // 2],
     }
 
@@ -369,49 +398,47 @@ def quintile_scores(key: np.ndarray, eligible: np.ndarray, tiebreak: np.ndarray)
     return scores
 
 
-def _engagement_features(ev: pd.DataFrame, n: int, config: FeatureConfig) -> dict[str, Any]:
-    codes, kinds = pd.factorize(ev["type"])
-    per_kind = pd.Series(kinds).map(config.engagement_weights).fillna(0.0).to_numpy(float)
-    weights = np.append(per_kind, 0.0)[codes]  # code -1 (missing type) picks the 0.0
-    if config.half_life_days is not None:
-        age_days = ev["age"].to_numpy() / _DAY
-        weights = weights * 0.5 ** (age_days / config.half_life_days)
-    score = np.bincount(ev["pos"].to_numpy(), weights=weights, minlength=n)
-    return {"engagement_score": score.astype(np.float64)}
-
-
 def _lifecycle_features(
-    ev: pd.DataFrame, profiles: pd.DataFrame, as_of: pd.Timestamp, config: FeatureConfig
+    summary: EventSummary, signed_up_at: pd.Series | None, config: FeatureConfig
 ) -> dict[str, Any]:
-    n = len(profiles)
-    last = ev.groupby("pos")["ts"].max().reindex(pd.RangeIndex(n))
+    n, as_of = summary.n, summary.as_of
+    last = summary.timestamps(summary.last_ts)
     idle = (as_of - last).dt.total_seconds().to_numpy()
     is_new = np.zeros(n, dtype=bool)
-    if "signed_up_at" in profiles.columns:
-        signed = to_utc_series(profiles["signed_up_at"]).reset_index(drop=True)
+    if signed_up_at is not None:
+        signed = to_utc_series(signed_up_at).reset_index(drop=True)
         since = (as_of - signed).dt.total_seconds().to_numpy()
         is_new = since < config.new_days * _DAY  # NaN compares False
     stage = np.select(
         [is_new, idle < config.active_days * _DAY, idle < config.at_risk_days * _DAY],
-        ["new", "active", "at_risk"],
-        default="lapsed",
+        [0, 1, 2],
+        default=3,
     )
-    return {"last_activity_at": last, "lifecycle_stage": stage.astype(object)}
+    return {"last_activity_at": last, "lifecycle_stage": _STAGES[stage]}
 
 
-def _cart_features(ev: pd.DataFrame, n: int, config: FeatureConfig) -> dict[str, Any]:
-    last_purchase = ev[ev["type"] == config.purchase_event].groupby("pos")["age"].min()
-    carts = ev[ev["type"] == config.cart_event]
-    purchase_age = last_purchase.reindex(carts["pos"]).to_numpy()
-    open_lines = carts[~(carts["age"].to_numpy() >= purchase_age)]  # NaN: no purchase yet
+def _cart_features(
+    summary: EventSummary, config: FeatureConfig, empty_cart: Callable[[], Any] | None
+) -> dict[str, Any]:
+    n = summary.n
+    carts = pd.DataFrame(summary.carts or {"pos": _NO_POS, "age": np.zeros(0)})
+    pos = carts["pos"].to_numpy()
+    open_lines = carts[~(carts["age"].to_numpy() >= summary.purchase_age[pos])]  # NaN: open
     newest = _per_profile(open_lines.groupby("pos")["age"].min(), n, np.nan).to_numpy()
     abandoned = (newest >= config.cart_min_minutes * 60) & (newest < config.cart_max_hours * 3600)
     lines = open_lines[abandoned[open_lines["pos"].to_numpy()]]
-    return {"cart_abandoned": abandoned, "cart_items": _cart_items(lines, n)}
+    text = {c: summary.vocabulary.decode(lines[c].to_numpy()) for c in _CART_TEXT if c in lines}
+    lines = lines.assign(**text)
+    return {"cart_abandoned": abandoned, "cart_items": _cart_items(lines, n, empty_cart)}
 
 
-def _cart_items(lines: pd.DataFrame, n: int) -> np.ndarray:
+def _cart_items(lines: pd.DataFrame, n: int, empty_cart: Callable[[], Any] | None) -> np.ndarray:
     """One list of item dicts per profile; the cart lines are merged per product."""
+    cells = np.full(n, None, dtype=object)
+    if empty_cart is not None:  # one fresh list per profile: a shared one would alias
+        cells[:] = [empty_cart() for _ in range(n)]
+    if not len(lines):
+        return cells
     lines = lines[lines["product_id"].notna()]
     lines = lines.assign(quantity=lines["quantity"].fillna(1.0), order=np.arange(len(lines)))
     items = lines.groupby(["pos", "product_id"], sort=False).agg(
@@ -427,9 +454,6 @@ def _cart_items(lines: pd.DataFrame, n: int) -> np.ndarray:
     items["item"] = records.where(records.notna(), None).to_dict("records")
     _add_item_extras(items)
     per_profile = items.groupby("pos")["item"].agg(list)
-    # One fresh list per profile: a shared default list would alias across rows.
-    cells = np.empty(n, dtype=object)
-    cells[:] = [[] for _ in range(n)]
     cells[per_profile.index.to_numpy()] = per_profile.to_numpy()
     return cells
 
@@ -442,15 +466,20 @@ def _add_item_extras(items: pd.DataFrame) -> None:
             item[extra] = value
 
 
-def _view_features(ev: pd.DataFrame, n: int, config: FeatureConfig) -> dict[str, Any]:
-    views = ev[ev["type"] == config.view_event]
-    latest = views.groupby("pos")[["category", "product_id"]].last()  # last non-missing
-    latest = latest.reindex(pd.RangeIndex(n))
+def _view_features(summary: EventSummary, config: FeatureConfig) -> dict[str, Any]:
+    n, kept = summary.n, summary.views
+    views = pd.DataFrame(
+        {
+            "pos": kept.get("pos", _NO_POS),
+            "age": kept.get("age", np.zeros(0)),
+            "product_id": summary.vocabulary.decode(kept.get("product_id", _NO_CODES)),
+        }
+    )
     return {
         **_repeated_views(views, n, config),
-        "browsed_no_cart": _browsed_no_cart(ev, views, n, config),
-        "last_viewed_category": latest["category"].to_numpy(dtype=object),
-        "last_viewed_product": latest["product_id"].to_numpy(dtype=object),
+        "browsed_no_cart": _browsed_no_cart(views, summary.carted_recent, config),
+        "last_viewed_category": summary.vocabulary.decode(summary.category),
+        "last_viewed_product": summary.vocabulary.decode(summary.product),
     }
 
 
@@ -479,11 +508,8 @@ def _repeated_views(views: pd.DataFrame, n: int, config: FeatureConfig) -> dict[
 
 
 def _browsed_no_cart(
-    ev: pd.DataFrame, views: pd.DataFrame, n: int, config: FeatureConfig
+    views: pd.DataFrame, carted_recent: np.ndarray, config: FeatureConfig
 ) -> np.ndarray:
     counts = _view_counts(views, config.browse_hours)
-    distinct = _per_profile(counts.groupby("pos").size(), n, 0).to_numpy()
-    carts = ev[(ev["type"] == config.cart_event) & (ev["age"] < config.browse_hours * 3600)]
-    carted = np.zeros(n, dtype=bool)
-    carted[carts["pos"].to_numpy()] = True
-    return np.asarray((distinct >= config.browse_min_products) & ~carted)
+    distinct = _per_profile(counts.groupby("pos").size(), len(carted_recent), 0).to_numpy()
+    return np.asarray((distinct >= config.browse_min_products) & ~carted_recent)

@@ -168,6 +168,55 @@ def test_derived_fields_fill_only_what_the_profile_lacks() -> None:
     assert records == [{"id": "a", "score": 9.0, "cart_items": [{"name": "event"}]}, {"id": "zz"}]
 
 
+def test_compact_derived_fields_join_and_fill_like_the_plain_ones() -> None:
+    frame = pd.DataFrame(
+        {
+            "stage": pd.array(["new", None, "lapsed", "new"], dtype="str"),
+            "score": [1.0, 2.0, np.nan, 4.0],
+            "cart_items": [[{"name": "x"}], None, None, None],
+        },
+        index=pd.Index(["a", "b", "c", "d"], dtype="str"),
+    )
+    types = {"stage": "string", "score": "float", "cart_items": "list"}
+    plain, compact = DerivedFields(frame, types), DerivedFields.compact(frame, types)
+    assert list(compact.text) == ["stage"] and compact.frame["stage"].dtype == "category"
+    assert frame["stage"].dtype == "str"  # the caller's frame is not changed
+    chunk = pd.DataFrame({"id": ["d", "zz", "b", "a"], "stage": [None, None, "own", None]})
+    pd.testing.assert_frame_equal(compact.join(chunk, "id"), plain.join(chunk, "id"))
+    records = [{"id": "c"}, {"id": "a", "stage": "mine"}, {"id": "zz"}, {"id": "b"}]
+    assert compact.fill_records(records, "id") == plain.fill_records(records, "id")
+
+
+def test_population_without_text_fields_keeps_numbers_and_cluster_labels() -> None:
+    population = pd.DataFrame({"id": [f"r{i}" for i in range(60)], "x": np.arange(60.0)})
+    population["y"] = population["x"] % 7
+    text = "segments: {}\nclusters:\n  - {name: blob, features: [x, y], k: 3}\n"
+    document = parse_segment_document(load_yaml_text(text, "s.yaml"))
+    events = pd.DataFrame(
+        {
+            "profile_id": ["r1", "r2"],
+            "type": ["purchase", "view"],
+            "timestamp": pd.to_datetime(["2026-11-01", "2026-11-19"], utc=True),
+            "value": [10.0, np.nan],
+            "category": [None, "hats"],
+        }
+    )
+    full, lean = (
+        derive_audience(
+            population, document, id_field="id", as_of=AS_OF, events=events, text_fields=keep
+        )
+        for keep in (True, False)
+    )
+    dropped = [c for c in full.population.columns if c not in lean.population.columns]
+    # the text-valued derived fields but the cluster labels (a column with no value at
+    # all, like repeated_product_id here, is not text-valued)
+    assert dropped == [c for c in full.derived.text if c != "blob"]
+    assert {"rfm_segment", "lifecycle_stage", "last_viewed_category"} <= set(dropped)
+    pd.testing.assert_frame_equal(lean.population, full.population.drop(columns=dropped))
+    assert lean.population["blob"].tolist() == full.population["blob"].tolist()
+    pd.testing.assert_frame_equal(lean.derived.frame, full.derived.frame)
+
+
 def test_k_selection_finds_the_known_number_of_clusters() -> None:
     points, _ = make_blobs(
         n_samples=450, centers=[[0, 0], [8, 8], [-8, 8]], cluster_std=1.0, random_state=7

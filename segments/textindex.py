@@ -1,0 +1,108 @@
+"""Find text keys (profile ids) by position, in about 20 bytes per key.
+
+A pandas ``Index`` of n strings answers ``get_indexer`` through a hash table of
+Python strings: about 120 bytes per key once asked (the string objects plus the
+table), which for the audience's ids is more than all its derived features.
+:class:`TextIndex` keeps the keys as one Arrow string array (their bytes plus an
+offset) and their 64-bit hashes sorted (8 bytes plus a 4-byte position); a
+lookup hashes the asked values, binary-searches the hashes and confirms each
+match by comparing the text, so a hash collision never gives a wrong position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_SLICE = 65_536  # values turned into Python strings at a time, to be hashed
+
+
+class TextIndex:
+    """Positions of text keys; where a key occurs twice, the first position wins.
+
+    Keys and asked values are text or missing (None, NaN); a missing value is
+    never found. :meth:`get_indexer` answers like ``pandas.Index.get_indexer``.
+    """
+
+    def __init__(self, keys: Any) -> None:
+        self._keys = _arrow_text(keys)
+        hashes = _hashes(self._keys)
+        hashes[np.asarray(self._keys.is_null())] = np.iinfo(np.uint64).max  # never confirmed
+        kind = np.int32 if len(hashes) < np.iinfo(np.int32).max else np.int64
+        self._order = np.argsort(hashes, kind="stable").astype(kind)
+        self._hashes = hashes[self._order]
+        # Equal hashes side by side (a repeated key, or a collision): a failed
+        # confirmation must then look at the neighbours too.
+        self._runs = bool(len(hashes) > 1 and (self._hashes[1:] == self._hashes[:-1]).any())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def repeats(self, below: int) -> bool:
+        """True when two of the keys at positions below ``below`` are the same text."""
+        same_as_next = self._hashes[1:] == self._hashes[:-1]
+        in_run = np.zeros(len(self._hashes), dtype=bool)  # shares its hash with a neighbour
+        in_run[:-1] |= same_as_next
+        in_run[1:] |= same_as_next
+        members = self._order[in_run].astype(np.int64)
+        members = members[members < below]
+        texts = [t for t in self._keys.take(pa.array(members)).to_pylist() if t is not None]
+        return len(set(texts)) < len(texts)
+
+    def get_indexer(self, values: Any) -> np.ndarray:
+        """The position of each value among the keys, -1 where it is not one."""
+        asked = _arrow_text(values)
+        result = np.full(len(asked), -1, dtype=np.int64)
+        if not len(asked) or not len(self._keys):
+            return result
+        hashes = _hashes(asked)
+        slot = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
+        hit = np.flatnonzero(self._hashes[slot] == hashes)
+        candidates = self._order[slot[hit]].astype(np.int64)
+        same = pc.equal(self._keys.take(pa.array(candidates)), asked.take(pa.array(hit)))
+        confirmed = np.asarray(same.fill_null(False), dtype=bool)
+        result[hit[confirmed]] = candidates[confirmed]
+        if self._runs:
+            for at in hit[~confirmed]:
+                result[at] = self._search_run(int(slot[at]), asked[int(at)].as_py())
+        return result
+
+    def _search_run(self, slot: int, value: str | None) -> int:
+        """The first key equal to ``value`` among the equal hashes from ``slot`` on."""
+        if value is None:
+            return -1
+        end = slot
+        while end < len(self._hashes) and self._hashes[end] == self._hashes[slot]:
+            position = int(self._order[end])
+            if self._keys[position].as_py() == value:
+                return position
+            end += 1
+        return -1
+
+
+def _arrow_text(values: Any) -> pa.Array:
+    """``values`` as one Arrow large_string array (missing: null); Arrow-backed text is
+    taken as it is, anything else (object arrays of str) converted."""
+    if isinstance(values, pd.Index | pd.Series):
+        values = values.array
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    elif not isinstance(values, pa.Array):
+        if hasattr(values, "__arrow_array__"):
+            values = pa.array(values)
+        else:
+            values = pa.array(values, type=pa.large_string(), from_pandas=True)
+    return values if values.type == pa.large_string() else values.cast(pa.large_string())
+
+
+def _hashes(values: pa.Array) -> np.ndarray:
+    """64-bit hashes of the texts (pandas' hash of the UTF-8 bytes), a slice at a time."""
+    result = np.empty(len(values), dtype=np.uint64)
+    for start in range(0, len(values), _SLICE):
+        texts = values.slice(start, _SLICE).to_numpy(zero_copy_only=False)
+        result[start : start + len(texts)] = pd.util.hash_array(texts, categorize=False)
+    return result
