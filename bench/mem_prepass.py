@@ -4,7 +4,8 @@ A build's peak RSS is the larger of two peaks: the render pass (one chunk of
 rendered emails at a time, so flat in N) and the audience pre-pass (events,
 features and clusters for the whole audience, before rendering). This runs only
 ``renderer.audience.prepare_audience`` in a fresh child process per size, pinned to
-one core, and reports each child's peak RSS (``os.wait4``) and the ratio.
+one core, and reports each child's own peak RSS (``VmHWM``; see
+``_common.peak_rss_mib``) and the ratio.
 
     python bench/mem_prepass.py [--n 20000] [--mem-factor 5] [--cpu 0]
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import start_run  # noqa: E402
+from _common import peak_rss_mib, start_run  # noqa: E402
 from make_profiles import make_bench_campaign  # noqa: E402
 
 from renderer import load_campaign  # noqa: E402
@@ -39,7 +40,7 @@ def child_main(campaign_path: str) -> None:
         raise SystemExit("the benchmark campaign must declare its schema")
     started = time.perf_counter()
     prepare_audience(campaign, schema, campaign.reference_time())
-    print(json.dumps({"seconds": time.perf_counter() - started}))
+    print(json.dumps({"seconds": time.perf_counter() - started, "peak": peak_rss_mib()}))
 
 
 def run_child(campaign: Path) -> tuple[float, float]:
@@ -49,11 +50,12 @@ def run_child(campaign: Path) -> tuple[float, float]:
     )
     assert child.stdout is not None
     output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
+    _, status, _ = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"child failed with exit code {child.returncode}")
-    return json.loads(output)["seconds"], usage.ru_maxrss / 1024
+    result = json.loads(output)
+    return result["seconds"], result["peak"]
 
 
 def main() -> None:
