@@ -4,13 +4,13 @@ Knows nothing of Jinja or MJML.
 """
 
 from .audience import AudienceSegments as AudienceSegments
-from .audience import DerivedFields as DerivedFields
 from .audience import PercentileThreshold as PercentileThreshold
 from .audience import SegmentDocument as SegmentDocument
 from .audience import derive_audience as derive_audience
 from .audience import parse_segment_document as parse_segment_document
 from .clusters import ClusterModel as ClusterModel
 from .clusters import ClusterSpec as ClusterSpec
+from .derived import DerivedFields as DerivedFields
 from .errors import AudienceWarningError as AudienceWarningError
 from .errors import ConfigError as ConfigError
 from .errors import MailsmithError as MailsmithError

@@ -32,7 +32,6 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,6 +39,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from .clusters import ClusterModel, ClusterSpec, fit_clusters, stale_reason
+from .derived import DerivedFields, is_text
 from .errors import ConfigError, SegmentRuleError
 from .features import (
     FEATURE_TYPES,
@@ -50,9 +50,7 @@ from .features import (
 )
 from .features import resolve_percentile as percentile_of
 from .hierarchy import ExclusiveGroup, MinSizes, exclusive_columns, parse_exclusive, parse_min_size
-from .profiles import to_records
 from .rules import SegmentSet
-from .textindex import TextIndex
 from .yamlsrc import LineDict, LineList, line_at
 
 if TYPE_CHECKING:
@@ -313,85 +311,6 @@ def _resolve_condition(
     return resolved
 
 
-# --- derived fields ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DerivedFields:
-    """Per-profile derived values, indexed by profile id as text, and their field types.
-
-    Ids are looked up through a :class:`segments.textindex.TextIndex` of the frame's
-    index (built on first use), not through the index itself: pandas' own lookup
-    table would hold every id as a Python string for as long as the build runs.
-    The columns in ``text`` (made by :meth:`compact`) are kept as categoricals, a
-    small code per profile; :meth:`join` and :meth:`fill_records` give them back in
-    the dtype they had (``text`` maps each to it).
-    """
-
-    frame: pd.DataFrame
-    types: Mapping[str, str]
-    text: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def compact(cls, frame: pd.DataFrame, types: Mapping[str, str]) -> DerivedFields:
-        """Derived fields whose text-valued columns are stored as categoricals."""
-        frame = frame.copy(deep=False)
-        text = {}
-        for column in frame.columns:
-            if is_text(frame[column]):
-                text[column] = frame[column].dtype
-                # an array, not a Series: aligning a Series on the ids would make pandas
-                # keep every id as a Python string
-                frame[column] = frame[column].astype("category").array
-        return cls(frame, types, text)
-
-    @property
-    def columns(self) -> list[str]:
-        """The derived field names."""
-        return [str(c) for c in self.frame.columns]
-
-    @cached_property
-    def _ids(self) -> TextIndex:
-        return TextIndex(self.frame.index)
-
-    def positions(self, ids: Sequence[Any] | pd.Series) -> np.ndarray:
-        """Each id's row in :attr:`frame` (matched as text), -1 for an unknown id."""
-        if isinstance(ids, pd.Series):
-            return self._ids.get_indexer(ids.astype(str))
-        return self._ids.get_indexer(np.array([str(i) for i in ids], dtype=object))
-
-    def join(self, df: pd.DataFrame, id_field: str) -> pd.DataFrame:
-        """``df`` with every derived field, matched by id; the profile's own values win."""
-        if id_field not in df.columns or not len(self.frame.columns):
-            return df
-        by_row = self.frame.set_axis(pd.RangeIndex(len(self.frame)))
-        aligned = by_row.reindex(self.positions(df[id_field])).set_axis(df.index)
-        out = df.copy(deep=False)
-        for column in self.frame.columns:
-            values = aligned[column]
-            if column in self.text:
-                values = values.astype(self.text[column])
-            if values.dtype == object:  # an unknown id: None, as the profile loader has it
-                values = values.astype(object).where(values.notna(), None)
-            if column in df.columns:
-                out[column] = df[column].where(df[column].notna(), values)
-            else:
-                out[column] = values
-        return out
-
-    def fill_records(
-        self, records: Sequence[dict[str, Any]], id_field: str
-    ) -> list[dict[str, Any]]:
-        """Records with derived values added where the record has none of its own."""
-        positions = self.positions([record.get(id_field) for record in records])
-        found = positions >= 0
-        derived = iter(to_records(self.frame.iloc[positions[found]], self.types))
-        return [
-            {**next(derived), **record} if hit else record
-            for record, hit in zip(records, found, strict=True)
-        ]
-
-
 class AudienceSegments:
     """A :class:`SegmentSet` bound to an audience.
 
@@ -581,17 +500,6 @@ def _with_derived(
         else:
             enriched[column] = values
     return enriched
-
-
-def is_text(series: pd.Series) -> bool:
-    """True for a column of text (pandas' text dtype, or objects that are all str or missing)."""
-    dtype = series.dtype
-    if isinstance(dtype, pd.StringDtype):
-        return True
-    if dtype != np.dtype(object):
-        return False
-    # the array, not the Series: probing a Series' attributes can make pandas hash its index
-    return bool(pd.api.types.infer_dtype(np.asarray(series.array)) == "string")
 
 
 def _cluster_model(

@@ -27,11 +27,11 @@ from renderer import BuildOptions, build_campaign, load_campaign, render_profile
 from renderer.audience import prepare_audience
 from renderer.runtime import schema_of
 from segments.audience import (
-    DerivedFields,
     derive_audience,
     parse_segment_document,
     resolve_percentiles,
 )
+from segments.derived import DerivedFields
 from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
 from segments.yamlsrc import load_yaml_text
 
