@@ -5,7 +5,7 @@ prints the build's phases (cumulative time of the functions that do each) and
 the top ``--top`` functions by own time (tottime). cProfile slows Python-heavy
 code more than C code, so read the shares, not the absolute seconds.
 
-    python bench/profile_build.py [--n 20000] [--top 15] [--cpu 0]
+    python bench/profile_build.py [--n 20000] [--top 15] [--cpu 0] [--out-root DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ PHASES = [
     ("audience pre-pass (events, features, clusters)", "renderer/audience.py", "prepare_audience"),
     ("runtime setup + template compile", "renderer/runtime.py", "__init__"),
     ("read CSV chunks (pandas)", "segments/profiles.py", "_csv_chunks"),
-    ("validate + type rows", "segments/profiles.py", "validate"),
+    ("validate + type rows (in the pre-pass if any)", "segments/profiles.py", "validate"),
+    ("  keep validated chunks for the render pass", "renderer/spool.py", "add"),
+    ("read the validated chunks back", "renderer/spool.py", "__iter__"),
     ("evaluate segments (join derived fields + rules)", "segments/audience.py", "evaluate_frame"),
     ("  rules, vectorized (SegmentSet.evaluate_frame)", "segments/rules.py", "evaluate_frame"),
     ("typed frame -> dict records", "segments/profiles.py", "to_records"),
@@ -69,10 +71,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000, help="recipients in the build")
     parser.add_argument("--top", type=int, default=15, help="functions to list by own time")
     parser.add_argument("--cpu", type=int, default=0, help="the one core to run on")
+    parser.add_argument(
+        "--out-root", type=Path, default=WORK_DIR, help="where the build writes (/dev/shm: no disk)"
+    )
     args = parser.parse_args()
     start_run(args.cpu)
     campaign = load_campaign(make_bench_campaign(args.n))
-    out = WORK_DIR / "out-profile"
+    out = args.out_root / "out-profile"
     shutil.rmtree(out, ignore_errors=True)
     profiler = cProfile.Profile()
     started = time.perf_counter()
@@ -87,9 +92,9 @@ def main() -> None:
         f"\n{summary['input_rows']:,} rows, {summary['rendered']:,} rendered in {seconds:.1f} s "
         f"under cProfile ({summary['input_rows'] / seconds:,.0f} recipients/s)"
     )
-    print(f"\n{'phase (cumulative)':<52}{'s':>8}{'share':>8}")
+    print(f"\n{'phase (cumulative)':<60}{'s':>8}{'share':>8}")
     for label, phase_s in phase_times(stats):
-        print(f"{label:<52}{phase_s:>8.2f}{phase_s / seconds:>8.1%}")
+        print(f"{label:<60}{phase_s:>8.2f}{phase_s / seconds:>8.1%}")
     listing = io.StringIO()
     stats.stream = listing  # type: ignore[attr-defined]
     stats.sort_stats("tottime").print_stats(args.top)
