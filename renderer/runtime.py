@@ -20,7 +20,7 @@ from typing import Any
 from jinja2 import Template, meta
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
-from segments.audience import AudienceSegments
+from segments.audience import AudienceSegments, percentile_references
 from segments.errors import ConfigError
 from segments.experiments import Experiment, parse_experiments
 from segments.profiles import FieldDef, ProfileSchema, Rejection
@@ -350,7 +350,20 @@ def load_campaign_segments(
         audience = CampaignAudience(
             segment_document(campaign), schema.id_field, cluster_model_path(campaign)
         )
-    extra = {f"block:{b.name}": b.show_if for b in blocks if isinstance(b.show_if, dict)}
+    extra = {}
+    for block in blocks:
+        if not isinstance(block.show_if, dict):
+            continue
+        found = percentile_references(block.show_if)
+        if found:  # resolved over the audience only in the segments document
+            raise TemplateError(
+                f"block '{block.name}': show_if compares with a percentile ({found[0]}), "
+                "which only a segment in the segments file can do",
+                file=block.file,
+                line=block.line,
+                hint="define a segment with this rule and write `show_if: <that segment>`",
+            )
+        extra[f"block:{block.name}"] = block.show_if
     return audience_segments(campaign, schema, audience, extra)
 
 

@@ -210,6 +210,11 @@ def _references(node: Any) -> Iterator[str]:
     return (n["segment"] for n in _walk(node) if isinstance(n.get("segment"), str))
 
 
+def percentile_references(rule: Any) -> list[str]:
+    """The ``p<q>`` values (such as ``"p75"``) anywhere in a raw rule node."""
+    return [value for cond in _conditions(rule) for value in _percentile_values(cond)]
+
+
 def _percentile_values(cond: Mapping[str, Any]) -> list[str]:
     if cond.get("op") not in PERCENTILE_OPS:
         return []

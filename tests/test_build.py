@@ -320,3 +320,23 @@ def test_chunk_spool_gives_back_the_chunks_in_order(tmp_path: Path) -> None:
     cut = chunks[1].up_to(5)
     assert cut.row_numbers() == [4, 5] and list(cut.valid["id"]) == ["a1"]
     assert list(tmp_path.iterdir()) == []  # anonymous file
+
+
+def test_percentile_in_a_block_show_if_is_refused_with_the_block_file(tmp_path: Path) -> None:
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "big.mjml").write_text(
+        "---\nname: big\nshow_if: {field: spent, op: gte, value: p75}\n---\n"
+        "<mj-section><mj-column><mj-text>Big</mj-text></mj-column></mj-section>"
+    )
+    template = tmp_path / "t.mjml"
+    template.write_text('<mjml><mj-body><mj-block name="big" /></mj-body></mjml>')
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email,spent\n1,a@example.com,10\n2,b@example.com,100\n")
+    result = runner.invoke(
+        app,
+        ["build", "--template", str(template), "--profiles", str(profiles), "--out",
+         str(tmp_path / "o"), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 4, result.output
+    assert "big.mjml" in result.output and "percentile (p75)" in result.output
+    assert not (tmp_path / "o").exists()
