@@ -145,12 +145,11 @@ class CampaignBuild:
     ) -> Iterator[Progress]:
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of, self.audience)
         _check_winners(self.runtime, self.options.winner)
-        validator = make_validator(self.campaign, schema)
-        validated = (
-            iter(spool)
-            if spool.complete
-            else (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
-        )
+        if spool.complete:  # the pre-pass validated every chunk already
+            validated: Iterator[ValidatedChunk] = iter(spool)
+        else:
+            validator = make_validator(self.campaign, schema)
+            validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
         writer = OutputWriter(self.out, text=self.campaign.output.text)
         self._renderer = BatchRenderer(self.runtime, self.options.workers)
         state = BuildState()

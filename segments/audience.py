@@ -39,7 +39,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from .clusters import ClusterModel, ClusterSpec, fit_clusters, stale_reason
-from .derived import DerivedFields, is_text
+from .derived import DerivedFields, is_text, own_or_derived
 from .errors import ConfigError, SegmentRuleError
 from .features import (
     FEATURE_TYPES,
@@ -498,12 +498,7 @@ def _with_derived(
         if not (text_fields or column in needed or not is_text(table[column])):
             continue
         values = pd.Series(table[column].array, index=population.index, copy=False)
-        if values.dtype == object:  # None for missing, as the profile loader has it
-            values = values.where(values.notna(), None)
-        if column in population.columns:
-            enriched[column] = population[column].where(population[column].notna(), values)
-        else:
-            enriched[column] = values
+        enriched[column] = own_or_derived(population, column, values)
     return enriched
 
 

@@ -76,12 +76,7 @@ class DerivedFields:
             values = aligned[column]
             if column in self.text:
                 values = values.astype(self.text[column])
-            if values.dtype == object:  # an unknown id: None, as the profile loader has it
-                values = values.astype(object).where(values.notna(), None)
-            if column in df.columns:
-                out[column] = df[column].where(df[column].notna(), values)
-            else:
-                out[column] = values
+            out[column] = own_or_derived(df, column, values)  # an unknown id: missing
         return out
 
     def fill_records(
@@ -106,3 +101,16 @@ def is_text(series: pd.Series) -> bool:
         return False
     # the array, not the Series: probing a Series' attributes can make pandas hash its index
     return bool(pd.api.types.infer_dtype(np.asarray(series.array)) == "string")
+
+
+def own_or_derived(own: pd.DataFrame, column: str, values: pd.Series) -> pd.Series:
+    """``own[column]`` where it has a value, else ``values``: a profile's own field wins.
+
+    ``values`` alone when ``own`` has no such column; missing object values are
+    None, as the profile loader has them.
+    """
+    if values.dtype == object:
+        values = values.where(values.notna(), None)
+    if column in own.columns:
+        return own[column].where(own[column].notna(), values)
+    return values

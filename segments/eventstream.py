@@ -269,7 +269,7 @@ class EventAggregator:
         self, pos: np.ndarray, events: Mapping[str, pd.Series]
     ) -> dict[str, Any] | None:
         """The chunk's usable events, sorted by profile, then time, then row (stable)."""
-        timestamps = self._in_unit(to_utc_series(_values(events, "timestamp", len(pos))))
+        timestamps = self.in_unit(to_utc_series(_values(events, "timestamp", len(pos))))
         age = (self.as_of - timestamps).dt.total_seconds().to_numpy()
         chosen = np.flatnonzero((pos >= 0) & (age >= 0))  # NaN age (no timestamp) drops
         if not len(chosen):
@@ -282,7 +282,7 @@ class EventAggregator:
             chunk[column] = _values(events, column, len(pos)).iloc[order].reset_index(drop=True)
         return chunk
 
-    def _in_unit(self, timestamps: pd.Series) -> pd.Series:
+    def in_unit(self, timestamps: pd.Series) -> pd.Series:
         """Timestamps in the unit of the whole file (see module docs)."""
         unit = str(timestamps.dt.unit)
         if self.unit is None:
@@ -483,7 +483,7 @@ def _redo_engagement(
         chunk = clean_chunk(raw, known=known, as_of=aggregator.as_of, first_row=first)
         first += len(raw)
         pos = np.where(chunk.known < n, chunk.known, -1)
-        timestamps = aggregator._in_unit(to_utc_series(chunk.columns["timestamp"]))
+        timestamps = aggregator.in_unit(to_utc_series(chunk.columns["timestamp"]))
         age = (aggregator.as_of - timestamps).dt.total_seconds().to_numpy()
         chosen = np.flatnonzero((pos >= 0) & (age >= 0))
         chosen = chosen[flagged[pos[chosen]]]
