@@ -10,6 +10,7 @@ runs it to the end and returns the summary. Always::
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -196,22 +197,34 @@ class CampaignBuild:
             [variants[i] for i in send],
             derived_filled=True,
         )
-        for i, held in enumerate(holdout):
-            if held:
+        held = [i for i, is_held in enumerate(holdout) if is_held]
+        held_rows = [int(valid.index[i]) for i in held]
+        state.holdout += len(held)
+        next_held = 0
+
+        def write_holdouts_before(row: float) -> None:
+            """Holdout lines go between the rendered ones: the manifest is in row order."""
+            nonlocal next_held
+            while next_held < len(held) and held_rows[next_held] < row:
+                i = held[next_held]
                 writer.write_holdout(
-                    int(valid.index[i]),
+                    held_rows[next_held],
                     ids.iloc[i],
                     str(records[i].get(runtime.schema.email_field)),
                     segment_lists[i],
                     variants[i],
                 )
-        state.holdout += len(holdout) - len(send)
+                next_held += 1
+
         # rendered emails are written as each sub-batch is done: memory stays flat
         render_rejected = []
         for result in self._renderer.iter_render(batch):
-            writer.write(result.rendered, ())
+            for item in result.rendered:
+                write_holdouts_before(item.row)
+                writer.write((item,), ())
             render_rejected.extend(result.rejected)
             _count_rendered(result.rendered, state)
+        write_holdouts_before(math.inf)
         all_rejected = sorted(rejected + render_rejected, key=lambda r: r.row)
         writer.write((), all_rejected)
         state.rejected_count += len(all_rejected)

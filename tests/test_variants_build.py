@@ -44,6 +44,9 @@ def test_manifest_records_variants_and_holdouts_are_never_rendered(
     # 10% holdout of everyone eligible, within a generous binomial tolerance
     eligible = len(entries)
     assert abs(len(held) / eligible - 0.10) < 0.03
+    # holdout lines sit between the rendered ones: the manifest follows the input rows
+    rows = [e["row"] for e in entries]
+    assert rows == sorted(rows) and len(set(rows)) == len(rows)
 
 
 def test_summary_counts_match_the_manifest_and_carry_srm(demo: tuple[Path, dict[str, Any]]) -> None:
