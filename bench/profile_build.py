@@ -41,7 +41,7 @@ PHASES = [
     ("render (CampaignRuntime.render_batch)", "renderer/runtime.py", "render_batch"),
     ("  compiled HTML+text (CompiledTemplate)", "renderer/compiler.py", "render_layout|render"),
     ("  subject/preheader/unsubscribe", "renderer/runtime.py", "_render_headers"),
-    ("write files + manifest (OutputWriter.write)", "renderer/output.py", "write"),
+    ("write files + manifest lines (EmailFiles.write)", "renderer/output.py", "write"),
     ("audience report + drift (finish_audience)", "renderer/audience.py", "finish_audience"),
     ("swap output in (OutputWriter.commit)", "renderer/output.py", "commit"),
 ]

@@ -10,15 +10,14 @@ runs it to the end and returns the summary. Always::
 from __future__ import annotations
 
 import gc
-import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -38,7 +37,7 @@ from segments.profiles import (
 from .audience import CampaignAudience, finish_audience, prepare_audience, raise_for_warnings
 from .campaign import Campaign
 from .output import OutputWriter, iter_manifest
-from .parallel import BatchRenderer
+from .parallel import BatchRenderer, WrittenBatch
 from .runtime import CampaignRuntime, ProfileBatch, Rendered, schema_of
 from .spool import ChunkSpool, ValidatedChunk
 
@@ -92,6 +91,27 @@ class BuildState:
     not_sampled: int = 0
     evaluated: int = 0  # profiles whose segments were evaluated (the audience)
     members: Counter[str] = field(default_factory=Counter)
+
+    def progress(self) -> Progress:
+        return Progress(self.rows, self.rendered, self.rejected_count, self.holdout)
+
+
+class _Holdout(NamedTuple):
+    """A held-out recipient's manifest line (the arguments of ``write_holdout``)."""
+
+    row: int
+    id: str
+    email: str
+    segments: tuple[str, ...]
+    variants: dict[str, str | None]
+
+
+@dataclass
+class _ChunkInFlight:
+    rows: int  # input rows the chunk covers
+    results: Iterator[WrittenBatch]  # in input order; with workers, already submitted
+    rejected: list[Rejection]  # rows the validation rejected
+    holdouts: list[_Holdout]  # in input-row order
 
 
 class CampaignBuild:
@@ -152,29 +172,38 @@ class CampaignBuild:
             validator = make_validator(self.campaign, schema)
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
         writer = OutputWriter(self.out, text=self.campaign.output.text)
-        self._renderer = BatchRenderer(self.runtime, self.options.workers)
+        self._renderer = BatchRenderer(self.runtime, writer.files, self.options.workers)
         state = BuildState()
         try:
             with _fewer_collections():
+                # with workers, one chunk is prepared while they render the one before
+                ahead = 1 if self.options.workers > 1 else 0
+                in_flight: deque[_ChunkInFlight] = deque()
                 for chunk in _limited(validated, self.options.limit):
-                    self._build_chunk(chunk, writer, state)
-                    yield Progress(state.rows, state.rendered, state.rejected_count, state.holdout)
+                    in_flight.append(self._start_chunk(chunk, state))
+                    while len(in_flight) > ahead:
+                        self._finish_chunk(in_flight.popleft(), writer, state)
+                        yield state.progress()
+                while in_flight:
+                    self._finish_chunk(in_flight.popleft(), writer, state)
+                    yield state.progress()
             self.summary = self._summary(state, time.perf_counter() - started)
             self.summary.update(self._audience_stage(state, writer.staging))
             if self.options.strict:
                 raise_for_warnings(self.summary["warnings"])
+            self._renderer.close()  # workers write files: all of them stop first
             writer.commit(self.summary)
         except BaseException:
+            self._renderer.close()
             writer.abort()
             raise
-        finally:
-            self._renderer.close()
 
-    def _build_chunk(self, chunk: ValidatedChunk, writer: OutputWriter, state: BuildState) -> None:
+    def _start_chunk(self, chunk: ValidatedChunk, state: BuildState) -> _ChunkInFlight:
+        """Segments, variants and records of a chunk; its rendering handed to the renderer
+        (with workers, it starts now: the next chunk is prepared while they render)."""
         assert self.runtime is not None
         runtime = self.runtime
-        valid, rejected = chunk.valid, list(chunk.rejected)
-        state.rows += chunk.rows
+        valid = chunk.valid
         ids = valid[runtime.schema.id_field].astype(str)
         keep = self._audience_filter(ids, state)
         valid, ids = valid[keep], ids[keep]
@@ -189,43 +218,50 @@ class CampaignBuild:
         variants, holdout = self._assign(ids, membership)
         # derived fields joined for the whole chunk at once (cheaper than per record)
         records = to_records(runtime.segments.enrich(valid), runtime.field_types)
+        rows = [int(row) for row in valid.index]
         send = [i for i, held in enumerate(holdout) if not held]
         batch = ProfileBatch(
-            [int(valid.index[i]) for i in send],
+            [rows[i] for i in send],
             [records[i] for i in send],
             [segment_lists[i] for i in send],
             [variants[i] for i in send],
             derived_filled=True,
         )
-        held = [i for i, is_held in enumerate(holdout) if is_held]
-        held_rows = [int(valid.index[i]) for i in held]
-        state.holdout += len(held)
-        next_held = 0
+        email_field = runtime.schema.email_field
+        holdouts = [
+            _Holdout(
+                rows[i],
+                ids.iloc[i],
+                str(records[i].get(email_field)),
+                segment_lists[i],
+                variants[i],
+            )
+            for i, held in enumerate(holdout)
+            if held
+        ]
+        results = self._renderer.iter_render(batch)
+        return _ChunkInFlight(chunk.rows, results, list(chunk.rejected), holdouts)
 
-        def write_holdouts_before(row: float) -> None:
-            """Holdout lines go between the rendered ones: the manifest is in row order."""
-            nonlocal next_held
-            while next_held < len(held) and held_rows[next_held] < row:
-                i = held[next_held]
-                writer.write_holdout(
-                    held_rows[next_held],
-                    ids.iloc[i],
-                    str(records[i].get(runtime.schema.email_field)),
-                    segment_lists[i],
-                    variants[i],
-                )
-                next_held += 1
-
-        # rendered emails are written as each sub-batch is done: memory stays flat
+    def _finish_chunk(self, work: _ChunkInFlight, writer: OutputWriter, state: BuildState) -> None:
+        """Manifest lines in input-row order (holdouts between the rendered), then errors."""
+        state.rows += work.rows
+        state.holdout += len(work.holdouts)
+        holdouts = iter(work.holdouts)
+        held = next(holdouts, None)
         render_rejected = []
-        for result in self._renderer.iter_render(batch):
-            for item in result.rendered:
-                write_holdouts_before(item.row)
-                writer.write((item,), ())
+        # rendered emails are written as each sub-batch is done: memory stays flat
+        for result in work.results:
+            for item, line in zip(result.rendered, result.lines, strict=True):
+                while held is not None and held.row < item.row:
+                    writer.write_holdout(*held)
+                    held = next(holdouts, None)
+                writer.write_line(line)
             render_rejected.extend(result.rejected)
             _count_rendered(result.rendered, state)
-        write_holdouts_before(math.inf)
-        all_rejected = sorted(rejected + render_rejected, key=lambda r: r.row)
+        while held is not None:
+            writer.write_holdout(*held)
+            held = next(holdouts, None)
+        all_rejected = sorted(work.rejected + render_rejected, key=lambda r: r.row)
         writer.write((), all_rejected)
         state.rejected_count += len(all_rejected)
         state.reasons.update(r.reason for r in all_rejected)

@@ -71,51 +71,25 @@ def iter_manifest(path: Path) -> Iterator[dict[str, Any]]:
         raise ConfigError(f"cannot read manifest: {exc.strerror}", file=str(path)) from None
 
 
-class OutputWriter:
-    """Streams one build's files into a staging folder; ``commit`` swaps it in."""
+class EmailFiles:
+    """Writes rendered emails' files under a build's staging folder.
 
-    def __init__(self, out: Path, *, text: bool = True) -> None:
-        self.out = out.resolve()
-        _check_replaceable(self.out)
-        self.staging = self.out.with_name(f".{self.out.name}.partial-{os.getpid()}")
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
-        self.staging.mkdir(parents=True)
-        (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
+    Picklable and independent of the manifest: worker processes write their
+    recipients' files themselves and hand back only the manifest lines, which the
+    build appends in input order. Paths come from the recipient key (a hash), so
+    no two recipients share a file, whichever process writes it.
+    """
+
+    def __init__(self, root: Path, *, text: bool = True) -> None:
+        self.root = str(root)
         self.text = text
-        self._manifest: IO[bytes] = (self.staging / "manifest.jsonl").open("wb")
-        self._errors: IO[str] = (self.staging / "errors.jsonl").open(
-            "w", encoding="utf-8", newline="\n"
-        )
-        self._dirs: dict[str, str] = {}  # shard folder -> its path under staging
-        self._root = str(self.staging)
+        self._dirs: dict[str, str] = {}  # shard folder -> its path under the root
 
-    def write(self, rendered: Iterable[Rendered], rejected: Iterable[Rejection]) -> None:
-        """Write a batch's emails and manifest lines, then its rejections."""
-        for item in rendered:
-            self._manifest.write(dumps_line(self._write_recipient(item)))
-        for rejection in rejected:
-            self._errors.write(dumps(rejection.to_dict()) + "\n")
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root, "text": self.text, "_dirs": {}}
 
-    def write_holdout(
-        self,
-        row: int,
-        recipient_id: str,
-        email: str,
-        segments: Iterable[str],
-        variants: dict[str, str | None],
-    ) -> None:
-        entry = {
-            "id": recipient_id,
-            "row": row,
-            "email": email,
-            "segments": list(segments),
-            "variants": variants,
-            "holdout": True,
-        }
-        self._manifest.write(dumps_line(entry))
-
-    def _write_recipient(self, item: Rendered) -> dict[str, Any]:
+    def write(self, item: Rendered) -> bytes:
+        """Write one recipient's HTML (and text) file; its manifest line."""
         key = item.key
         shard = key[:2]
         html_path = f"html/{shard}/{key}.html"
@@ -140,16 +114,16 @@ class OutputWriter:
             entry["text"] = text_path
             entry["text_bytes"], entry["text_sha256"] = self._file(text_path, item.text)
         entry["warnings"] = list(item.warnings)
-        return entry
+        return dumps_line(entry)
 
     def _file(self, relative: str, content: str) -> tuple[int, str]:
-        """Write one file under the staging folder: (bytes, sha256 hex)."""
+        """Write one file under the root: (bytes, sha256 hex)."""
         data = content.encode("utf-8")
         folder, _, name = relative.rpartition("/")
         directory = self._dirs.get(folder)
         if directory is None:
-            directory = f"{self._root}/{folder}"
-            os.makedirs(directory, exist_ok=True)
+            directory = f"{self.root}/{folder}"
+            os.makedirs(directory, exist_ok=True)  # safe when processes race for it
             self._dirs[folder] = directory
         # plain os calls: this runs twice per recipient
         handle = os.open(f"{directory}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -158,6 +132,53 @@ class OutputWriter:
         finally:
             os.close(handle)
         return len(data), hashlib.sha256(data).hexdigest()
+
+
+class OutputWriter:
+    """Streams one build's files into a staging folder; ``commit`` swaps it in."""
+
+    def __init__(self, out: Path, *, text: bool = True) -> None:
+        self.out = out.resolve()
+        _check_replaceable(self.out)
+        self.staging = self.out.with_name(f".{self.out.name}.partial-{os.getpid()}")
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir(parents=True)
+        (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
+        self.files = EmailFiles(self.staging, text=text)
+        self._manifest: IO[bytes] = (self.staging / "manifest.jsonl").open("wb")
+        self._errors: IO[str] = (self.staging / "errors.jsonl").open(
+            "w", encoding="utf-8", newline="\n"
+        )
+
+    def write(self, rendered: Iterable[Rendered], rejected: Iterable[Rejection]) -> None:
+        """Write a batch's emails and manifest lines, then its rejections."""
+        for item in rendered:
+            self._manifest.write(self.files.write(item))
+        for rejection in rejected:
+            self._errors.write(dumps(rejection.to_dict()) + "\n")
+
+    def write_line(self, line: bytes) -> None:
+        """A manifest line from :meth:`EmailFiles.write` (its files already written)."""
+        self._manifest.write(line)
+
+    def write_holdout(
+        self,
+        row: int,
+        recipient_id: str,
+        email: str,
+        segments: Iterable[str],
+        variants: dict[str, str | None],
+    ) -> None:
+        entry = {
+            "id": recipient_id,
+            "row": row,
+            "email": email,
+            "segments": list(segments),
+            "variants": variants,
+            "holdout": True,
+        }
+        self._manifest.write(dumps_line(entry))
 
     def commit(self, summary: dict[str, Any]) -> Path:
         """Write the summary and swap the staging folder into place."""

@@ -2,55 +2,90 @@
 
 :meth:`CampaignRuntime.render_batch` is pure, so the same unit runs here in a
 process pool: each worker builds its own runtime once (templates compiled once
-per process) and renders sub-batches; results come back in order, so output
-files and the manifest are byte-identical whatever the number of workers.
+per process), renders sub-batches and writes their files (:class:`EmailFiles`:
+encoding, SHA-256 and file creation are a third of a recipient's cost, so they
+run in the workers too). Only manifest lines and counts come back, in order, so
+output files and the manifest are byte-identical whatever the number of workers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from segments.profiles import ProfileSchema
+from segments.profiles import ProfileSchema, Rejection
 
 from .audience import CampaignAudience
 from .campaign import Campaign
-from .runtime import BatchResult, CampaignRuntime, ProfileBatch
+from .output import EmailFiles
+from .runtime import CampaignRuntime, ProfileBatch, Rendered
 
 SUB_BATCH = 250
-_WORKER: CampaignRuntime | None = None
+_WORKER: tuple[CampaignRuntime, EmailFiles] | None = None
+
+
+@dataclass
+class WrittenBatch:
+    """A rendered batch whose files are written: manifest lines, in input order."""
+
+    rendered: list[Rendered] = field(default_factory=list)  # html and text may be emptied
+    lines: list[bytes] = field(default_factory=list)  # the manifest line of each
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def render_and_write(
+    runtime: CampaignRuntime, files: EmailFiles, batch: ProfileBatch, *, keep_content: bool
+) -> WrittenBatch:
+    """Render ``batch`` and write its files: the unit of work of a build."""
+    result = runtime.render_batch(batch)
+    lines = [files.write(item) for item in result.rendered]
+    rendered = result.rendered
+    if not keep_content:  # what goes back to the parent process: no need for the bodies
+        rendered = [replace(item, html="", text="") for item in rendered]
+    return WrittenBatch(rendered, lines, result.rejected)
 
 
 def _init_worker(
-    campaign: Campaign, schema: ProfileSchema, as_of: datetime, audience: CampaignAudience
+    campaign: Campaign,
+    schema: ProfileSchema,
+    as_of: datetime,
+    audience: CampaignAudience,
+    files: EmailFiles,
 ) -> None:
     global _WORKER
-    _WORKER = CampaignRuntime(campaign, schema, as_of, audience=audience)
+    _WORKER = CampaignRuntime(campaign, schema, as_of, audience=audience), files
 
 
-def _render_in_worker(batch: ProfileBatch) -> BatchResult:
+def _render_in_worker(batch: ProfileBatch) -> WrittenBatch:
     assert _WORKER is not None
-    return _WORKER.render_batch(batch)
+    runtime, files = _WORKER
+    return render_and_write(runtime, files, batch, keep_content=False)
 
 
 class BatchRenderer:
-    """Renders :class:`ProfileBatch` es with ``workers`` processes (1: in this process)."""
+    """Renders :class:`ProfileBatch` es and writes their files with ``workers``
+    processes (1: in this process)."""
 
-    def __init__(self, runtime: CampaignRuntime, workers: int = 1) -> None:
+    def __init__(self, runtime: CampaignRuntime, files: EmailFiles, workers: int = 1) -> None:
         self.runtime = runtime
+        self.files = files
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
 
-    def iter_render(self, batch: ProfileBatch) -> Iterator[BatchResult]:
-        """Render ``batch`` in sub-batches, yielding each result in input order."""
+    def iter_render(self, batch: ProfileBatch) -> Iterator[WrittenBatch]:
+        """Render ``batch`` in sub-batches; the results in input order.
+
+        In one process the work happens as the iterator is consumed; with workers
+        every sub-batch is submitted before this returns.
+        """
         bounds = range(0, len(batch.rows), SUB_BATCH)
         parts = [_slice(batch, start, start + SUB_BATCH) for start in bounds]
         if self.workers == 1 or len(parts) <= 1:
-            for part in parts:
-                yield self.runtime.render_batch(part)
-        else:
-            yield from self._executor().map(_render_in_worker, parts)
+            runtime, files = self.runtime, self.files
+            return (render_and_write(runtime, files, part, keep_content=True) for part in parts)
+        return self._executor().map(_render_in_worker, parts)  # submits them all now
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -58,7 +93,13 @@ class BatchRenderer:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 initializer=_init_worker,
-                initargs=(runtime.campaign, runtime.schema, runtime.as_of, runtime.audience),
+                initargs=(
+                    runtime.campaign,
+                    runtime.schema,
+                    runtime.as_of,
+                    runtime.audience,
+                    self.files,
+                ),
             )
         return self._pool
 

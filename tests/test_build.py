@@ -11,7 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from renderer import BuildOptions, OutputError, build_campaign, load_campaign
+from renderer import (
+    BuildOptions,
+    OutputError,
+    UndefinedFieldError,
+    build_campaign,
+    load_campaign,
+)
 from renderer.campaign import demo_campaign_path
 from renderer.runtime import recipient_key
 
@@ -226,11 +232,38 @@ def test_every_command_has_help() -> None:
 
 
 def test_worker_processes_give_byte_identical_output(tmp_path: Path) -> None:
-    campaign = load_campaign(demo_campaign_path())
-    one = build_campaign(campaign, BuildOptions(out=tmp_path / "one", limit=1200))
-    two = build_campaign(campaign, BuildOptions(out=tmp_path / "two", limit=1200, workers=2))
-    assert one["rendered"] == two["rendered"] > 0
+    demo = load_campaign(demo_campaign_path())
+    # small chunks: workers render one chunk while the next is prepared
+    campaign = demo.model_copy(
+        update={"profiles": demo.profiles.model_copy(update={"chunk_size": 400})}
+    )
+    one = build_campaign(campaign, BuildOptions(out=tmp_path / "one"))
+    two = build_campaign(campaign, BuildOptions(out=tmp_path / "two", workers=2))
+    assert one["rendered"] == two["rendered"] > 0 and two["holdout"] > 0
     assert tree_digest(tmp_path / "one") == tree_digest(tmp_path / "two")
+    limited = build_campaign(campaign, BuildOptions(out=tmp_path / "three", limit=1200, workers=2))
+    assert limited["input_rows"] == 1200
+
+
+def test_a_failure_in_a_worker_leaves_no_partial_output(tmp_path: Path) -> None:
+    """The workers write files: they all stop before the staging folder is removed."""
+    template = tmp_path / "t.mjml"
+    template.write_text(
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ nickname }}</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    lines = ["id,email,nickname"]
+    lines += [f"{i},p{i}@example.com,n{i}" for i in range(1, 4001)]
+    lines[1001] = "1001,p1001@example.com,"  # no nickname, and missing_token: error
+    (tmp_path / "p.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "c.yaml").write_text(
+        "name: fails\ntemplate: t.mjml\nsubject: Hi\nmissing_token: error\n"
+        "paths: {templates: ['.']}\nprofiles: {path: p.csv, chunk_size: 1000}\n"
+    )
+    campaign = load_campaign(tmp_path / "c.yaml")
+    with pytest.raises(UndefinedFieldError):
+        build_campaign(campaign, BuildOptions(out=tmp_path / "out", workers=2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "p.csv", "t.mjml"]
 
 
 def test_cli_warns_when_every_row_is_rejected(tmp_path: Path) -> None:
