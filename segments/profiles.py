@@ -11,7 +11,6 @@ Rejection reasons, in the order they are checked (a row gets the first):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -27,6 +26,7 @@ import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import ConfigError, ProfileDataError
+from .textindex import SeenTexts
 
 TRUE = {"true", "t", "yes", "y", "1", "on"}
 FALSE = {"false", "f", "no", "n", "0", "off"}
@@ -333,8 +333,9 @@ def _plain(value: Any) -> Any:
 class ProfileValidator:
     """Types and validates raw chunks; remembers ids across chunks to catch duplicates.
 
-    Duplicate detection keeps an 8-byte hash per accepted id (about 8 bytes of
-    memory per recipient plus set overhead); everything else is per chunk.
+    Duplicate detection keeps every accepted id (as text, with its hash: about 30
+    bytes per recipient, :class:`segments.textindex.SeenTexts`); everything else
+    is per chunk.
     """
 
     def __init__(
@@ -351,7 +352,7 @@ class ProfileValidator:
         self.consent_field = consent_field
         self.suppressed_emails = suppressed_emails
         self.suppressed_ids = suppressed_ids
-        self._seen: dict[int, int] = {}
+        self._seen = SeenTexts()
         self._checked_columns = False
 
     def validate(self, chunk: RawChunk) -> tuple[pd.DataFrame, list[Rejection]]:
@@ -429,18 +430,13 @@ class ProfileValidator:
             _flag(reason, where, typed[id_field].isin(self.suppressed_ids), "suppressed", id_field)
 
     def _flag_duplicates(self, ids: pd.Series, reason: pd.Series, where: pd.Series) -> None:
+        """A row whose id (as text) was in an earlier row that was not rejected before it."""
+        pending = np.flatnonzero((reason == "").to_numpy() & ids.notna().to_numpy())
+        texts = pd.Series([str(value) for value in ids.to_numpy()[pending]], dtype=object)
+        repeated = texts.duplicated(keep="first").to_numpy() | self._seen.contains(texts)
+        self._seen.add(texts[~repeated])
         duplicate = np.zeros(len(ids), dtype=bool)
-        pending = (reason == "").to_numpy()
-        for position, (row, value) in enumerate(zip(ids.index, ids.to_numpy(), strict=True)):
-            if value is None or not pending[position]:
-                continue
-            key = int.from_bytes(
-                hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "big"
-            )
-            if key in self._seen:
-                duplicate[position] = True
-            else:
-                self._seen[key] = int(row)
+        duplicate[pending[repeated]] = True
         _flag(
             reason,
             where,

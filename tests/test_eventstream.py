@@ -25,7 +25,7 @@ from segments.errors import ProfileDataError
 from segments.events import load_events
 from segments.eventstream import stream_events
 from segments.features import FEATURE_COLUMNS, FeatureConfig, derive_features, feature_frame
-from segments.textindex import TextIndex
+from segments.textindex import SeenTexts, TextIndex
 from segments.yamlsrc import load_yaml_text
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"
@@ -227,3 +227,34 @@ def test_text_index_answers_like_a_pandas_index(keys: list[str], asked: list[str
     got = TextIndex(np.array(keys, dtype=object)).get_indexer(np.array(asked, dtype=object))
     assert got.tolist() == want
     assert TextIndex(np.array(keys, dtype=object)).repeats(len(keys)) == (len(first) < len(keys))
+
+
+def _seen_like_a_set(chunks: list[list[str]]) -> None:
+    seen, model = SeenTexts(), set()
+    for chunk in chunks:
+        assert seen.contains(pd.Series(chunk, dtype=object)).tolist() == [t in model for t in chunk]
+        new = list(dict.fromkeys(t for t in chunk if t not in model))
+        seen.add(pd.Series(new, dtype=object))
+        model.update(new)
+        assert len(seen) == len(model)
+
+
+@settings(max_examples=40, deadline=None)
+@given(chunks=st.lists(st.lists(st.text(max_size=3), max_size=12), max_size=12))
+def test_seen_texts_answers_like_a_set(chunks: list[list[str]]) -> None:
+    _seen_like_a_set(chunks)
+
+
+@settings(max_examples=20, deadline=None)
+@given(chunks=st.lists(st.lists(st.text(max_size=3), max_size=12), max_size=12))
+def test_seen_texts_survives_collisions_of_the_first_half(chunks: list[list[str]]) -> None:
+    # a three-valued first half: most texts collide there, the second half tells them apart
+    real = textindex._fingerprints
+
+    def weak(values: Any) -> tuple[np.ndarray, np.ndarray]:
+        _, second = real(values)
+        return np.asarray([len(t) % 3 for t in values.to_pylist()], dtype=np.uint64), second
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(textindex, "_fingerprints", weak)
+        _seen_like_a_set(chunks)
