@@ -36,7 +36,7 @@ from segments.profiles import (
 
 from .audience import CampaignAudience, finish_audience, prepare_audience, raise_for_warnings
 from .campaign import Campaign
-from .output import OutputWriter, iter_manifest
+from .output import OutputWriter, iter_manifest, write_failed
 from .parallel import BatchRenderer, WrittenBatch
 from .runtime import CampaignRuntime, ProfileBatch, Rendered, schema_of
 from .spool import ChunkSpool, ValidatedChunk
@@ -153,6 +153,8 @@ class CampaignBuild:
                 spool=spool,
             )
             yield from self._render_pass(schema, first, chunks, spool, started)
+        except OSError as exc:  # the readers report their own files: this is a write
+            raise write_failed(exc, exc.filename or self.out) from None
         finally:
             spool.close()
 

@@ -8,6 +8,7 @@ or holds an earlier mailsmith build.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,6 +26,30 @@ from .errors import OutputError
 from .runtime import Rendered
 
 MARKER = ".mailsmith-build"
+
+
+def write_failed(exc: OSError, path: str | os.PathLike[str] | None) -> OutputError:
+    """An OS error met while writing a build, as an error that says what to do.
+
+    Whatever the cause, the build's staging folder is removed and the previous
+    build (if any) is left as it was.
+    """
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        hint = (
+            "the disk (or quota) is full: free some space or choose another --out (until "
+            "the new build is complete, the previous one stays beside it)"
+        )
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "mailsmith may not write there: choose another --out"
+    else:
+        hint = "fix the cause and run the build again"
+    return OutputError(
+        f"cannot write the build: {reason}; nothing was written, the previous build "
+        "(if any) is unchanged",
+        file=str(path or exc.filename or "") or None,
+        hint=hint,
+    )
 
 
 def dumps(value: Any) -> str:
@@ -125,12 +150,17 @@ class EmailFiles:
             directory = f"{self.root}/{folder}"
             os.makedirs(directory, exist_ok=True)  # safe when processes race for it
             self._dirs[folder] = directory
-        # plain os calls: this runs twice per recipient
-        handle = os.open(f"{directory}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(handle, data)
-        finally:
-            os.close(handle)
+        path = f"{directory}/{name}"
+        try:  # plain os calls: this runs twice per recipient
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                written = os.write(handle, data)
+                while written < len(data):  # a short write (a signal, a pipe-like file system)
+                    written += os.write(handle, memoryview(data)[written:])
+            finally:
+                os.close(handle)
+        except OSError as exc:
+            raise write_failed(exc, path) from None
         return len(data), hashlib.sha256(data).hexdigest()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import resource
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +375,24 @@ def test_percentile_in_a_block_show_if_is_refused_with_the_block_file(tmp_path: 
     assert result.exit_code == 4, result.output
     assert "big.mjml" in result.output and "percentile (p75)" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_write_failure_is_an_output_error_and_keeps_the_previous_build(tmp_path: Path) -> None:
+    """A full disk, a quota, a file-size limit: exit 5 naming the file, nothing half-written."""
+    campaign = load_campaign(demo_campaign_path())
+    out = tmp_path / "out"
+    build_campaign(campaign, BuildOptions(out=out, limit=60))
+    before = tree_digest(out)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, limit[1]))  # emails are ~45 KB
+    try:
+        with pytest.raises(OutputError) as raised:
+            build_campaign(campaign, BuildOptions(out=out, limit=60))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert raised.value.exit_code == 5 and "cannot write the build" in str(raised.value)
+    assert raised.value.file is not None and str(tmp_path) in raised.value.file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+    assert tree_digest(out) == before
