@@ -7,10 +7,13 @@ with the error's code.
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -49,6 +52,7 @@ out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
 TOO_MANY_REJECTED = 6
+INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report a SIGINT
 
 CampaignArg = Annotated[
     Path | None,
@@ -175,7 +179,34 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
     return pairs
 
 
+@contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, a killed container) stops a build like Ctrl-C does:
+    workers stopped, staging folder removed, the previous build left as it was."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _drive(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict[str, Any]:
+    try:
+        with _terminate_cleanly():
+            return _drive_build(campaign, options, quiet)
+    except KeyboardInterrupt:
+        err.print(
+            "Interrupted: the build stopped and removed its partial output; "
+            "the previous build (if any) is unchanged."
+        )
+        raise typer.Exit(INTERRUPTED) from None
+
+
+def _drive_build(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict[str, Any]:
     source = campaign.profiles
     total = count_rows(campaign.path(source.path), source.resolved_format)
     if options.limit is not None and total is not None:

@@ -12,7 +12,9 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -170,7 +172,8 @@ class OutputWriter:
     def __init__(self, out: Path, *, text: bool = True) -> None:
         self.out = out.resolve()
         _check_replaceable(self.out)
-        self.staging = self.out.with_name(f".{self.out.name}.partial-{os.getpid()}")
+        _remove_stale(self.out)
+        self.staging = self.out.with_name(f".{self.out.name}.partial-{_OWNER}")
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)
@@ -217,7 +220,7 @@ class OutputWriter:
         (self.staging / "summary.json").write_text(
             json.dumps(summary, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"
         )
-        old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
+        old = self.out.with_name(f".{self.out.name}.old-{_OWNER}")
         if self.out.exists():
             os.replace(self.out, old)
         os.replace(self.staging, self.out)
@@ -231,6 +234,36 @@ class OutputWriter:
             if not handle.closed:
                 handle.close()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+_OWNER = f"{re.sub(r'[^A-Za-z0-9.-]', '_', socket.gethostname())}-{os.getpid()}"
+"""Names this process's staging folders: host and process id (an output folder may
+sit on a file system that several machines share)."""
+
+
+def _remove_stale(out: Path) -> None:
+    """Staging folders of builds on this host whose process is gone (killed outright:
+    SIGKILL, out of memory, power loss). A previous build set aside by such a build
+    (``.old-``) goes only when ``out`` holds a build again."""
+    host = _OWNER.rsplit("-", 1)[0]
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(partial|old)-{re.escape(host)}-(\d+)")
+    for folder in out.parent.glob(f".{out.name}.*-{host}-*"):
+        match = pattern.fullmatch(folder.name)
+        if match is None or _alive(int(match[2])) or not (folder / MARKER).exists():
+            continue
+        if match[1] == "old" and not (out / MARKER).exists():
+            continue  # the only copy of the previous build: leave it to the user
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _check_replaceable(out: Path) -> None:

@@ -10,6 +10,10 @@ output files and the manifest are byte-identical whatever the number of workers.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -55,7 +59,29 @@ def _init_worker(
     files: EmailFiles,
 ) -> None:
     global _WORKER
+    _stay_with_parent()
     _WORKER = CampaignRuntime(campaign, schema, as_of, audience=audience), files
+
+
+def _stay_with_parent() -> None:
+    """A worker leaves stopping to its parent, and does not outlive it.
+
+    Ctrl-C reaches every process of the terminal's group: the parent stops the
+    pool and removes the staging folder, so workers ignore SIGINT. A parent killed
+    outright (SIGKILL, out of memory) cannot stop them, and a worker waiting for
+    work would wait for ever: on Linux the kernel sends it SIGTERM when the parent
+    dies (``PR_SET_PDEATHSIG``).
+    """
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _render_in_worker(batch: ProfileBatch) -> WrittenBatch:
