@@ -106,6 +106,12 @@ def build(
         Path | None, typer.Option(help="Ad-hoc build: a segments YAML file.")
     ] = None,
     subject: Annotated[str, typer.Option(help="Ad-hoc build: the subject (Jinja).")] = "",
+    delimiter: Annotated[
+        str, typer.Option(help="Ad-hoc build: the CSV field separator, e.g. ';' or 'tab'.")
+    ] = ",",
+    encoding: Annotated[
+        str, typer.Option(help="Ad-hoc build: the profiles' text encoding, e.g. cp1252.")
+    ] = "utf-8",
     sample: Annotated[
         str | None, typer.Option(help="Render a deterministic test cohort: a share like 20%.")
     ] = None,
@@ -142,7 +148,14 @@ def build(
 
     def load() -> Campaign:
         if template is not None and profiles is not None:
-            return adhoc_campaign(template, profiles, segments, subject=subject)
+            return adhoc_campaign(
+                template,
+                profiles,
+                segments,
+                subject=subject,
+                delimiter="\t" if delimiter in ("tab", "\\t") else delimiter,
+                encoding=encoding,
+            )
         return _campaign(campaign)
 
     chosen = _run(load)

@@ -248,7 +248,12 @@ def _read_population(
     source = campaign.profiles
     text_id = schema.fields[schema.id_field].type == "string"
     frames = []
-    for chunk in read_chunks(campaign.path(source.path), source.resolved_format, source.chunk_size):
+    for chunk in read_chunks(
+        campaign.path(source.path),
+        source.resolved_format,
+        source.chunk_size,
+        **source.reader_options,
+    ):
         valid, rejected = validator.validate(chunk)
         if spool is not None:
             spool.add(ValidatedChunk(valid, rejected))

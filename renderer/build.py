@@ -133,7 +133,10 @@ class CampaignBuild:
         started = time.perf_counter()
         source = self.campaign.profiles
         chunks = read_chunks(
-            self.campaign.path(source.path), source.resolved_format, source.chunk_size
+            self.campaign.path(source.path),
+            source.resolved_format,
+            source.chunk_size,
+            **source.reader_options,
         )
         first = next(chunks, None)
         schema = schema_of(self.campaign) or infer_schema(

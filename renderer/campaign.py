@@ -7,6 +7,7 @@ An error names the file, the line, the key path and what was expected::
 
 from __future__ import annotations
 
+import codecs
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +56,26 @@ class ProfileSource(_Model):
     id_field: str = "id"
     email_field: str = "email"
     chunk_size: int = Field(default=5000, ge=1)
+    delimiter: str = Field(
+        default=",", min_length=1, max_length=1, description="CSV field separator."
+    )
+    encoding: str = Field(default="utf-8", description="Text encoding of CSV and JSONL files.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown text encoding {value!r} (e.g. utf-8, cp1252, latin-1)"
+            ) from None
+        return value
+
+    @property
+    def reader_options(self) -> dict[str, str]:
+        """Keyword arguments of :func:`segments.profiles.read_chunks` for this source."""
+        return {"delimiter": self.delimiter, "encoding": self.encoding}
 
     @property
     def resolved_format(self) -> str:
@@ -230,6 +251,8 @@ def adhoc_campaign(
     *,
     subject: str = "",
     preheader: str = "",
+    delimiter: str = ",",
+    encoding: str = "utf-8",
 ) -> Campaign:
     """A campaign for ``build --template --profiles``: schema inferred, no consent rules."""
     template = template.resolve()
@@ -239,7 +262,11 @@ def adhoc_campaign(
         "template": template.name,
         "subject": subject,
         "preheader": preheader,
-        "profiles": {"path": str(profiles.resolve())},
+        "profiles": {
+            "path": str(profiles.resolve()),
+            "delimiter": delimiter,
+            "encoding": encoding,
+        },
         "segments": str(segments.resolve()) if segments else None,
         "paths": {
             "templates": [str(folder)],

@@ -29,7 +29,7 @@ def render_profile(
     """
     source = campaign.profiles
     path = campaign.path(source.path)
-    chunks = read_chunks(path, source.resolved_format, source.chunk_size)
+    chunks = read_chunks(path, source.resolved_format, source.chunk_size, **source.reader_options)
     schema = schema_of(campaign)
     runtime: CampaignRuntime | None = None
     validator: ProfileValidator | None = None

@@ -133,7 +133,12 @@ def campaign_schema(campaign: Campaign) -> ProfileSchema:
     if declared is not None:
         return declared
     source = campaign.profiles
-    chunks = read_chunks(campaign.path(source.path), source.resolved_format, source.chunk_size)
+    chunks = read_chunks(
+        campaign.path(source.path),
+        source.resolved_format,
+        source.chunk_size,
+        **source.reader_options,
+    )
     first = next(chunks, None)
     frame = first.frame if first else pd.DataFrame(columns=[source.id_field, source.email_field])
     return infer_schema(frame, source.id_field, source.email_field)

@@ -78,8 +78,18 @@ class RawChunk:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-def read_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[RawChunk]:
-    """Read a profile file in chunks; the frame index is the 1-based data row number."""
+def read_chunks(
+    path: str | Path,
+    fmt: str,
+    chunk_size: int,
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+) -> Iterator[RawChunk]:
+    """Read a profile file in chunks; the frame index is the 1-based data row number.
+
+    ``delimiter`` applies to CSV, ``encoding`` to CSV and JSONL (Parquet says its own).
+    """
     path = Path(path)
     if not path.is_file():
         raise ProfileDataError(
@@ -88,9 +98,9 @@ def read_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[RawChun
             hint="check `profiles:` in the campaign file or --profiles",
         )
     if fmt == "csv":
-        yield from _csv_chunks(path, chunk_size)
+        yield from _csv_chunks(path, chunk_size, delimiter, encoding)
     elif fmt == "jsonl":
-        yield from _jsonl_chunks(path, chunk_size)
+        yield from _jsonl_chunks(path, chunk_size, encoding)
     elif fmt == "parquet":
         yield from _parquet_chunks(path, chunk_size)
     else:
@@ -101,17 +111,24 @@ def read_chunks(path: str | Path, fmt: str, chunk_size: int) -> Iterator[RawChun
         )
 
 
-def _csv_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
+def _csv_chunks(path: Path, chunk_size: int, delimiter: str, encoding: str) -> Iterator[RawChunk]:
     start = 1
     try:
         with pd.read_csv(
-            path, dtype=str, keep_default_na=False, chunksize=chunk_size, encoding="utf-8"
+            path,
+            dtype=str,
+            keep_default_na=False,
+            chunksize=chunk_size,
+            sep=delimiter,
+            encoding=encoding,
         ) as reader:
             for frame in reader:
                 frame.index = pd.RangeIndex(start, start + len(frame))
                 start += len(frame)
                 yield RawChunk(frame)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, f"CSV near data row {start}", encoding, exc) from None
+    except pd.errors.ParserError as exc:
         raise ProfileDataError(
             f"cannot parse CSV near data row {start}: {exc}", file=str(path)
         ) from None
@@ -119,35 +136,61 @@ def _csv_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
         return
 
 
-def _jsonl_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
-    with path.open(encoding="utf-8") as handle:
-        rows: list[dict[str, Any]] = []
-        numbers: list[int] = []
-        rejections: list[Rejection] = []
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                rejections.append(Rejection(number, None, None, "invalid_json", "empty line"))
-            else:
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    rejections.append(
-                        Rejection(number, None, None, "invalid_json", f"not JSON: {exc.msg}")
-                    )
-                    value = None
+def _not_text(path: Path, where: str, encoding: str, exc: UnicodeDecodeError) -> ProfileDataError:
+    return ProfileDataError(
+        f"cannot read {where}: not {encoding} text ({exc.reason})",
+        file=str(path),
+        hint="set profiles.encoding in the campaign (spreadsheet exports are often cp1252 "
+        "or latin-1; --encoding for an ad-hoc build), or save the file as UTF-8",
+    )
+
+
+def column_hint(columns: Any, default: str) -> str:
+    """``default``, unless the header is one column that looks split by another delimiter."""
+    names = [str(c) for c in columns]
+    if len(names) == 1:
+        for mark, label in ((";", "';'"), ("\t", "'\\t' (tab)"), ("|", "'|'")):
+            if mark in names[0]:
+                return (
+                    f"the header looks {label}-separated: set profiles.delimiter in the "
+                    f"campaign (--delimiter for an ad-hoc build)"
+                )
+    return default
+
+
+def _jsonl_chunks(path: Path, chunk_size: int, encoding: str) -> Iterator[RawChunk]:
+    number = 0
+    try:
+        with path.open(encoding=encoding) as handle:
+            rows: list[dict[str, Any]] = []
+            numbers: list[int] = []
+            rejections: list[Rejection] = []
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    rejections.append(Rejection(number, None, None, "invalid_json", "empty line"))
                 else:
-                    if isinstance(value, dict):
-                        rows.append(value)
-                        numbers.append(number)
-                    else:
+                    try:
+                        value = json.loads(line)
+                    except json.JSONDecodeError as exc:
                         rejections.append(
-                            Rejection(number, None, None, "invalid_json", "not a JSON object")
+                            Rejection(number, None, None, "invalid_json", f"not JSON: {exc.msg}")
                         )
-            if len(rows) + len(rejections) >= chunk_size:
+                        value = None
+                    else:
+                        if isinstance(value, dict):
+                            rows.append(value)
+                            numbers.append(number)
+                        else:
+                            rejections.append(
+                                Rejection(number, None, None, "invalid_json", "not a JSON object")
+                            )
+                if len(rows) + len(rejections) >= chunk_size:
+                    yield RawChunk(pd.DataFrame.from_records(rows, index=numbers), rejections)
+                    rows, numbers, rejections = [], [], []
+            if rows or rejections:
                 yield RawChunk(pd.DataFrame.from_records(rows, index=numbers), rejections)
-                rows, numbers, rejections = [], [], []
-        if rows or rejections:
-            yield RawChunk(pd.DataFrame.from_records(rows, index=numbers), rejections)
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, f"JSONL after line {number}", encoding, exc) from None
 
 
 def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
@@ -174,7 +217,10 @@ def infer_schema(
             raise ProfileDataError(
                 f"the profiles need a {required!r} column",
                 field=required,
-                hint="rename the column, or use a campaign file with profiles.id_field",
+                hint=column_hint(
+                    frame.columns,
+                    "rename the column, or use a campaign file with profiles.id_field",
+                ),
             )
     fields = {}
     for column in frame.columns:
@@ -405,7 +451,9 @@ class ProfileValidator:
                     f"required column {name!r} is not in the file",
                     file=self.file,
                     field=name,
-                    hint="add the column or make the field optional in the schema",
+                    hint=column_hint(
+                        frame.columns, "add the column or make the field optional in the schema"
+                    ),
                 )
 
     def _check_rows(self, typed: pd.DataFrame, reason: pd.Series, where: pd.Series) -> None:

@@ -396,3 +396,25 @@ def test_a_write_failure_is_an_output_error_and_keeps_the_previous_build(tmp_pat
     assert raised.value.file is not None and str(tmp_path) in raised.value.file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
     assert tree_digest(out) == before
+
+
+def test_adhoc_build_reads_a_semicolon_separated_cp1252_export(tmp_path: Path) -> None:
+    template = tmp_path / "t.mjml"
+    template.write_text(
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ first_name }}</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    profiles = tmp_path / "export.csv"
+    profiles.write_bytes("id;email;first_name\n1;a@example.com;José\n".encode("cp1252"))
+    command = ["build", "--template", str(template), "--profiles", str(profiles), "--quiet"]
+    out = tmp_path / "o"
+    failed = runner.invoke(app, [*command, "--out", str(out)])
+    assert failed.exit_code == 3 and "not utf-8 text" in failed.output
+    assert "--encoding" in failed.output
+    command += ["--out", str(out), "--encoding", "cp1252"]
+    failed = runner.invoke(app, command)
+    assert failed.exit_code == 3 and "';'-separated" in failed.output
+    result = runner.invoke(app, [*command, "--delimiter", ";"])
+    assert result.exit_code == 0, result.output
+    (entry,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert "Hi José" in (out / entry["html"]).read_text(encoding="utf-8")

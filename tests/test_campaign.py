@@ -44,6 +44,16 @@ def test_demo_campaign_is_valid() -> None:
             4,
             "profiles.chunk_size",
         ),
+        (
+            ("profiles: profiles.csv", "profiles: {path: p.csv, encoding: klingon}"),
+            4,
+            "profiles.encoding",
+        ),
+        (
+            ("profiles: profiles.csv", "profiles: {path: p.csv, delimiter: ';;'}"),
+            4,
+            "profiles.delimiter",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key_path(

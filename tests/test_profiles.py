@@ -156,6 +156,42 @@ def test_missing_required_column_is_a_file_error(tmp_path: Path) -> None:
     assert caught.value.file == str(path)
 
 
+def test_other_delimiters_and_encodings_read_the_same(tmp_path: Path) -> None:
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_bytes("id;email;first_name\n1;a@example.com;José\n".encode("cp1252"))
+    tabs = tmp_path / "tabs.jsonl"
+    tabs.write_bytes(
+        '{"id": "1", "email": "a@example.com", "first_name": "José"}\n'.encode("latin-1")
+    )
+    csv = next(read_chunks(semicolons, "csv", 10, delimiter=";", encoding="cp1252")).frame
+    jsonl = next(read_chunks(tabs, "jsonl", 10, encoding="latin-1")).frame
+    assert csv.to_dict("records") == jsonl.to_dict("records")
+    assert csv.iloc[0]["first_name"] == "José"
+
+
+def test_a_header_split_by_another_delimiter_is_named_in_the_hint(tmp_path: Path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("id;email\n1;a@example.com\n", encoding="utf-8")
+    validator = ProfileValidator(SCHEMA, file=str(path))
+    with pytest.raises(ProfileDataError) as caught:
+        validator.validate(next(read_chunks(path, "csv", 10)))
+    assert "';'-separated" in str(caught.value) and "profiles.delimiter" in str(caught.value)
+    with pytest.raises(ProfileDataError) as caught:
+        infer_schema(pd.DataFrame(columns=["id\temail"]))
+    assert "(tab)-separated" in str(caught.value)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_text_that_is_not_utf8_says_which_encoding_to_set(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"p.{fmt}"
+    line = "id,email\n1,josé@example.com\n" if fmt == "csv" else '{"id": "é"}\n'
+    path.write_bytes(line.encode("cp1252"))
+    with pytest.raises(ProfileDataError) as caught:
+        list(read_chunks(path, fmt, 10))
+    assert caught.value.file == str(path)
+    assert "not utf-8 text" in str(caught.value) and "profiles.encoding" in str(caught.value)
+
+
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ProfileDataError, match="not found"):
         next(read_chunks(tmp_path / "nope.csv", "csv", 10))
