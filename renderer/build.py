@@ -128,6 +128,7 @@ class CampaignBuild:
         self.audience: CampaignAudience | None = None
         self._excluded_ids = read_manifest_ids(self.options.exclude)
         self._state_holdouts: Counter[str] = Counter()
+        self._renderer: BatchRenderer | None = None
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
@@ -177,9 +178,9 @@ class CampaignBuild:
             validator = make_validator(self.campaign, schema)
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
         writer = OutputWriter(self.out, text=self.campaign.output.text)
-        self._renderer = BatchRenderer(self.runtime, writer.files, self.options.workers)
-        state = BuildState()
-        try:
+        try:  # from here on, whatever stops the build removes its staging folder
+            self._renderer = BatchRenderer(self.runtime, writer.files, self.options.workers)
+            state = BuildState()
             with _fewer_collections():
                 # with workers, one chunk is prepared while they render the one before
                 ahead = 1 if self.options.workers > 1 else 0
@@ -199,7 +200,8 @@ class CampaignBuild:
             self._renderer.close()  # workers write files: all of them stop first
             writer.commit(self.summary)
         except BaseException:
-            self._renderer.close()
+            if self._renderer is not None:
+                self._renderer.close()
             writer.abort()
             raise
 
@@ -244,6 +246,7 @@ class CampaignBuild:
             for i, held in enumerate(holdout)
             if held
         ]
+        assert self._renderer is not None
         results = self._renderer.iter_render(batch)
         return _ChunkInFlight(chunk.rows, results, list(chunk.rejected), holdouts)
 

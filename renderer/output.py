@@ -9,6 +9,7 @@ or holds an earlier mailsmith build.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -172,17 +173,24 @@ class OutputWriter:
     def __init__(self, out: Path, *, text: bool = True) -> None:
         self.out = out.resolve()
         _check_replaceable(self.out)
-        _remove_stale(self.out)
+        self._lock = _FolderLock(self.out)  # one build at a time per output folder
         self.staging = self.out.with_name(f".{self.out.name}.partial-{_OWNER}")
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
-        self.staging.mkdir(parents=True)
-        (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
-        self.files = EmailFiles(self.staging, text=text)
-        self._manifest: IO[bytes] = (self.staging / "manifest.jsonl").open("wb")
-        self._errors: IO[str] = (self.staging / "errors.jsonl").open(
-            "w", encoding="utf-8", newline="\n"
-        )
+        self._previous = self.out.with_name(f".{self.out.name}.old-{_OWNER}")
+        try:
+            _remove_stale(self.out)
+            if self.staging.exists():
+                shutil.rmtree(self.staging)
+            self.staging.mkdir()
+            (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
+            self.files = EmailFiles(self.staging, text=text)
+            self._manifest: IO[bytes] = (self.staging / "manifest.jsonl").open("wb")
+            self._errors: IO[str] = (self.staging / "errors.jsonl").open(
+                "w", encoding="utf-8", newline="\n"
+            )
+        except BaseException:  # an error, or a signal while the folder was being set up
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self._lock.release()
+            raise
 
     def write(self, rendered: Iterable[Rendered], rejected: Iterable[Rejection]) -> None:
         """Write a batch's emails and manifest lines, then its rejections."""
@@ -220,12 +228,12 @@ class OutputWriter:
         (self.staging / "summary.json").write_text(
             json.dumps(summary, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"
         )
-        old = self.out.with_name(f".{self.out.name}.old-{_OWNER}")
         if self.out.exists():
-            os.replace(self.out, old)
+            os.replace(self.out, self._previous)
         os.replace(self.staging, self.out)
-        if old.exists():
-            shutil.rmtree(old)
+        if self._previous.exists():
+            shutil.rmtree(self._previous)
+        self._lock.release()
         return self.out
 
     def abort(self) -> None:
@@ -234,6 +242,47 @@ class OutputWriter:
             if not handle.closed:
                 handle.close()
         shutil.rmtree(self.staging, ignore_errors=True)
+        if self._previous.exists() and not self.out.exists():  # failed between the renames
+            os.replace(self._previous, self.out)
+        self._lock.release()
+
+
+class _FolderLock:
+    """An exclusive lock on an output folder for one build: ``.<name>.lock`` beside it.
+
+    A second build into the same folder (two CI jobs, a script run twice) fails at
+    once instead of racing the first one to the final rename. The lock file goes
+    with the lock; a build that takes it checks it still holds the file at that path
+    (the previous holder may have removed it in between).
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.path = out.with_name(f".{out.name}.lock")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                raise OutputError(
+                    "another mailsmith build is writing this output folder",
+                    file=str(out),
+                    hint="wait for it to finish, or choose another --out",
+                ) from None
+            try:
+                if os.stat(self.path).st_ino == os.fstat(handle).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(handle)  # removed by the build before us: lock the new file
+        self._handle: int | None = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            os.unlink(self.path)
+            os.close(self._handle)
+            self._handle = None
 
 
 _OWNER = f"{re.sub(r'[^A-Za-z0-9.-]', '_', socket.gethostname())}-{os.getpid()}"

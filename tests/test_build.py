@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import resource
 import signal
 from pathlib import Path
@@ -21,6 +23,7 @@ from renderer import (
     load_campaign,
 )
 from renderer.campaign import demo_campaign_path
+from renderer.output import OutputWriter
 from renderer.runtime import recipient_key
 
 from .conftest import AS_OF
@@ -418,3 +421,39 @@ def test_adhoc_build_reads_a_semicolon_separated_cp1252_export(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     (entry,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert "Hi José" in (out / entry["html"]).read_text(encoding="utf-8")
+
+
+def test_one_build_at_a_time_per_output_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = OutputWriter(out)
+    with pytest.raises(OutputError, match="another mailsmith build is writing"):
+        OutputWriter(out)
+    with pytest.raises(OutputError, match="another mailsmith build is writing"):
+        build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out, limit=10))
+    OutputWriter(tmp_path / "elsewhere").abort()  # other folders are free
+    first.commit({"input_rows": 0})
+    second = OutputWriter(out)  # free again once the first build is done
+    second.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no lock file left
+
+
+def test_a_failure_between_the_two_renames_puts_the_previous_build_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out, limit=10))
+    before = tree_digest(out)
+    writer = OutputWriter(out)
+    real_replace = os.replace
+
+    def fail_second(source: Any, target: Any) -> None:
+        if Path(source) == writer.staging:
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", fail_second)
+    with pytest.raises(OSError):
+        writer.commit({"input_rows": 0})
+    writer.abort()
+    assert tree_digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
