@@ -168,7 +168,7 @@ def test_cli_config_error_names_file_and_line(tmp_path: Path) -> None:
 def test_cli_render_one_profile(tmp_path: Path) -> None:
     result = runner.invoke(app, ["render", "--profile", "C000001"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("Subject: James, your autumn picks are here")
+    assert result.stdout.startswith("Subject: James, 3 picks we think you'll love")  # variant B
     assert "<html" in result.stdout
     text = runner.invoke(
         app, ["render", str(demo_campaign_path()), "--profile", "C000001", "--text"]

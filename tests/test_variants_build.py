@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from cli import app
 from renderer import BuildOptions, ConfigError, build_campaign, load_campaign, render_profile
 from renderer.campaign import demo_campaign_path
+from segments.errors import ProfileDataError
 from segments.experiments import assign_one, parse_experiments
 
 runner = CliRunner()
@@ -104,7 +105,33 @@ def test_render_any_variant_for_a_designer() -> None:
         app, ["render", "--profile", "C000001", "--variant", "offer_test=free_shipping", "--text"]
     )
     assert result.exit_code == 0, result.output
-    assert "Variants: offer_test=free_shipping" in result.stdout
+    variants_line = next(x for x in result.stdout.splitlines() if x.startswith("Variants:"))
+    assert "offer_test=free_shipping" in variants_line and "subject_test=" in variants_line
+
+
+def test_a_preview_is_the_email_the_build_wrote(demo: tuple[Path, dict[str, Any]]) -> None:
+    """render --profile gives the build's variants, segments, subject, HTML and text;
+    a held-out recipient is refused; a duplicated id is the row the build rendered."""
+    out, _ = demo
+    campaign = load_campaign(demo_campaign_path())
+    entries = manifest(out)
+    sent = {e["id"]: e for e in entries if not e["holdout"]}
+    combos: dict[tuple[str, ...], str] = {}
+    for e in sent.values():
+        combos.setdefault(tuple(sorted(e["variants"].values())), e["id"])
+    duplicated = "C000022"  # its row 2339 repeats the id: rejected as a duplicate
+    for recipient in [*combos.values(), duplicated]:
+        entry, email = sent[recipient], render_profile(campaign, recipient)
+        assert dict(email.variants) == entry["variants"]
+        assert list(email.segments) == entry["segments"] and email.subject == entry["subject"]
+        assert email.html == (out / entry["html"]).read_text(encoding="utf-8")
+        assert email.text == (out / entry["text"]).read_text(encoding="utf-8")
+    held = next(e for e in entries if e["holdout"])
+    with pytest.raises(ProfileDataError, match="holdout of experiment 'offer_test'") as caught:
+        render_profile(campaign, held["id"])
+    assert "--variant offer_test=" in str(caught.value)
+    forced = render_profile(campaign, held["id"], variants={"offer_test": "control"})
+    assert forced.variants["offer_test"] == "control"
 
 
 def test_sample_then_winner_covers_everyone_once(tmp_path: Path) -> None:
