@@ -30,6 +30,7 @@ from renderer import (
     iter_build,
     load_campaign,
     render_profile,
+    render_segment,
     too_many_rejected,
 )
 from renderer.abreport import report_from_manifest, reports_html
@@ -312,8 +313,12 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
 def render(
     campaign: CampaignArg = None,
     profile: Annotated[
-        str, typer.Option("--profile", "-p", help="The recipient id to render.")
-    ] = ...,  # type: ignore[assignment]
+        str | None, typer.Option("--profile", "-p", help="The recipient id to render.")
+    ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option("--segment", "-s", help="Render the first recipient of this segment instead."),
+    ] = None,
     text: Annotated[
         bool, typer.Option("--text", help="Print the plain-text part instead of HTML.")
     ] = False,
@@ -326,10 +331,19 @@ def render(
         typer.Option("--variant", help="Force a variant: experiment=variant (repeatable)."),
     ] = None,
 ) -> None:
-    """Render one recipient's email (subject, preheader and HTML or text) for a designer."""
+    """Render one recipient's email (subject, preheader and HTML or text) for a designer:
+    exactly what the build writes for them (the same variants, unless --variant)."""
+    if (profile is None) == (segment is None):
+        err.print("Error: give one of --profile ID or --segment NAME")
+        raise typer.Exit(2)
     forced = _pairs(variant, "--variant")
     chosen = _run(lambda: _campaign(campaign))
-    email = _run(lambda: render_profile(chosen, profile, as_of=_utc(as_of), variants=forced))
+    moment = _utc(as_of)
+    if profile is not None:
+        email = _run(lambda: render_profile(chosen, profile, as_of=moment, variants=forced))
+    else:
+        assert segment is not None
+        email = _run(lambda: render_segment(chosen, segment, as_of=moment, variants=forced))
     body = email.text if text else email.html
     if output is not None:
         output.write_text(body, encoding="utf-8")
@@ -338,7 +352,7 @@ def render(
     variants = ", ".join(f"{k}={v}" for k, v in email.variants.items()) or "-"
     header = (
         f"Subject: {email.subject}\nPreheader: {email.preheader}\n"
-        f"Segments: {segments}\nVariants: {variants}\n"
+        f"Segments: {segments}\nVariants: {variants}\nProfile: {email.id} (row {email.row})\n"
     )
     if output is None:
         sys.stdout.write(header + "\n" + body)

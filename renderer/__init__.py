@@ -23,6 +23,7 @@ from .errors import TemplateError as TemplateError
 from .errors import UndefinedFieldError as UndefinedFieldError
 from .naive import NaivePipeline as NaivePipeline
 from .preview import render_profile as render_profile
+from .preview import render_segment as render_segment
 from .runtime import CampaignRuntime as CampaignRuntime
 from .runtime import Rendered as Rendered
 
@@ -50,5 +51,6 @@ __all__ = [
     "iter_build",
     "load_campaign",
     "render_profile",
+    "render_segment",
     "too_many_rejected",
 ]

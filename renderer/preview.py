@@ -1,13 +1,15 @@
-"""Previewing one recipient's email: what ``mailsmith render --profile ID`` shows."""
+"""Previewing one recipient's email: what ``mailsmith render --profile ID`` (or
+``--segment NAME``) shows: the email the build writes for that recipient."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
-from segments.errors import ProfileDataError
+from segments.errors import ConfigError, ProfileDataError
 from segments.experiments import HOLDOUT_SUFFIX, assign_frame
 from segments.profiles import (
     ProfileValidator,
@@ -35,12 +37,79 @@ def render_profile(
     reason, so a designer sees the same outcome as the campaign.
     """
     source = campaign.profiles
+    first_rejection: Rejection | None = None
+    for runtime, valid, rejected in _validated(campaign, as_of):
+        ids = valid[source.id_field].astype(str)
+        match = valid[ids == profile_id]
+        if len(match):  # the one row the build renders for this id
+            return _render(runtime, match.iloc[:1], variants or {})
+        if first_rejection is None:
+            first_rejection = next((r for r in rejected if r.id == profile_id), None)
+    path = str(campaign.path(source.path))
+    if first_rejection is not None:  # no row with the id passed: the build rejects it
+        raise ProfileDataError(
+            f"profile {profile_id!r} is rejected: {first_rejection.detail}",
+            file=path,
+            line=None,
+            field=first_rejection.field,
+            row=first_rejection.row,
+        )
+    raise ProfileDataError(
+        f"no profile with id {profile_id!r}",
+        file=path,
+        field=source.id_field,
+        hint="check the id, or the profiles.id_field of the campaign",
+    )
+
+
+def render_segment(
+    campaign: Campaign,
+    segment: str,
+    *,
+    as_of: datetime | None = None,
+    variants: Mapping[str, str] | None = None,
+) -> Rendered:
+    """The email of the first recipient (in file order) of ``segment`` that the build
+    sends an email to: what a segment gets, without looking up an id."""
+    forced = variants or {}
+    for runtime, valid, _ in _validated(campaign, as_of):
+        names = [n for n in runtime.segments.names if not n.startswith("block:")]
+        if segment not in names:
+            raise ConfigError(
+                f"unknown segment {segment!r}",
+                file=campaign.file,
+                hint="segments of this campaign: " + ", ".join(names),
+            )
+        membership = runtime.segments.evaluate_frame(valid, runtime.as_of)
+        in_segment = membership[segment].to_numpy(dtype=bool)
+        members = valid[in_segment]
+        if len(members) and runtime.experiments:
+            ids = members[runtime.schema.id_field].astype(str)
+            assigned = assign_frame(runtime.experiments, ids, membership[in_segment])
+            sent = ~np.zeros(len(members), dtype=bool)
+            for experiment in runtime.experiments:
+                if experiment.key not in forced:
+                    sent &= ~assigned[experiment.key + HOLDOUT_SUFFIX].to_numpy(dtype=bool)
+            members = members[sent]
+        if len(members):
+            return _render(runtime, members.iloc[:1], forced)
+    raise ProfileDataError(
+        f"no recipient of segment {segment!r} gets an email",
+        file=str(campaign.path(campaign.profiles.path)),
+        hint="the segment is empty (or every member is held out of an experiment)",
+    )
+
+
+def _validated(
+    campaign: Campaign, as_of: datetime | None
+) -> Iterator[tuple[CampaignRuntime, pd.DataFrame, list[Rejection]]]:
+    """The runtime and each chunk's valid rows and rejections, as the build sees them."""
+    source = campaign.profiles
     path = campaign.path(source.path)
     chunks = read_chunks(path, source.resolved_format, source.chunk_size, **source.reader_options)
     schema = schema_of(campaign)
     runtime: CampaignRuntime | None = None
     validator: ProfileValidator | None = None
-    first_rejection: Rejection | None = None
     for chunk in chunks:
         schema = schema or infer_schema(chunk.frame, source.id_field, source.email_field)
         if runtime is None:
@@ -48,26 +117,7 @@ def render_profile(
             validator = make_validator(campaign, schema)
         assert validator is not None
         valid, rejected = validator.validate(chunk)
-        ids = valid[source.id_field].astype(str)
-        match = valid[ids == profile_id]
-        if len(match):  # the one row the build renders for this id
-            return _render(runtime, match.iloc[:1], variants or {})
-        if first_rejection is None:
-            first_rejection = next((r for r in rejected if r.id == profile_id), None)
-    if first_rejection is not None:  # no row with the id passed: the build rejects it
-        raise ProfileDataError(
-            f"profile {profile_id!r} is rejected: {first_rejection.detail}",
-            file=str(path),
-            line=None,
-            field=first_rejection.field,
-            row=first_rejection.row,
-        )
-    raise ProfileDataError(
-        f"no profile with id {profile_id!r}",
-        file=str(path),
-        field=source.id_field,
-        hint="check the id, or the profiles.id_field of the campaign",
-    )
+        yield runtime, valid, rejected
 
 
 def _render(runtime: CampaignRuntime, frame: pd.DataFrame, forced: Mapping[str, str]) -> Rendered:

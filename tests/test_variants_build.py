@@ -10,7 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from renderer import BuildOptions, ConfigError, build_campaign, load_campaign, render_profile
+from renderer import (
+    BuildOptions,
+    ConfigError,
+    build_campaign,
+    load_campaign,
+    render_profile,
+    render_segment,
+)
 from renderer.campaign import demo_campaign_path
 from segments.errors import ProfileDataError
 from segments.experiments import assign_one, parse_experiments
@@ -256,3 +263,20 @@ def test_ab_report_flags_sample_ratio_mismatch_on_a_skewed_manifest(
     )
     assert result.exit_code == 0, result.output
     assert "sample ratio mismatch: do not trust" in result.stdout
+
+
+def test_a_segment_preview_is_its_first_recipient(demo: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = demo
+    campaign = load_campaign(demo_campaign_path())
+    sent = [e for e in manifest(out) if not e["holdout"]]  # in row order
+    for segment in ("vip", "cart_abandoner", "new_subscriber"):
+        first = next(e for e in sent if segment in e["segments"])
+        email = render_segment(campaign, segment)
+        assert email.id == first["id"] and email.html == (out / first["html"]).read_text()
+    with pytest.raises(ConfigError, match="unknown segment 'nope'") as caught:
+        render_segment(campaign, "nope")
+    assert "vip" in str(caught.value)  # the hint lists the campaign's segments
+    result = runner.invoke(app, ["render", "--segment", "lapsed", "--text"])
+    assert result.exit_code == 0 and "Segments: " in result.stdout and "lapsed" in result.stdout
+    neither = runner.invoke(app, ["render"])
+    assert neither.exit_code == 2 and "--profile ID or --segment NAME" in neither.output
