@@ -3,7 +3,8 @@
 The converter streams the HTML (no tree building, so nothing moves out of
 tables) and keeps placeholder markers in document order: the text template is
 compiled once and rendered per recipient like the HTML one. Links keep their
-address as text: ``Shop now (https://...)``.
+address as text: ``Shop now (https://...)``; a linked image's alt text is its
+label, other images are left out; table cells are separated by spaces.
 """
 
 from __future__ import annotations
@@ -76,11 +77,13 @@ class _TextParser(HTMLParser):
             self.out.append("\n\n" if tag in {"p", "h1", "h2", "h3", "h4", "h5", "h6"} else "\n")
             if tag == "li":
                 self.out.append("- ")
-        elif tag == "img" and attributes.get("alt"):
+        elif tag == "img" and attributes.get("alt") and self.links:
+            # a linked image: its alt text labels the link. An image outside a link
+            # says nothing in plain text (its alt usually repeats the text beside it).
             self.out.append(f" {attributes['alt']} ")
         elif tag == "a":
             self.links.append((attributes.get("href", ""), len(self.out)))
-        elif tag == "td":
+        elif tag in ("td", "th"):
             self.out.append(" ")
 
     def handle_endtag(self, tag: str) -> None:

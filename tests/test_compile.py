@@ -314,3 +314,17 @@ def test_rebinding_vars_disables_folding(content: Content) -> None:
     tokens = assemble(content.folders, content.template("t.mjml", wrap(body))).tokens
     optimized = optimize_tokens(tokens, make_environment(), {"shop": "A"})
     assert [t.kind for t in optimized] == [t.kind for t in tokens]
+
+
+def test_text_part_separates_table_cells_and_labels_links_with_image_alt() -> None:
+    from renderer.textpart import html_to_text
+
+    html = (
+        "<table><tr><th>Item</th><th>Qty</th></tr><tr><td>"
+        '<img src="g.jpg" alt="Gloves"></td><td>Gloves</td><td>1</td></tr></table>'
+        '<a href="https://shop.test/p"><img src="p.jpg" alt="Socks"></a>'
+    )
+    text = html_to_text(html)
+    assert "Item Qty" in text  # header cells apart
+    assert "Gloves 1" in text and "Gloves Gloves" not in text  # a lone image adds nothing
+    assert "Socks (https://shop.test/p)" in text  # a linked image's alt labels the link
