@@ -7,6 +7,7 @@ with the error's code.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -126,7 +127,12 @@ def build(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     workers: Annotated[
-        int, typer.Option(help="Render in this many processes (output is identical).", min=1)
+        int,
+        typer.Option(
+            help="Render and write in this many processes; 0: one per core "
+            "(the output is identical).",
+            min=0,
+        ),
     ] = 1,
     strict: Annotated[
         bool,
@@ -167,7 +173,7 @@ def build(
         sample=_run(lambda: parse_share(sample)) if sample else None,
         winner=_pairs(winner, "--winner"),
         exclude=list(exclude or []),
-        workers=workers,
+        workers=workers or len(os.sched_getaffinity(0)),
         strict=strict,
         refit=refit,
         baseline=baseline,

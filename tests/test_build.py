@@ -457,3 +457,13 @@ def test_a_failure_between_the_two_renames_puts_the_previous_build_back(
     writer.abort()
     assert tree_digest(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_cli_workers_zero_means_one_per_core(tmp_path: Path) -> None:
+    outs = []
+    for workers in ("0", "1"):
+        outs.append(tmp_path / f"w{workers}")
+        command = ["build", "--out", str(outs[-1]), "--limit", "300", "--workers", workers]
+        result = runner.invoke(app, [*command, "--quiet"])
+        assert result.exit_code == 0, result.output
+    assert tree_digest(outs[0]) == tree_digest(outs[1])
