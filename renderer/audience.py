@@ -193,6 +193,8 @@ def prepare_audience(
             other_ids=other_ids,
             as_of=as_of,
             config=config,
+            delimiter=campaign.events.delimiter,
+            encoding=campaign.events.encoding,
         )
         result.events = EventsReport(
             campaign.events.path, streamed.rows, streamed.accepted, streamed.rejected

@@ -50,6 +50,14 @@ class FieldSpec(_Model):
     default: Any = None
 
 
+def _check_encoding(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {value!r} (e.g. utf-8, cp1252, latin-1)") from None
+    return value
+
+
 class ProfileSource(_Model):
     path: str
     format: Literal["csv", "jsonl", "parquet"] | None = None
@@ -61,16 +69,7 @@ class ProfileSource(_Model):
     )
     encoding: str = Field(default="utf-8", description="Text encoding of CSV and JSONL files.")
 
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(
-                f"unknown text encoding {value!r} (e.g. utf-8, cp1252, latin-1)"
-            ) from None
-        return value
+    _known_encoding = field_validator("encoding")(_check_encoding)
 
     @property
     def reader_options(self) -> dict[str, str]:
@@ -98,6 +97,12 @@ class EventsSpec(_Model):
     """Behavioural events for derived features: CSV, JSONL or Parquet (by extension)."""
 
     path: str
+    delimiter: str = Field(
+        default=",", min_length=1, max_length=1, description="CSV field separator."
+    )
+    encoding: str = Field(default="utf-8", description="Text encoding of CSV and JSONL files.")
+
+    _known_encoding = field_validator("encoding")(_check_encoding)
 
 
 class DriftSpec(_Model):

@@ -38,6 +38,7 @@ import pandas as pd
 from pyarrow.lib import ArrowException
 
 from .errors import ConfigError, ProfileDataError
+from .profiles import column_hint
 from .textindex import TextIndex
 
 REQUIRED_COLUMNS = ("profile_id", "type", "timestamp")
@@ -72,15 +73,18 @@ def load_events(path: str | Path, *, known_ids: pd.Index | None, as_of: datetime
     return clean_events(raw, known_ids=known_ids, as_of=as_of)
 
 
-def read_event_chunks(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+def read_event_chunks(
+    path: str | Path, chunk_size: int, *, delimiter: str = ",", encoding: str = "utf-8"
+) -> Iterator[pd.DataFrame]:
     """The raw rows of an events file, ``chunk_size`` at a time, in file order.
 
     Raises like :func:`load_events`: for a missing or unsupported file at once,
     for an unreadable one when the reader meets the problem (the message never
     quotes file content). Columns are not checked: a JSON Lines chunk has only
     the keys its own records use, so check the union with :func:`check_columns`.
+    ``delimiter`` applies to CSV, ``encoding`` to CSV and JSON Lines.
     """
-    return _read_frames(Path(path), chunk_size)
+    return _read_frames(Path(path), chunk_size, delimiter, encoding)
 
 
 def has_fixed_columns(path: str | Path) -> bool:
@@ -98,7 +102,11 @@ def check_columns(columns: Iterable[object], path: str | Path) -> None:
             "events file lacks a required column",
             file=str(path),
             field=missing[0],
-            hint="events need profile_id, type and timestamp columns",
+            hint=column_hint(
+                sorted(map(str, present)),
+                "events need profile_id, type and timestamp columns",
+                "events.delimiter",
+            ),
         )
 
 
@@ -204,7 +212,9 @@ def to_utc_series(values: pd.Series) -> pd.Series:
     return pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
 
 
-def _read_frames(path: Path, chunk_size: int | None) -> Iterator[pd.DataFrame]:
+def _read_frames(
+    path: Path, chunk_size: int | None, delimiter: str = ",", encoding: str = "utf-8"
+) -> Iterator[pd.DataFrame]:
     """The file as one frame (``chunk_size`` None) or in chunks; see :func:`read_event_chunks`."""
     kind = _SUFFIXES.get(path.suffix.lower())
     if kind is None:
@@ -215,37 +225,56 @@ def _read_frames(path: Path, chunk_size: int | None) -> Iterator[pd.DataFrame]:
         )
     if not path.is_file():
         raise ProfileDataError("events file not found", file=str(path))
-    return _guarded(path, kind, chunk_size)
+    return _guarded(path, kind, chunk_size, {"sep": delimiter, "encoding": encoding})
 
 
-def _guarded(path: Path, kind: str, chunk_size: int | None) -> Iterator[pd.DataFrame]:
+def _guarded(
+    path: Path, kind: str, chunk_size: int | None, text: dict[str, str]
+) -> Iterator[pd.DataFrame]:
     try:
         if chunk_size is None:
-            yield _read_whole(path, kind)
+            yield _read_whole(path, kind, text)
         else:
-            yield from _read_chunked(path, kind, chunk_size)
+            yield from _read_chunked(path, kind, chunk_size, text)
+    except UnicodeDecodeError:
+        raise ProfileDataError(
+            f"cannot read events file: not {text['encoding']} text",
+            file=str(path),
+            hint="set events.encoding in the campaign (e.g. cp1252 or latin-1), "
+            "or save the file as UTF-8",
+        ) from None
     except (ValueError, OSError, pd.errors.ParserError, ArrowException) as exc:
         # The parser's own message may quote file content, which is personal data.
         raise ProfileDataError(
-            f"cannot read events file as {kind} ({type(exc).__name__})", file=str(path)
+            f"cannot read events file as {kind} ({type(exc).__name__})",
+            file=str(path),
+            hint="if it is not comma-separated, set events.delimiter in the campaign"
+            if kind == "csv" and isinstance(exc, pd.errors.ParserError)
+            else None,
         ) from None
 
 
-def _read_whole(path: Path, kind: str) -> pd.DataFrame:
+def _read_whole(path: Path, kind: str, text: dict[str, str]) -> pd.DataFrame:
     if kind == "csv":
         # Everything as text, so ids keep leading zeros and "" is the only missing.
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, **text)
     if kind == "jsonl":
-        return pd.read_json(path, lines=True, dtype=False)
+        return pd.read_json(path, lines=True, dtype=False, encoding=text["encoding"])
     return pd.read_parquet(path)
 
 
-def _read_chunked(path: Path, kind: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+def _read_chunked(
+    path: Path, kind: str, chunk_size: int, text: dict[str, str]
+) -> Iterator[pd.DataFrame]:
     if kind == "csv":
-        with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunk_size) as reader:
+        with pd.read_csv(
+            path, dtype=str, keep_default_na=False, chunksize=chunk_size, **text
+        ) as reader:
             yield from reader
     elif kind == "jsonl":
-        with pd.read_json(path, lines=True, dtype=False, chunksize=chunk_size) as reader:
+        with pd.read_json(
+            path, lines=True, dtype=False, chunksize=chunk_size, encoding=text["encoding"]
+        ) as reader:
             yield from reader
     else:
         import pyarrow.parquet as pq

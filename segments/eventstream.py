@@ -408,14 +408,18 @@ def stream_events(
     as_of: datetime,
     config: FeatureConfig,
     chunk_size: int = CHUNK_SIZE,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
 ) -> StreamedEvents:
     """Read, clean and fold an events file chunk by chunk for the profiles ``ids``.
 
     ``other_ids`` are ids that are in the profile source but not in ``ids``
     (rejected profiles): their events are accepted but fold into nothing, as
     :func:`segments.events.load_events` with every id as ``known_ids`` would.
-    Rejected rows carry their row numbers in the whole file.
+    Rejected rows carry their row numbers in the whole file. ``delimiter`` and
+    ``encoding``: as :func:`segments.events.read_event_chunks` takes them.
     """
+    text = {"delimiter": delimiter, "encoding": encoding}
     n = len(ids)
     others = pd.Series(list(other_ids), dtype=object).astype(str)
     known = KnownIds(pd.concat([ids.astype(str), others], ignore_index=True))
@@ -425,18 +429,23 @@ def stream_events(
     while True:
         aggregator = EventAggregator(n, as_of, config, unit=unit)
         try:
-            rows, accepted, rejected = _fold_file(path, known, n, aggregator, chunk_size)
+            rows, accepted, rejected = _fold_file(path, known, n, aggregator, chunk_size, text)
         except _FinerUnit as finer:
             unit = finer.unit
             continue
         break
     if aggregator.disordered.any():
-        _redo_engagement(path, known, n, aggregator, chunk_size)
+        _redo_engagement(path, known, n, aggregator, chunk_size, text)
     return StreamedEvents(aggregator.summary(), rows, accepted, rejected)
 
 
 def _fold_file(
-    path: str | Path, known: KnownIds, n: int, aggregator: EventAggregator, chunk_size: int
+    path: str | Path,
+    known: KnownIds,
+    n: int,
+    aggregator: EventAggregator,
+    chunk_size: int,
+    text: dict[str, str],
 ) -> tuple[int, int, pd.DataFrame]:
     """One pass: (rows, accepted rows, rejected rows); raises for a missing column."""
     seen: set[object] = set()
@@ -444,7 +453,7 @@ def _fold_file(
     first = 1
     accepted = 0
     doomed = False
-    for raw in read_event_chunks(path, chunk_size):
+    for raw in read_event_chunks(path, chunk_size, **text):
         seen.update(raw.columns)
         if first == 1 and has_fixed_columns(path):
             doomed = any(c not in seen for c in ("profile_id", "type", "timestamp"))
@@ -472,14 +481,19 @@ def _joined(rejected: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _redo_engagement(
-    path: str | Path, known: KnownIds, n: int, aggregator: EventAggregator, chunk_size: int
+    path: str | Path,
+    known: KnownIds,
+    n: int,
+    aggregator: EventAggregator,
+    chunk_size: int,
+    text: dict[str, str],
 ) -> None:
     """Second pass: the engagement sums of profiles whose events came out of time order,
     from their own events only, added in (timestamp, row) order as a one-chunk fold does."""
     flagged = aggregator.disordered
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     first = 1
-    for raw in read_event_chunks(path, chunk_size):
+    for raw in read_event_chunks(path, chunk_size, **text):
         chunk = clean_chunk(raw, known=known, as_of=aggregator.as_of, first_row=first)
         first += len(raw)
         pos = np.where(chunk.known < n, chunk.known, -1)

@@ -130,7 +130,10 @@ def _csv_chunks(path: Path, chunk_size: int, delimiter: str, encoding: str) -> I
         raise _not_text(path, f"CSV near data row {start}", encoding, exc) from None
     except pd.errors.ParserError as exc:
         raise ProfileDataError(
-            f"cannot parse CSV near data row {start}: {exc}", file=str(path)
+            f"cannot parse CSV near data row {start}: {exc}",
+            file=str(path),
+            hint="if the file is not comma-separated, set profiles.delimiter in the campaign "
+            "(--delimiter for an ad-hoc build)",
         ) from None
     except pd.errors.EmptyDataError:
         return
@@ -145,16 +148,15 @@ def _not_text(path: Path, where: str, encoding: str, exc: UnicodeDecodeError) ->
     )
 
 
-def column_hint(columns: Any, default: str) -> str:
-    """``default``, unless the header is one column that looks split by another delimiter."""
+def column_hint(columns: Any, default: str, key: str = "profiles.delimiter") -> str:
+    """``default``, unless the header is one column that looks split by another delimiter
+    (then: set ``key`` in the campaign)."""
     names = [str(c) for c in columns]
     if len(names) == 1:
         for mark, label in ((";", "';'"), ("\t", "'\\t' (tab)"), ("|", "'|'")):
             if mark in names[0]:
-                return (
-                    f"the header looks {label}-separated: set profiles.delimiter in the "
-                    f"campaign (--delimiter for an ad-hoc build)"
-                )
+                adhoc = " (--delimiter for an ad-hoc build)" if key.startswith("profiles") else ""
+                return f"the header looks {label}-separated: set {key} in the campaign{adhoc}"
     return default
 
 

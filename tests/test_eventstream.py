@@ -165,6 +165,37 @@ def test_stream_errors_name_the_file(tmp_path: Path, population: pd.DataFrame) -
     assert "secret" not in str(info.value) and info.value.file == str(broken)
 
 
+def test_a_semicolon_cp1252_events_export_folds_the_same(
+    tmp_path: Path, population: pd.DataFrame, demo_events: pd.DataFrame
+) -> None:
+    export = tmp_path / "events.csv"
+    demo_events.to_csv(export, sep=";", index=False, encoding="cp1252")
+    expected, _ = chunked(DEMO / "events.csv", population, 5_000)
+    streamed = stream_events(
+        export,
+        ids=population["id"],
+        other_ids=[],
+        as_of=AS_OF,
+        config=CONFIG,
+        chunk_size=5_000,
+        delimiter=";",
+        encoding="cp1252",
+    )
+    ids = pd.Index(population["id"])
+    features = feature_frame(
+        streamed.summary, ids, population["signed_up_at"], CONFIG, empty_cart=list
+    )
+    pd.testing.assert_frame_equal(features, expected, check_exact=True)
+    with pytest.raises(ProfileDataError) as info:  # read as comma-separated UTF-8
+        stream_events(export, ids=population["id"], other_ids=[], as_of=AS_OF, config=CONFIG)
+    assert "events.delimiter" in str(info.value) and info.value.file == str(export)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("profile_id,type,timestamp\nJosé,open,2026-01-01\n".encode("cp1252"))
+    with pytest.raises(ProfileDataError, match="not utf-8 text") as info:
+        stream_events(latin, ids=population["id"], other_ids=[], as_of=AS_OF, config=CONFIG)
+    assert "events.encoding" in str(info.value)
+
+
 def test_profile_ids_that_read_the_same_as_text_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     path.write_text("profile_id,type,timestamp\nC1,open,2026-01-01T00:00:00Z\n")
