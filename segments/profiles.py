@@ -128,6 +128,10 @@ def _csv_chunks(path: Path, chunk_size: int, delimiter: str, encoding: str) -> I
                 yield RawChunk(frame)
     except UnicodeDecodeError as exc:
         raise _not_text(path, f"CSV near data row {start}", encoding, exc) from None
+    except OSError as exc:
+        raise ProfileDataError(
+            f"cannot read the profile file: {exc.strerror}", file=str(path)
+        ) from None
     except pd.errors.ParserError as exc:
         raise ProfileDataError(
             f"cannot parse CSV near data row {start}: {exc}",
@@ -193,6 +197,10 @@ def _jsonl_chunks(path: Path, chunk_size: int, encoding: str) -> Iterator[RawChu
                 yield RawChunk(pd.DataFrame.from_records(rows, index=numbers), rejections)
     except UnicodeDecodeError as exc:
         raise _not_text(path, f"JSONL after line {number}", encoding, exc) from None
+    except OSError as exc:
+        raise ProfileDataError(
+            f"cannot read the profile file: {exc.strerror}", file=str(path)
+        ) from None
 
 
 def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:

@@ -233,3 +233,19 @@ def test_to_records_gives_plain_python_values_and_leaves_missing_out() -> None:
     assert second == {"n": 2, "b": False, "bi": 0, "nb": True, "d": datetime(2026, 2, 3).date()}
     assert [type(first[k]) for k in ("n", "ni", "fi", "bi")] == [int, int, int, int]
     assert type(first["b"]) is bool and first["t"].tzinfo is UTC
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_unreadable_profile_file_is_a_profile_error(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / f"p.{fmt}"
+    path.write_text("id,email\n1,a@example.com\n" if fmt == "csv" else '{"id": "1"}\n')
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd, "read_csv", refuse)
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(ProfileDataError, match="cannot read the profile file: Permission denied"):
+        list(read_chunks(path, fmt, 10))
