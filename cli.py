@@ -173,7 +173,7 @@ def build(
         sample=_run(lambda: parse_share(sample)) if sample else None,
         winner=_pairs(winner, "--winner"),
         exclude=list(exclude or []),
-        workers=workers or len(os.sched_getaffinity(0)),
+        workers=workers or _cores(),
         strict=strict,
         refit=refit,
         baseline=baseline,
@@ -186,6 +186,13 @@ def build(
     if problem:
         err.print(f"Error: {problem}. See {options.out or chosen.output.dir}/errors.jsonl")
         raise typer.Exit(TOO_MANY_REJECTED)
+
+
+def _cores() -> int:
+    """The cores this process may run on (all of the machine's where that is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:

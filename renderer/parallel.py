@@ -3,7 +3,7 @@
 :meth:`CampaignRuntime.render_batch` is pure, so the same unit runs here in a
 process pool: each worker builds its own runtime once (templates compiled once
 per process), renders sub-batches and writes their files (:class:`EmailFiles`:
-encoding, SHA-256 and file creation are a third of a recipient's cost, so they
+encoding, SHA-256 and file creation are a quarter of a recipient's cost, so they
 run in the workers too). Only manifest lines and counts come back, in order, so
 output files and the manifest are byte-identical whatever the number of workers.
 """
