@@ -431,8 +431,12 @@ def make_validator(campaign: Campaign, schema: ProfileSchema) -> ProfileValidato
     emails: frozenset[str] = frozenset()
     ids: frozenset[str] = frozenset()
     if campaign.suppression is not None:
+        spec = campaign.suppression
         values = load_suppression(
-            campaign.path(campaign.suppression.path), campaign.suppression.column
+            campaign.path(spec.path),
+            spec.column,
+            delimiter=spec.delimiter,
+            encoding=spec.encoding,
         )
         emails, ids = (values, ids) if campaign.suppression.column == "email" else (emails, values)
     consent = campaign.consent.field if campaign.consent else None

@@ -91,6 +91,12 @@ class ConsentSpec(_Model):
 class SuppressionSpec(_Model):
     path: str
     column: Literal["email", "id"] = "email"
+    delimiter: str = Field(
+        default=",", min_length=1, max_length=1, description="CSV field separator."
+    )
+    encoding: str = Field(default="utf-8", description="Text encoding of the file.")
+
+    _known_encoding = field_validator("encoding")(_check_encoding)
 
 
 class EventsSpec(_Model):

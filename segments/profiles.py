@@ -559,16 +559,31 @@ def _detail(reason: str, name: str | None, schema: ProfileSchema) -> str:
     return _DETAILS[reason].format(field=name, type=spec.type if spec else "value")
 
 
-def load_suppression(path: str | Path, column: str) -> frozenset[str]:
+def load_suppression(
+    path: str | Path, column: str, *, delimiter: str = ",", encoding: str = "utf-8"
+) -> frozenset[str]:
     """Emails (lower-cased) or ids from a suppression CSV with that column."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, sep=delimiter, encoding=encoding
+        )
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read suppression list: not {encoding} text ({exc.reason})",
+            file=str(path),
+            hint="set suppression.encoding in the campaign (e.g. cp1252), or save it as UTF-8",
+        ) from None
     except (OSError, pd.errors.ParserError) as exc:
         raise ConfigError(f"cannot read suppression list: {exc}", file=str(path)) from None
     if column not in frame.columns:
         raise ConfigError(
-            f"suppression list has no {column!r} column", file=str(path), field=column
+            f"suppression list has no {column!r} column",
+            file=str(path),
+            field=column,
+            hint=column_hint(
+                frame.columns, "set suppression.column: email or id", "suppression.delimiter"
+            ),
         )
     values = frame[column].str.strip()
     values = values[values != ""]

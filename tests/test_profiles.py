@@ -249,3 +249,18 @@ def test_an_unreadable_profile_file_is_a_profile_error(
     monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(ProfileDataError, match="cannot read the profile file: Permission denied"):
         list(read_chunks(path, fmt, 10))
+
+
+def test_suppression_list_dialects_and_their_hints(tmp_path: Path) -> None:
+    from segments.errors import ConfigError
+    from segments.profiles import load_suppression
+
+    path = tmp_path / "suppressed.csv"
+    path.write_bytes("email;reason\nJOSÉ@example.com;bounce\n".encode("cp1252"))
+    assert load_suppression(path, "email", delimiter=";", encoding="cp1252") == {"josé@example.com"}
+    with pytest.raises(ConfigError, match="not utf-8 text") as caught:
+        load_suppression(path, "email")
+    assert "suppression.encoding" in str(caught.value)
+    with pytest.raises(ConfigError, match="no 'email' column") as caught:
+        load_suppression(path, "email", encoding="cp1252")
+    assert "suppression.delimiter" in str(caught.value)
