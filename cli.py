@@ -303,7 +303,10 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
         f"({timing['recipients_per_second']} rows/s); "
         f"{summary['layouts_used']} layout(s), each compiled once."
     )
-    if summary["input_rows"] and not summary["rendered"] and summary["rejected"]:
+    if not summary["input_rows"]:
+        source = campaign.path(campaign.profiles.path)
+        err.print(f"Warning: {source} has no profile rows; nothing was rendered")
+    elif not summary["rendered"] and summary["rejected"]:
         reason = max(summary["rejected_by_reason"].items(), key=lambda kv: kv[1])[0]
         err.print(f"Warning: every row was rejected (mostly {reason}); see errors.jsonl")
     if accounted == summary["input_rows"]:

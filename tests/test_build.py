@@ -467,3 +467,14 @@ def test_cli_workers_zero_means_one_per_core(tmp_path: Path) -> None:
         result = runner.invoke(app, [*command, "--quiet"])
         assert result.exit_code == 0, result.output
     assert tree_digest(outs[0]) == tree_digest(outs[1])
+
+
+def test_cli_warns_when_the_profile_file_has_no_rows(tmp_path: Path) -> None:
+    template = tmp_path / "t.mjml"
+    template.write_text("<mjml><mj-body><mj-text>Hi</mj-text></mj-body></mjml>")
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email\n")
+    command = ["build", "--template", str(template), "--profiles", str(profiles)]
+    result = runner.invoke(app, [*command, "--out", str(tmp_path / "o"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "has no profile rows" in result.output
