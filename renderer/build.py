@@ -432,12 +432,7 @@ def make_validator(campaign: Campaign, schema: ProfileSchema) -> ProfileValidato
     ids: frozenset[str] = frozenset()
     if campaign.suppression is not None:
         spec = campaign.suppression
-        values = load_suppression(
-            campaign.path(spec.path),
-            spec.column,
-            delimiter=spec.delimiter,
-            encoding=spec.encoding,
-        )
+        values = load_suppression(campaign.path(spec.path), spec.column, **spec.reader_options)
         emails, ids = (values, ids) if campaign.suppression.column == "email" else (emails, values)
     consent = campaign.consent.field if campaign.consent else None
     if consent and consent not in schema.fields:

@@ -50,31 +50,37 @@ class FieldSpec(_Model):
     default: Any = None
 
 
-def _check_encoding(value: str) -> str:
-    try:
-        codecs.lookup(value)
-    except LookupError:
-        raise ValueError(f"unknown text encoding {value!r} (e.g. utf-8, cp1252, latin-1)") from None
-    return value
+class _TextFile(_Model):
+    """A data file the campaign names: its CSV separator and text encoding."""
 
-
-class ProfileSource(_Model):
     path: str
-    format: Literal["csv", "jsonl", "parquet"] | None = None
-    id_field: str = "id"
-    email_field: str = "email"
-    chunk_size: int = Field(default=5000, ge=1)
     delimiter: str = Field(
         default=",", min_length=1, max_length=1, description="CSV field separator."
     )
     encoding: str = Field(default="utf-8", description="Text encoding of CSV and JSONL files.")
 
-    _known_encoding = field_validator("encoding")(_check_encoding)
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown text encoding {value!r} (e.g. utf-8, cp1252, latin-1)"
+            ) from None
+        return value
 
     @property
     def reader_options(self) -> dict[str, str]:
-        """Keyword arguments of :func:`segments.profiles.read_chunks` for this source."""
+        """``delimiter`` and ``encoding``, as the readers of these files take them."""
         return {"delimiter": self.delimiter, "encoding": self.encoding}
+
+
+class ProfileSource(_TextFile):
+    format: Literal["csv", "jsonl", "parquet"] | None = None
+    id_field: str = "id"
+    email_field: str = "email"
+    chunk_size: int = Field(default=5000, ge=1)
 
     @property
     def resolved_format(self) -> str:
@@ -88,27 +94,12 @@ class ConsentSpec(_Model):
     field: str
 
 
-class SuppressionSpec(_Model):
-    path: str
+class SuppressionSpec(_TextFile):
     column: Literal["email", "id"] = "email"
-    delimiter: str = Field(
-        default=",", min_length=1, max_length=1, description="CSV field separator."
-    )
-    encoding: str = Field(default="utf-8", description="Text encoding of the file.")
-
-    _known_encoding = field_validator("encoding")(_check_encoding)
 
 
-class EventsSpec(_Model):
+class EventsSpec(_TextFile):
     """Behavioural events for derived features: CSV, JSONL or Parquet (by extension)."""
-
-    path: str
-    delimiter: str = Field(
-        default=",", min_length=1, max_length=1, description="CSV field separator."
-    )
-    encoding: str = Field(default="utf-8", description="Text encoding of CSV and JSONL files.")
-
-    _known_encoding = field_validator("encoding")(_check_encoding)
 
 
 class DriftSpec(_Model):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 import numpy as np
@@ -36,28 +36,34 @@ def render_profile(
     A profile the build would reject raises :class:`ProfileDataError` with the
     reason, so a designer sees the same outcome as the campaign.
     """
-    source = campaign.profiles
-    first_rejection: Rejection | None = None
+    id_field = campaign.profiles.id_field
+    rejections: list[Rejection] = []  # of rows with this id
     for runtime, valid, rejected in _validated(campaign, as_of):
-        ids = valid[source.id_field].astype(str)
-        match = valid[ids == profile_id]
+        match = valid[valid[id_field].astype(str) == profile_id]
         if len(match):  # the one row the build renders for this id
             return _render(runtime, match.iloc[:1], variants or {})
-        if first_rejection is None:
-            first_rejection = next((r for r in rejected if r.id == profile_id), None)
-    path = str(campaign.path(source.path))
-    if first_rejection is not None:  # no row with the id passed: the build rejects it
-        raise ProfileDataError(
-            f"profile {profile_id!r} is rejected: {first_rejection.detail}",
-            file=path,
-            line=None,
-            field=first_rejection.field,
-            row=first_rejection.row,
-        )
-    raise ProfileDataError(
+        rejections.extend(r for r in rejected if r.id == profile_id)
+    raise profile_not_found(campaign, profile_id, rejections)
+
+
+def profile_not_found(
+    campaign: Campaign, profile_id: str, rejections: Iterable[Rejection]
+) -> ProfileDataError:
+    """Why no email can be shown for ``profile_id``: the first of its rows' rejections,
+    or no row with that id at all."""
+    path = str(campaign.path(campaign.profiles.path))
+    for rejection in rejections:
+        if rejection.id == profile_id:
+            return ProfileDataError(
+                f"profile {profile_id!r} is rejected: {rejection.detail}",
+                file=path,
+                field=rejection.field,
+                row=rejection.row,
+            )
+    return ProfileDataError(
         f"no profile with id {profile_id!r}",
         file=path,
-        field=source.id_field,
+        field=campaign.profiles.id_field,
         hint="check the id, or the profiles.id_field of the campaign",
     )
 
@@ -86,7 +92,7 @@ def render_segment(
         if len(members) and runtime.experiments:
             ids = members[runtime.schema.id_field].astype(str)
             assigned = assign_frame(runtime.experiments, ids, membership[in_segment])
-            sent = ~np.zeros(len(members), dtype=bool)
+            sent = np.ones(len(members), dtype=bool)
             for experiment in runtime.experiments:
                 if experiment.key not in forced:
                     sent &= ~assigned[experiment.key + HOLDOUT_SUFFIX].to_numpy(dtype=bool)

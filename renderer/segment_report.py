@@ -24,7 +24,6 @@ import pandas as pd
 
 from segments.audience import AudienceSegments, PercentileThreshold
 from segments.clusters import KMetrics
-from segments.errors import ProfileDataError
 from segments.hierarchy import (
     Overlap,
     is_overlapping,
@@ -36,6 +35,7 @@ from segments.profiles import ProfileSchema, infer_schema, read_chunks, to_recor
 
 from .audience import CampaignAudience, audience_segments, prepare_audience, raise_for_warnings
 from .campaign import Campaign
+from .preview import profile_not_found
 from .runtime import schema_of
 
 LIFECYCLE_ORDER = ("new", "active", "at_risk", "lapsed")
@@ -288,7 +288,7 @@ def explain_profile(
     assert population is not None
     match = population[population[schema.id_field].astype(str) == profile_id]
     if match.empty:
-        raise _not_found(campaign, audience, profile_id)
+        raise profile_not_found(campaign, profile_id, audience.rejections)
     record = to_records(match.iloc[:1], audience.field_types(schema))[0]
     membership = segments.evaluate_profile(record, moment)
     references = audience.document.references()
@@ -322,22 +322,4 @@ def _condition(row: Mapping[str, Any], percentile: PercentileThreshold | None) -
         matched=bool(row["matched"]),
         line=row.get("line"),
         percentile=percentile.text if percentile else None,
-    )
-
-
-def _not_found(campaign: Campaign, audience: CampaignAudience, profile_id: str) -> Exception:
-    path = str(campaign.path(campaign.profiles.path))
-    for rejection in audience.rejections:
-        if rejection.id == profile_id:
-            return ProfileDataError(
-                f"profile {profile_id!r} is rejected: {rejection.detail}",
-                file=path,
-                field=rejection.field,
-                row=rejection.row,
-            )
-    return ProfileDataError(
-        f"no profile with id {profile_id!r}",
-        file=path,
-        field=campaign.profiles.id_field,
-        hint="check the id, or the profiles.id_field of the campaign",
     )

@@ -31,7 +31,7 @@ and :func:`stream_events` gives it by reading the file again:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -419,7 +419,10 @@ def stream_events(
     Rejected rows carry their row numbers in the whole file. ``delimiter`` and
     ``encoding``: as :func:`segments.events.read_event_chunks` takes them.
     """
-    text = {"delimiter": delimiter, "encoding": encoding}
+
+    def read() -> Iterator[pd.DataFrame]:
+        return read_event_chunks(path, chunk_size, delimiter=delimiter, encoding=encoding)
+
     n = len(ids)
     others = pd.Series(list(other_ids), dtype=object).astype(str)
     known = KnownIds(pd.concat([ids.astype(str), others], ignore_index=True))
@@ -429,23 +432,22 @@ def stream_events(
     while True:
         aggregator = EventAggregator(n, as_of, config, unit=unit)
         try:
-            rows, accepted, rejected = _fold_file(path, known, n, aggregator, chunk_size, text)
+            rows, accepted, rejected = _fold_file(path, read, known, n, aggregator)
         except _FinerUnit as finer:
             unit = finer.unit
             continue
         break
     if aggregator.disordered.any():
-        _redo_engagement(path, known, n, aggregator, chunk_size, text)
+        _redo_engagement(read, known, n, aggregator)
     return StreamedEvents(aggregator.summary(), rows, accepted, rejected)
 
 
 def _fold_file(
     path: str | Path,
+    read: Callable[[], Iterator[pd.DataFrame]],
     known: KnownIds,
     n: int,
     aggregator: EventAggregator,
-    chunk_size: int,
-    text: dict[str, str],
 ) -> tuple[int, int, pd.DataFrame]:
     """One pass: (rows, accepted rows, rejected rows); raises for a missing column."""
     seen: set[object] = set()
@@ -453,7 +455,7 @@ def _fold_file(
     first = 1
     accepted = 0
     doomed = False
-    for raw in read_event_chunks(path, chunk_size, **text):
+    for raw in read():
         seen.update(raw.columns)
         if first == 1 and has_fixed_columns(path):
             doomed = any(c not in seen for c in ("profile_id", "type", "timestamp"))
@@ -481,19 +483,17 @@ def _joined(rejected: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _redo_engagement(
-    path: str | Path,
+    read: Callable[[], Iterator[pd.DataFrame]],
     known: KnownIds,
     n: int,
     aggregator: EventAggregator,
-    chunk_size: int,
-    text: dict[str, str],
 ) -> None:
     """Second pass: the engagement sums of profiles whose events came out of time order,
     from their own events only, added in (timestamp, row) order as a one-chunk fold does."""
     flagged = aggregator.disordered
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     first = 1
-    for raw in read_event_chunks(path, chunk_size, **text):
+    for raw in read():
         chunk = clean_chunk(raw, known=known, as_of=aggregator.as_of, first_row=first)
         first += len(raw)
         pos = np.where(chunk.known < n, chunk.known, -1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -97,18 +97,24 @@ def read_chunks(
             file=str(path),
             hint="check `profiles:` in the campaign file or --profiles",
         )
-    if fmt == "csv":
-        yield from _csv_chunks(path, chunk_size, delimiter, encoding)
-    elif fmt == "jsonl":
-        yield from _jsonl_chunks(path, chunk_size, encoding)
-    elif fmt == "parquet":
-        yield from _parquet_chunks(path, chunk_size)
-    else:
+    readers: dict[str, Callable[[], Iterator[RawChunk]]] = {
+        "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding),
+        "jsonl": lambda: _jsonl_chunks(path, chunk_size, encoding),
+        "parquet": lambda: _parquet_chunks(path, chunk_size),
+    }
+    reader = readers.get(fmt)
+    if reader is None:
         raise ConfigError(
             f"unknown profile format {fmt!r}",
             file=str(path),
             hint="use a .csv, .jsonl or .parquet file, or set profiles.format",
         )
+    try:
+        yield from reader()
+    except OSError as exc:  # permissions, I/O: the readers report their own parse errors
+        raise ProfileDataError(
+            f"cannot read the profile file: {exc.strerror}", file=str(path)
+        ) from None
 
 
 def _csv_chunks(path: Path, chunk_size: int, delimiter: str, encoding: str) -> Iterator[RawChunk]:
@@ -128,10 +134,6 @@ def _csv_chunks(path: Path, chunk_size: int, delimiter: str, encoding: str) -> I
                 yield RawChunk(frame)
     except UnicodeDecodeError as exc:
         raise _not_text(path, f"CSV near data row {start}", encoding, exc) from None
-    except OSError as exc:
-        raise ProfileDataError(
-            f"cannot read the profile file: {exc.strerror}", file=str(path)
-        ) from None
     except pd.errors.ParserError as exc:
         raise ProfileDataError(
             f"cannot parse CSV near data row {start}: {exc}",
@@ -197,10 +199,6 @@ def _jsonl_chunks(path: Path, chunk_size: int, encoding: str) -> Iterator[RawChu
                 yield RawChunk(pd.DataFrame.from_records(rows, index=numbers), rejections)
     except UnicodeDecodeError as exc:
         raise _not_text(path, f"JSONL after line {number}", encoding, exc) from None
-    except OSError as exc:
-        raise ProfileDataError(
-            f"cannot read the profile file: {exc.strerror}", file=str(path)
-        ) from None
 
 
 def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
