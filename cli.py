@@ -34,15 +34,15 @@ from renderer import (
     render_segment,
     too_many_rejected,
 )
-from renderer.abreport import report_from_manifest, reports_html
-from renderer.segment_report import (
+from renderer.reports.ab import report_from_manifest, reports_html
+from renderer.reports.segments import (
     ProfileExplanation,
     SegmentReport,
     explain_profile,
     segment_report,
 )
-from segments.experiments import parse_share
-from segments.profiles import count_rows
+from segments.experiments.assign import parse_share
+from segments.profiles.sources import count_rows
 
 app = typer.Typer(
     help="mailsmith: personalized email rendering (segments + Jinja + MJML, compiled once).",

@@ -17,9 +17,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from renderer import Campaign  # noqa: E402
-from renderer.build import make_validator  # noqa: E402
-from renderer.runtime import schema_of  # noqa: E402
-from segments.profiles import ProfileSchema, read_chunks  # noqa: E402
+from renderer.specs import (
+    make_validator,  # noqa: E402
+    schema_of,  # noqa: E402
+)
+from segments.profiles.sources import ProfileSchema, read_chunks  # noqa: E402
 
 _STARTED = time.perf_counter()
 

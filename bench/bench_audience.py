@@ -39,10 +39,10 @@ sys.path.insert(0, str(HERE))
 
 from bench_features import AS_OF, make_events, make_profiles  # noqa: E402
 
-from segments.audience import AudienceSegments, derive_audience, parse_segment_document  # noqa: E402
-from segments.events import clean_events  # noqa: E402
-from segments.features import FEATURE_TYPES, FeatureConfig  # noqa: E402
-from segments.rules import parse_segments  # noqa: E402
+from segments.audience.document import AudienceSegments, derive_audience, parse_segment_document  # noqa: E402
+from segments.features.events import clean_events  # noqa: E402
+from segments.features.scores import FEATURE_TYPES, FeatureConfig  # noqa: E402
+from segments.rules.ruleset import parse_segments  # noqa: E402
 from segments.yamlsrc import load_yaml_text  # noqa: E402
 
 DOCUMENT = """\

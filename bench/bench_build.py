@@ -48,10 +48,10 @@ from _common import (
 from make_profiles import WORK_DIR, make_bench_campaign  # noqa: E402
 
 from renderer import BuildOptions, CampaignRuntime, NaivePipeline, build_campaign, load_campaign  # noqa: E402
-from renderer.inline import INLINERS  # noqa: E402
-from renderer.runtime import schema_of  # noqa: E402
-from segments.experiments import assign_frame  # noqa: E402
-from segments.profiles import to_records  # noqa: E402
+from renderer.compile.inline import INLINERS  # noqa: E402
+from renderer.specs import schema_of  # noqa: E402
+from segments.experiments.assign import assign_frame  # noqa: E402
+from segments.profiles.sources import to_records  # noqa: E402
 
 TARGET_RATE = 3_000  # recipients/s end to end on one core
 TARGET_RATIO = 75  # x the naive premailer pipeline

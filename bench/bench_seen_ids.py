@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
-from segments.textindex import SeenTexts  # noqa: E402
+from segments.profiles.textindex import SeenTexts  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -32,9 +32,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from renderer import demo_campaign_path, load_campaign  # noqa: E402
-from renderer.build import make_validator  # noqa: E402
-from renderer.runtime import schema_of  # noqa: E402
-from segments.profiles import read_chunks  # noqa: E402
+from renderer.specs import (
+    make_validator,  # noqa: E402
+    schema_of,  # noqa: E402
+)
+from segments.profiles.sources import read_chunks  # noqa: E402
 
 WORK_DIR = Path(__file__).resolve().parent / "_work"
 

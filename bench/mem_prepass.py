@@ -3,7 +3,7 @@
 A build's peak RSS is the larger of two peaks: the render pass (one chunk of
 rendered emails at a time, so flat in N) and the audience pre-pass (events,
 features and clusters for the whole audience, before rendering). This runs only
-``renderer.audience.prepare_audience`` in a fresh child process per size, pinned to
+``segments.audience.prepass.prepare_audience`` in a fresh child process per size, pinned to
 one core, and reports each child's own peak RSS (``VmHWM``; see
 ``_common.peak_rss_mib``) and the ratio.
 
@@ -27,19 +27,19 @@ from _common import peak_rss_mib, start_run  # noqa: E402
 from make_profiles import make_bench_campaign  # noqa: E402
 
 from renderer import load_campaign  # noqa: E402
-from renderer.runtime import schema_of  # noqa: E402
+from renderer.specs import audience_spec, schema_of  # noqa: E402
 
 
 def child_main(campaign_path: str) -> None:
     """Inside the child: the pre-pass only (a build runs it before rendering)."""
-    from renderer.audience import prepare_audience
+    from segments.audience.prepass import prepare_audience
 
     campaign = load_campaign(campaign_path)
     schema = schema_of(campaign)
     if schema is None:
         raise SystemExit("the benchmark campaign must declare its schema")
     started = time.perf_counter()
-    prepare_audience(campaign, schema, campaign.reference_time())
+    prepare_audience(audience_spec(campaign, schema), campaign.reference_time())
     print(json.dumps({"seconds": time.perf_counter() - started, "peak": peak_rss_mib()}))
 
 

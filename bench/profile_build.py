@@ -31,14 +31,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import start_run  # noqa: E402
 from make_profiles import WORK_DIR, make_bench_campaign  # noqa: E402
 
-import renderer.build  # noqa: E402
+import renderer.build.driver  # noqa: E402
 from renderer import BuildOptions, build_campaign, load_campaign  # noqa: E402
-from renderer.output import EmailFiles, OutputWriter  # noqa: E402
+from renderer.build.output import EmailFiles, OutputWriter  # noqa: E402
 from renderer.runtime import CampaignRuntime  # noqa: E402
 
 # --wall: (label, owner, attribute) of the functions timed without a profiler
 WALL_PHASES = [
-    ("audience pre-pass: read, validate, events, features", renderer.build, "prepare_audience"),
+    (
+        "audience pre-pass: read, validate, events, features",
+        renderer.build.driver,
+        "prepare_audience",
+    ),
     ("render: headers, HTML, text (render_batch)", CampaignRuntime, "render_batch"),
     ("write: encode, SHA-256, 2 files, manifest line", EmailFiles, "write"),
     ("write: holdout lines, errors", OutputWriter, "write_holdout"),

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from segments.errors import ConfigError
-from segments.features import FeatureConfig
+from segments.features.scores import FeatureConfig
 from segments.yamlsrc import line_at, load_yaml
 
 FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]

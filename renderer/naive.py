@@ -12,9 +12,9 @@ from typing import Any
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from .inline import inline_css
-from .mjml_compile import compile_mjml
-from .source import AssembledTemplate
+from renderer.compile.inline import inline_css
+from renderer.compile.mjml import compile_mjml
+from renderer.content import AssembledTemplate
 
 
 class NaivePipeline:

@@ -9,19 +9,18 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from renderer.campaign import Campaign
+from renderer.runtime import CampaignRuntime, ProfileBatch, Rendered
+from renderer.specs import make_validator, schema_of
 from segments.errors import ConfigError, ProfileDataError
-from segments.experiments import HOLDOUT_SUFFIX, assign_frame
-from segments.profiles import (
+from segments.experiments.assign import HOLDOUT_SUFFIX, assign_frame
+from segments.profiles.sources import (
     ProfileValidator,
     Rejection,
     infer_schema,
     read_chunks,
     to_records,
 )
-
-from .build import make_validator
-from .campaign import Campaign
-from .runtime import CampaignRuntime, ProfileBatch, Rendered, schema_of
 
 
 def render_profile(

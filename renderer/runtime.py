@@ -20,24 +20,17 @@ from typing import Any
 from jinja2 import Template, meta
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
-from segments.audience import AudienceSegments, percentile_references
-from segments.errors import ConfigError
-from segments.experiments import Experiment, parse_experiments
-from segments.profiles import FieldDef, ProfileSchema, Rejection
+from renderer.campaign import Campaign
+from renderer.compile.template import CompiledTemplate, compile_template, optimize_tokens
+from renderer.content import BlockOverrides, assemble
+from renderer.env import make_environment, render_shared, undefined_name
+from renderer.specs import audience_spec, cluster_model_path, content_folders, segment_document
+from segments.audience.document import AudienceSegments, percentile_references
+from segments.audience.prepass import CampaignAudience, audience_segments, prepare_audience
+from segments.errors import ConfigError, RecipientError, TemplateError, UndefinedFieldError
+from segments.experiments.assign import Experiment, parse_experiments
+from segments.profiles.sources import ProfileSchema, Rejection
 from segments.yamlsrc import LineDict, load_yaml
-
-from .audience import (
-    CampaignAudience,
-    audience_segments,
-    cluster_model_path,
-    prepare_audience,
-    segment_document,
-)
-from .campaign import Campaign, shipped_dir
-from .compiler import CompiledTemplate, RecipientError, compile_template, optimize_tokens
-from .env import make_environment, render_shared, undefined_name
-from .errors import TemplateError, UndefinedFieldError
-from .source import BlockOverrides, ContentFolders, assemble
 
 _SHAPE_SEPARATOR = "\x1e"  # never in a shape key: those come from the template's own text
 _IN_SEGMENT_RE = re.compile(r"""in_segment\(\s*(['"])([^'"]+)\1\s*\)""")
@@ -85,24 +78,6 @@ def recipient_key(campaign: str, recipient_id: str) -> str:
     return hashlib.sha256(f"{campaign}\0{recipient_id}".encode()).hexdigest()[:24]
 
 
-def content_folders(campaign: Campaign) -> ContentFolders:
-    """The campaign's own template and block folders first, the shipped ones last."""
-    templates = [campaign.path(p) for p in campaign.paths.templates]
-    blocks = [campaign.path(p) for p in campaign.paths.blocks]
-    return ContentFolders(
-        templates=[p for p in templates if p.is_dir()] + [shipped_dir("templates")],
-        blocks=[p for p in blocks if p.is_dir()] + [shipped_dir("blocks")],
-    )
-
-
-def schema_of(campaign: Campaign) -> ProfileSchema | None:
-    """The declared schema, or None when it is to be inferred from the data."""
-    if not campaign.schema_:
-        return None
-    fields = {n: FieldDef(n, s.type, s.required, s.default) for n, s in campaign.schema_.items()}
-    return ProfileSchema(fields, campaign.profiles.id_field, campaign.profiles.email_field)
-
-
 class CampaignRuntime:
     """A campaign compiled once and ready to render batches of profiles."""
 
@@ -123,7 +98,7 @@ class CampaignRuntime:
         self.experiments = load_experiments(campaign)
         assembled = assemble(folders, campaign.template, block_overrides(self.experiments))
         # Without a prepared audience (a preview, a test), prepare it: a pre-pass if needed.
-        self.audience = audience or prepare_audience(campaign, schema, as_of)
+        self.audience = audience or prepare_audience(audience_spec(campaign, schema), as_of)
         self.segments = load_campaign_segments(
             campaign, schema, assembled.blocks.values(), self.audience
         )
@@ -289,11 +264,11 @@ class CampaignRuntime:
             name = undefined_name(exc)
             line = self._line(key)
             raise RecipientError(
-                "missing_field",
-                name,
-                self.campaign.file,
-                line,
                 f"{self.campaign.file}:{line}: {key}: '{name}' is undefined",
+                reason="missing_field",
+                field=name,
+                file=self.campaign.file,
+                line=line,
             ) from None
         except SecurityError as exc:
             raise TemplateError(
@@ -321,7 +296,7 @@ class CampaignRuntime:
                         file=exc.file,
                         line=exc.line,
                         field=exc.field,
-                        recipient=record.get(id_field),
+                        recipient_id=str(record.get(id_field)),
                         row=row,
                         hint="add a fallback: {{ field | fallback('...') }}, or set missing_token",
                     ) from None
@@ -343,7 +318,7 @@ def load_campaign_segments(
 ) -> AudienceSegments:
     """The campaign's segments plus the inline ``show_if`` rules of its blocks.
 
-    With an ``audience`` (see :mod:`renderer.audience`), derived fields are
+    With an ``audience`` (see :mod:`segments.audience.prepass`), derived fields are
     known to the rules and percentile thresholds are resolved.
     """
     if audience is None:
@@ -364,7 +339,7 @@ def load_campaign_segments(
                 hint="define a segment with this rule and write `show_if: <that segment>`",
             )
         extra[f"block:{block.name}"] = block.show_if
-    return audience_segments(campaign, schema, audience, extra)
+    return audience_segments(schema, audience, extra, file=campaign.file)
 
 
 def load_experiments(campaign: Campaign) -> list[Experiment]:

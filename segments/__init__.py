@@ -3,33 +3,33 @@
 Knows nothing of Jinja or MJML.
 """
 
-from .audience import AudienceSegments as AudienceSegments
-from .audience import PercentileThreshold as PercentileThreshold
-from .audience import SegmentDocument as SegmentDocument
-from .audience import derive_audience as derive_audience
-from .audience import parse_segment_document as parse_segment_document
-from .clusters import ClusterModel as ClusterModel
-from .clusters import ClusterSpec as ClusterSpec
-from .derived import DerivedFields as DerivedFields
-from .errors import AudienceWarningError as AudienceWarningError
-from .errors import ConfigError as ConfigError
-from .errors import MailsmithError as MailsmithError
-from .errors import ProfileDataError as ProfileDataError
-from .errors import SegmentRuleError as SegmentRuleError
-from .features import FeatureConfig as FeatureConfig
-from .features import derive_features as derive_features
-from .hierarchy import ExclusiveGroup as ExclusiveGroup
-from .hierarchy import MinSizes as MinSizes
-from .hierarchy import SizeWarning as SizeWarning
-from .profiles import FieldDef as FieldDef
-from .profiles import ProfileSchema as ProfileSchema
-from .profiles import ProfileValidator as ProfileValidator
-from .profiles import Rejection as Rejection
-from .profiles import read_chunks as read_chunks
-from .profiles import to_records as to_records
-from .rules import SegmentSet as SegmentSet
-from .rules import load_segments as load_segments
-from .rules import parse_segments as parse_segments
+from segments.audience.clusters import ClusterModel as ClusterModel
+from segments.audience.clusters import ClusterSpec as ClusterSpec
+from segments.audience.document import AudienceSegments as AudienceSegments
+from segments.audience.document import PercentileThreshold as PercentileThreshold
+from segments.audience.document import SegmentDocument as SegmentDocument
+from segments.audience.document import derive_audience as derive_audience
+from segments.audience.document import parse_segment_document as parse_segment_document
+from segments.audience.hierarchy import ExclusiveGroup as ExclusiveGroup
+from segments.audience.hierarchy import MinSizes as MinSizes
+from segments.audience.hierarchy import SizeWarning as SizeWarning
+from segments.errors import AudienceWarningError as AudienceWarningError
+from segments.errors import ConfigError as ConfigError
+from segments.errors import MailsmithError as MailsmithError
+from segments.errors import ProfileDataError as ProfileDataError
+from segments.errors import SegmentRuleError as SegmentRuleError
+from segments.features.derived import DerivedFields as DerivedFields
+from segments.features.scores import FeatureConfig as FeatureConfig
+from segments.features.scores import derive_features as derive_features
+from segments.profiles.sources import FieldDef as FieldDef
+from segments.profiles.sources import ProfileSchema as ProfileSchema
+from segments.profiles.sources import ProfileValidator as ProfileValidator
+from segments.profiles.sources import Rejection as Rejection
+from segments.profiles.sources import read_chunks as read_chunks
+from segments.profiles.sources import to_records as to_records
+from segments.rules.ruleset import SegmentSet as SegmentSet
+from segments.rules.ruleset import load_segments as load_segments
+from segments.rules.ruleset import parse_segments as parse_segments
 
 __all__ = [
     "AudienceSegments",

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from segments.errors import ConfigError
 
 
 class LineDict(dict[str, Any]):

@@ -13,10 +13,10 @@ import pytest
 
 from renderer import load_campaign
 from renderer.campaign import demo_campaign_path
-from renderer.compiler import CompiledTemplate, compile_template
+from renderer.compile.template import CompiledTemplate, compile_template
+from renderer.content import ContentFolders, assemble
 from renderer.env import make_environment
 from renderer.naive import NaivePipeline
-from renderer.source import ContentFolders, assemble
 
 AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data"

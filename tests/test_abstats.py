@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from segments.abstats import AbReport, VariantMetric, ab_report, holm, load_results
 from segments.errors import ConfigError, ProfileDataError
-from segments.experiments import Experiment, Variant, assign_frame
+from segments.experiments.assign import Experiment, Variant, assign_frame
+from segments.experiments.stats import AbReport, VariantMetric, ab_report, holm, load_results
 
 Z = NormalDist()
 

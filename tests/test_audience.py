@@ -24,19 +24,18 @@ from typer.testing import CliRunner
 
 from cli import app
 from renderer import BuildOptions, build_campaign, load_campaign, render_profile
-from renderer.audience import prepare_audience
-from renderer.runtime import schema_of
-from segments.audience import (
+from renderer.specs import audience_spec, schema_of
+from segments.audience.document import (
     derive_audience,
     parse_segment_document,
     resolve_percentiles,
 )
-from segments.derived import DerivedFields
+from segments.audience.prepass import prepare_audience
 from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
+from segments.features.derived import DerivedFields
 from segments.yamlsrc import load_yaml_text
-
-from .conftest import AS_OF, DATA
-from .test_build import tree_digest
+from tests.conftest import AS_OF, DATA
+from tests.test_build import tree_digest
 
 runner = CliRunner()
 MINI = DATA / "audience"
@@ -435,15 +434,15 @@ def test_preview_sees_the_same_features_as_the_build(
 def test_frame_and_profile_evaluation_agree_on_the_audience(
     mini: tuple[Path, Path, dict[str, Any]],
 ) -> None:
-    from renderer.audience import audience_segments
-    from segments.profiles import to_records
+    from segments.audience.prepass import audience_segments
+    from segments.profiles.sources import to_records
 
     campaign_file, _, _ = mini
     campaign = load_campaign(campaign_file)
     schema = schema_of(campaign)
     assert schema is not None
-    audience = prepare_audience(campaign, schema, AS_OF)
-    segments = audience_segments(campaign, schema, audience)
+    audience = prepare_audience(audience_spec(campaign, schema), AS_OF)
+    segments = audience_segments(schema, audience, file=campaign.file)
     population = audience.population
     assert population is not None
     frame = segments.evaluate_frame(population, AS_OF)

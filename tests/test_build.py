@@ -22,11 +22,10 @@ from renderer import (
     build_campaign,
     load_campaign,
 )
+from renderer.build.output import OutputWriter
 from renderer.campaign import demo_campaign_path
-from renderer.output import OutputWriter
 from renderer.runtime import recipient_key
-
-from .conftest import AS_OF
+from tests.conftest import AS_OF
 
 runner = CliRunner()
 
@@ -317,7 +316,7 @@ def test_a_limited_build_equals_the_full_build_cut_at_the_limit(
 def test_the_render_pass_reads_the_pre_pass_chunks_instead_of_validating_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from segments.profiles import ProfileValidator
+    from segments.profiles.sources import ProfileValidator
 
     calls = []
     validate = ProfileValidator.validate
@@ -336,8 +335,8 @@ def test_the_render_pass_reads_the_pre_pass_chunks_instead_of_validating_again(
 def test_chunk_spool_gives_back_the_chunks_in_order(tmp_path: Path) -> None:
     import pandas as pd
 
-    from renderer.spool import ChunkSpool, ValidatedChunk
-    from segments.profiles import Rejection
+    from segments.profiles.sources import Rejection
+    from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
     spool = ChunkSpool(tmp_path)
     chunks = [

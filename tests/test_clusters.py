@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 from sklearn.datasets import make_blobs
 
-from segments.clusters import ClusterModel, ClusterSpec, fit_clusters
+from segments.audience.clusters import ClusterModel, ClusterSpec, fit_clusters
 from segments.errors import ConfigError, ProfileDataError
 
 

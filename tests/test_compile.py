@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from renderer.compiler import RecipientError
-from renderer.errors import TemplateError
-
-from .conftest import Content, normalize_html, wrap
+from renderer.compile.template import RecipientError
+from segments.errors import TemplateError
+from tests.conftest import Content, normalize_html, wrap
 
 
 def text_of(html: str) -> str:
@@ -286,9 +285,9 @@ def test_text_part_keeps_links_and_drops_markup(render_body: Any, content: Conte
 
 
 def test_campaign_constants_are_folded_once_and_nothing_else(content: Content) -> None:
-    from renderer.compiler import optimize_tokens
+    from renderer.compile.template import optimize_tokens
+    from renderer.content import assemble
     from renderer.env import make_environment
-    from renderer.source import assemble
 
     body = SECTION.format(
         "{{ vars.shop }}|{{ vars.price | money }}|{{ vars.shop if in_segment('vip') else 'x' }}"
@@ -306,9 +305,9 @@ def test_campaign_constants_are_folded_once_and_nothing_else(content: Content) -
 
 
 def test_rebinding_vars_disables_folding(content: Content) -> None:
-    from renderer.compiler import optimize_tokens
+    from renderer.compile.template import optimize_tokens
+    from renderer.content import assemble
     from renderer.env import make_environment
-    from renderer.source import assemble
 
     body = SECTION.format("{% for vars in rows %}{{ vars.shop }}{% endfor %}")
     tokens = assemble(content.folders, content.template("t.mjml", wrap(body))).tokens
@@ -317,7 +316,7 @@ def test_rebinding_vars_disables_folding(content: Content) -> None:
 
 
 def test_text_part_separates_table_cells_and_labels_links_with_image_alt() -> None:
-    from renderer.textpart import html_to_text
+    from renderer.compile.text import html_to_text
 
     html = (
         "<table><tr><th>Item</th><th>Qty</th></tr><tr><td>"

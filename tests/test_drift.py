@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segments.drift import SKETCH_SIZE, DriftWarning, compare_distributions, feature_distributions
+from segments.audience.drift import (
+    SKETCH_SIZE,
+    DriftWarning,
+    compare_distributions,
+    feature_distributions,
+)
 from segments.errors import ConfigError
 
 

@@ -11,14 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from renderer import CampaignRuntime, load_campaign
-from renderer.build import make_validator
 from renderer.campaign import demo_campaign_path
-from renderer.compiler import RecipientError
+from renderer.compile.template import RecipientError
 from renderer.naive import NaivePipeline
-from renderer.runtime import schema_of
-from segments.profiles import read_chunks, to_records
-
-from .conftest import AS_OF, normalize_html
+from renderer.specs import make_validator, schema_of
+from segments.profiles.sources import read_chunks, to_records
+from tests.conftest import AS_OF, normalize_html
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """Events folded chunk by chunk give exactly the features of all events at once.
 
-The reference is :func:`segments.features.derive_features` on the whole file as
-:func:`segments.events.load_events` reads it (one chunk); the streamed side is
-:func:`segments.eventstream.stream_events` at several chunk sizes, on the demo
+The reference is :func:`segments.features.scores.derive_features` on the whole file as
+:func:`segments.features.events.load_events` reads it (one chunk); the streamed side is
+:func:`segments.features.eventstream.stream_events` at several chunk sizes, on the demo
 campaign's events and on variants that need its second looks (rows out of time
 order, a nanosecond timestamp late in the file), in every file format.
 """
@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import segments.textindex as textindex
-from segments.audience import derive_audience, parse_segment_document
+import segments.profiles.textindex as textindex
+from segments.audience.document import derive_audience, parse_segment_document
 from segments.errors import ProfileDataError
-from segments.events import load_events
-from segments.eventstream import stream_events
-from segments.features import FEATURE_COLUMNS, FeatureConfig, derive_features, feature_frame
-from segments.textindex import SeenTexts, TextIndex
+from segments.features.events import load_events
+from segments.features.eventstream import stream_events
+from segments.features.scores import FEATURE_COLUMNS, FeatureConfig, derive_features, feature_frame
+from segments.profiles.textindex import SeenTexts, TextIndex
 from segments.yamlsrc import load_yaml_text
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segments.errors import ConfigError, ProfileDataError
-from segments.experiments import (
+from segments.experiments.assign import (
     Experiment,
     Variant,
     assign_frame,
@@ -85,7 +85,9 @@ def test_vector_buckets_are_bit_identical_to_scalar() -> None:
 
 def test_stable_across_processes_and_hash_seeds() -> None:
     ids = ["1042", "bob", "Ünïcødé-7"]
-    code = f"from segments.experiments import bucket; print([bucket('s', i) for i in {ids!r}])"
+    code = (
+        f"from segments.experiments.assign import bucket; print([bucket('s', i) for i in {ids!r}])"
+    )
     other = subprocess.run(
         [sys.executable, "-c", code],
         cwd=Path(__file__).resolve().parents[1],

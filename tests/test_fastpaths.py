@@ -18,13 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from renderer import BuildOptions, build_campaign
+from renderer.build.output import dumps, dumps_line
 from renderer.campaign import adhoc_campaign
-from renderer.compiler import ascii_html
+from renderer.compile.template import ascii_html
 from renderer.env import make_environment, render_shared, with_globals
-from renderer.output import dumps, dumps_line
-from segments.profiles import parse_json
-
-from .conftest import Content, normalize_html, wrap
+from segments.profiles.sources import parse_json
+from tests.conftest import Content, normalize_html, wrap
 
 
 def test_ascii_html_uses_references_outside_style_only() -> None:
@@ -80,7 +79,7 @@ def test_namespace_and_context_functions_work_in_and_outside_loops(content: Cont
 def test_attribute_tricks_on_the_fast_path_globals_are_still_refused(
     render_body: Any, call: str
 ) -> None:
-    from renderer.errors import TemplateError
+    from segments.errors import TemplateError
 
     with pytest.raises(TemplateError):
         render_body(

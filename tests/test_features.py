@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from segments.errors import ConfigError, ProfileDataError
-from segments.events import REJECTED_COLUMNS, clean_events, load_events
-from segments.features import (
+from segments.features.events import REJECTED_COLUMNS, clean_events, load_events
+from segments.features.scores import (
     FEATURE_COLUMNS,
     RFM_SEGMENTS,
     FeatureConfig,

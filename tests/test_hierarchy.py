@@ -1,4 +1,4 @@
-"""Exclusive groups, minimum sizes and overlaps (segments.hierarchy)."""
+"""Exclusive groups, minimum sizes and overlaps (segments.audience.hierarchy)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from segments.errors import SegmentRuleError
-from segments.hierarchy import (
+from segments.audience.hierarchy import (
     ExclusiveGroup,
     MinSizes,
     SizeLimit,
@@ -20,6 +19,7 @@ from segments.hierarchy import (
     parse_size_limit,
     size_warnings,
 )
+from segments.errors import SegmentRuleError
 from segments.yamlsrc import load_yaml_text
 
 JOURNEY = ExclusiveGroup("journey", ("cart", "vip", "lapsed"), otherwise="regular")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from renderer import BuildOptions, build_campaign, load_campaign
+from renderer.build.output import MARKER
 from renderer.campaign import demo_campaign_path
-from renderer.output import MARKER
 
 CLI = [sys.executable, "-c", "from cli import app; app()", "build"]
 

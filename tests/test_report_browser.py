@@ -15,7 +15,7 @@ import pytest
 
 from renderer import load_campaign
 from renderer.campaign import demo_campaign_path
-from renderer.segment_report import SegmentReport, segment_report
+from renderer.reports.segments import SegmentReport, segment_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segments.errors import SegmentRuleError
-from segments.rules import Condition, SegmentSet, load_segments, parse_segments
+from segments.rules.ruleset import Condition, SegmentSet, load_segments, parse_segments
 from segments.yamlsrc import load_yaml
 
 DATA = Path(__file__).parent / "data" / "segments"
@@ -278,21 +278,21 @@ def test_self_reference_is_a_cycle() -> None:
 def test_unknown_field_with_hint() -> None:
     fields = {"total_spent": "float", "city": "string"}
     error = load_error("unknown_field.yaml", fields=fields)
-    assert (error.line, error.field, error.extra["segment"]) == (5, "total_spnt", "big_spenders")
+    assert (error.line, error.field, error.segment) == (5, "total_spnt", "big_spenders")
     assert "unknown field 'total_spnt'" in str(error)
     assert error.hint is not None and "'total_spent'" in error.hint
 
 
 def test_unknown_operator_with_hint() -> None:
     error = load_error("unknown_op.yaml")
-    assert (error.line, error.extra["segment"]) == (5, "ny")
+    assert (error.line, error.segment) == (5, "ny")
     assert "unknown operator 'startswith'" in str(error)
     assert error.hint is not None and "starts_with" in error.hint
 
 
 def test_unknown_segment_reference() -> None:
     error = load_error("unknown_segment.yaml")
-    assert (error.line, error.extra["segment"]) == (6, "not_vip")
+    assert (error.line, error.segment) == (6, "not_vip")
     assert "unknown segment 'vipp'" in str(error)
     assert error.hint is not None and "'vip'" in error.hint
 
@@ -374,7 +374,7 @@ def test_malformed_rules(rule: Any) -> None:
     with pytest.raises(SegmentRuleError) as info:
         parse_segments({"s": rule}, source="inline.yaml")
     assert info.value.file == "inline.yaml"
-    assert info.value.extra["segment"] == "s"
+    assert info.value.segment == "s"
 
 
 def test_top_level_must_have_segments() -> None:

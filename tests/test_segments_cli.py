@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 from cli import app
 from renderer import BuildOptions, build_campaign, load_campaign
 from renderer.campaign import demo_campaign_path
-from renderer.segment_report import SegmentReport, explain_profile, segment_report
-
-from .conftest import DATA
+from renderer.reports.segments import SegmentReport, explain_profile, segment_report
+from tests.conftest import DATA
 
 runner = CliRunner(env={"COLUMNS": "160"})
 DEMO_SEGMENTS = [

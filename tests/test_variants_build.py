@@ -20,7 +20,7 @@ from renderer import (
 )
 from renderer.campaign import demo_campaign_path
 from segments.errors import ProfileDataError
-from segments.experiments import assign_one, parse_experiments
+from segments.experiments.assign import assign_one, parse_experiments
 
 runner = CliRunner()
 

@@ -1,0 +1,136 @@
+"""From the campaign file to what each stage takes.
+
+The audience side (:mod:`segments`) knows nothing of the campaign file: it takes
+an :class:`~segments.audience.prepass.AudienceSpec` (schema, segments document,
+profile and events files, row checks, cluster model file). This module makes it,
+and the other campaign-derived inputs of the pipeline.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from renderer.campaign import Campaign, shipped_dir
+from renderer.content import ContentFolders
+from segments.audience.document import SegmentDocument, parse_segment_document
+from segments.audience.prepass import AudienceSpec, DriftSettings, EventsFile, ProfileFile
+from segments.errors import ConfigError
+from segments.profiles.sources import FieldDef, ProfileSchema, ProfileValidator, load_suppression
+from segments.yamlsrc import LineDict, load_yaml
+
+
+def content_folders(campaign: Campaign) -> ContentFolders:
+    """The campaign's own template and block folders first, the shipped ones last."""
+    templates = [campaign.path(p) for p in campaign.paths.templates]
+    blocks = [campaign.path(p) for p in campaign.paths.blocks]
+    return ContentFolders(
+        templates=[p for p in templates if p.is_dir()] + [shipped_dir("templates")],
+        blocks=[p for p in blocks if p.is_dir()] + [shipped_dir("blocks")],
+    )
+
+
+def schema_of(campaign: Campaign) -> ProfileSchema | None:
+    """The declared schema, or None when it is to be inferred from the data."""
+    if not campaign.schema_:
+        return None
+    fields = {n: FieldDef(n, s.type, s.required, s.default) for n, s in campaign.schema_.items()}
+    return ProfileSchema(fields, campaign.profiles.id_field, campaign.profiles.email_field)
+
+
+def profile_file(campaign: Campaign) -> ProfileFile:
+    """The campaign's profile source as the readers take it."""
+    source = campaign.profiles
+    return ProfileFile(
+        campaign.path(source.path),
+        source.resolved_format,
+        source.chunk_size,
+        source.reader_options,
+    )
+
+
+def segment_document(campaign: Campaign) -> SegmentDocument:
+    """The campaign's segments document: its segments file, or the inline mapping."""
+    if isinstance(campaign.segments, str):
+        path = campaign.path(campaign.segments)
+        return parse_segment_document(load_yaml(path), file=str(path))
+    if isinstance(campaign.segments, dict):
+        inline = _inline_segments(campaign)
+        return parse_segment_document(inline, file=campaign.file)
+    return parse_segment_document(None, file=campaign.file)
+
+
+def _inline_segments(campaign: Campaign) -> Any:
+    """The campaign file's own ``segments:`` (with lines), else the validated mapping."""
+    path = Path(campaign.file)
+    if path.is_file():
+        data = load_yaml(path)
+        inline = data.get("segments") if isinstance(data, LineDict) else None
+        if isinstance(inline, dict) and inline == campaign.segments:
+            return inline
+    return campaign.segments
+
+
+def cluster_model_path(campaign: Campaign) -> Path:
+    """Where the campaign's fitted cluster models are kept: next to the campaign file."""
+    return campaign.base_dir / f"{campaign.name}.clusters.json"
+
+
+def validator_factory(campaign: Campaign, schema: ProfileSchema) -> partial[ProfileValidator]:
+    """The campaign's row checks (schema, email, duplicates, consent, suppression), as a
+    picklable factory: each pass over the profiles needs a fresh validator."""
+    emails: frozenset[str] = frozenset()
+    ids: frozenset[str] = frozenset()
+    if campaign.suppression is not None:
+        spec = campaign.suppression
+        values = load_suppression(campaign.path(spec.path), spec.column, **spec.reader_options)
+        emails, ids = (values, ids) if campaign.suppression.column == "email" else (emails, values)
+    consent = campaign.consent.field if campaign.consent else None
+    if consent and consent not in schema.fields:
+        raise ConfigError(
+            f"consent field {consent!r} is not a profile field",
+            file=campaign.file,
+            field=consent,
+            hint="add it to the schema or fix consent.field",
+        )
+    return partial(
+        ProfileValidator,
+        schema,
+        file=str(campaign.path(campaign.profiles.path)),
+        consent_field=consent,
+        suppressed_emails=emails,
+        suppressed_ids=ids,
+    )
+
+
+def make_validator(campaign: Campaign, schema: ProfileSchema) -> ProfileValidator:
+    """A fresh validator with the campaign's row checks."""
+    return validator_factory(campaign, schema)()
+
+
+def audience_spec(campaign: Campaign, schema: ProfileSchema) -> AudienceSpec:
+    """What the audience stage needs of ``campaign``."""
+    events = None
+    if campaign.events is not None:
+        spec = campaign.events
+        events = EventsFile(campaign.path(spec.path), spec.path, spec.delimiter, spec.encoding)
+    drift = None
+    if campaign.drift is not None:
+        baseline = campaign.drift.baseline
+        drift = DriftSettings(
+            campaign.path(baseline) if baseline is not None else None,
+            campaign.drift.threshold,
+            campaign.drift.alpha,
+        )
+    return AudienceSpec(
+        document=segment_document(campaign),
+        schema=schema,
+        profiles=profile_file(campaign),
+        validator=validator_factory(campaign, schema),
+        model_path=cluster_model_path(campaign),
+        events=events,
+        features=campaign.features,
+        drift=drift,
+        file=campaign.file,
+    )
