@@ -1,26 +1,24 @@
 """Previewing one recipient's email: what ``mailsmith render --profile ID`` (or
-``--segment NAME``) shows: the email the build writes for that recipient."""
+``--segment NAME``) shows: the email the build writes for that recipient.
+
+A preview runs the build's own stages on the chunk that holds the recipient:
+:func:`segments.batch.segment_chunk` (with forced variants in place, held-out
+recipients included when their experiment is forced) and
+:func:`renderer.runtime.render_batch`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
-import numpy as np
-import pandas as pd
-
 from renderer.campaign import Campaign
-from renderer.runtime import CampaignRuntime, ProfileBatch, Rendered
-from renderer.specs import make_validator, schema_of
+from renderer.runtime import CampaignRuntime, Rendered, render_batch
+from renderer.specs import make_validator, profile_file, schema_of
+from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
 from segments.errors import ConfigError, ProfileDataError
-from segments.experiments.assign import HOLDOUT_SUFFIX, assign_frame
-from segments.profiles.sources import (
-    ProfileValidator,
-    Rejection,
-    infer_schema,
-    read_chunks,
-    to_records,
-)
+from segments.profiles.sources import ProfileValidator, Rejection, infer_schema
+from segments.profiles.spool import ValidatedChunk
 
 
 def render_profile(
@@ -37,11 +35,13 @@ def render_profile(
     """
     id_field = campaign.profiles.id_field
     rejections: list[Rejection] = []  # of rows with this id
-    for runtime, valid, rejected in _validated(campaign, as_of):
+    for runtime, chunk in validated_chunks(campaign, as_of):
+        valid = chunk.valid
         match = valid[valid[id_field].astype(str) == profile_id]
         if len(match):  # the one row the build renders for this id
-            return _render(runtime, match.iloc[:1], variants or {})
-        rejections.extend(r for r in rejected if r.id == profile_id)
+            batch = segment_chunk(ValidatedChunk(match.iloc[:1], []), _plan(runtime, variants))
+            return _render(runtime, batch, 0)
+        rejections.extend(r for r in chunk.rejected if r.id == profile_id)
     raise profile_not_found(campaign, profile_id, rejections)
 
 
@@ -76,62 +76,59 @@ def render_segment(
 ) -> Rendered:
     """The email of the first recipient (in file order) of ``segment`` that the build
     sends an email to: what a segment gets, without looking up an id."""
-    forced = variants or {}
-    for runtime, valid, _ in _validated(campaign, as_of):
+    for runtime, chunk in validated_chunks(campaign, as_of):
         names = [n for n in runtime.segments.names if not n.startswith("block:")]
         if segment not in names:
             raise ConfigError(
                 f"unknown segment {segment!r}",
                 file=campaign.file,
+                segment=segment,
                 hint="segments of this campaign: " + ", ".join(names),
             )
-        membership = runtime.segments.evaluate_frame(valid, runtime.as_of)
-        in_segment = membership[segment].to_numpy(dtype=bool)
-        members = valid[in_segment]
-        if len(members) and runtime.experiments:
-            ids = members[runtime.schema.id_field].astype(str)
-            assigned = assign_frame(runtime.experiments, ids, membership[in_segment])
-            sent = np.ones(len(members), dtype=bool)
-            for experiment in runtime.experiments:
-                if experiment.key not in forced:
-                    sent &= ~assigned[experiment.key + HOLDOUT_SUFFIX].to_numpy(dtype=bool)
-            members = members[sent]
-        if len(members):
-            return _render(runtime, members.iloc[:1], forced)
+        batch = segment_chunk(chunk, _plan(runtime, variants))
+        for index, memberships in enumerate(batch.segments):
+            if segment in memberships and not batch.held_out[index]:
+                return _render(runtime, batch, index)
     raise ProfileDataError(
         f"no recipient of segment {segment!r} gets an email",
         file=str(campaign.path(campaign.profiles.path)),
+        segment=segment,
         hint="the segment is empty (or every member is held out of an experiment)",
     )
 
 
-def _validated(
+def validated_chunks(
     campaign: Campaign, as_of: datetime | None
-) -> Iterator[tuple[CampaignRuntime, pd.DataFrame, list[Rejection]]]:
-    """The runtime and each chunk's valid rows and rejections, as the build sees them."""
+) -> Iterator[tuple[CampaignRuntime, ValidatedChunk]]:
+    """The runtime and each validated chunk, as the build sees them."""
     source = campaign.profiles
-    path = campaign.path(source.path)
-    chunks = read_chunks(path, source.resolved_format, source.chunk_size, **source.reader_options)
     schema = schema_of(campaign)
     runtime: CampaignRuntime | None = None
     validator: ProfileValidator | None = None
-    for chunk in chunks:
+    for chunk in profile_file(campaign).chunks():
         schema = schema or infer_schema(chunk.frame, source.id_field, source.email_field)
         if runtime is None:
             runtime = CampaignRuntime(campaign, schema, campaign.reference_time(as_of))
             validator = make_validator(campaign, schema)
         assert validator is not None
-        valid, rejected = validator.validate(chunk)
-        yield runtime, valid, rejected
+        yield runtime, ValidatedChunk(*validator.validate(chunk))
 
 
-def _render(runtime: CampaignRuntime, frame: pd.DataFrame, forced: Mapping[str, str]) -> Rendered:
-    membership = runtime.segments.evaluate_frame(frame, runtime.as_of)
-    names = [n for n, hit in zip(membership.columns, membership.iloc[0], strict=True) if hit]
-    variants = _variants(runtime, frame, membership, forced)
-    record = to_records(frame, runtime.schema.types())[0]
-    batch = ProfileBatch([int(frame.index[0])], [record], [tuple(names)], [variants])
-    result = runtime.render_batch(batch)
+def _plan(runtime: CampaignRuntime, forced: Mapping[str, str] | None) -> SegmentPlan:
+    return runtime.segment_plan(forced or {}, force_holdouts=True)
+
+
+def _render(runtime: CampaignRuntime, batch: SegmentedBatch, index: int) -> Rendered:
+    """Row ``index`` of ``batch`` rendered; refused when it is held out or rejected."""
+    if batch.held_out[index]:
+        key = batch.held_out[index][0]
+        raise ProfileDataError(
+            f"profile {batch.ids[index]!r} is in the holdout of experiment {key!r}: "
+            "the build sends it no email",
+            row=batch.rows[index],
+            hint=f"preview it anyway with --variant {key}=<variant>",
+        )
+    result = render_batch(runtime, batch.take([index]))
     if result.rejected:
         rejection = result.rejected[0]
         raise ProfileDataError(
@@ -140,32 +137,3 @@ def _render(runtime: CampaignRuntime, frame: pd.DataFrame, forced: Mapping[str, 
             row=rejection.row,
         )
     return result.rendered[0]
-
-
-def _variants(
-    runtime: CampaignRuntime,
-    frame: pd.DataFrame,
-    membership: pd.DataFrame,
-    forced: Mapping[str, str],
-) -> dict[str, str | None]:
-    """The variants the build assigns this profile (stable hashing), with ``forced`` ones
-    in their place; a profile held out of an experiment that is not forced gets no email."""
-    if not runtime.experiments:
-        return dict(forced)
-    ids = frame[runtime.schema.id_field].astype(str)
-    assigned = assign_frame(runtime.experiments, ids, membership).iloc[0]
-    variants: dict[str, str | None] = {}
-    for experiment in runtime.experiments:
-        key = experiment.key
-        if key in forced:
-            variants[key] = forced[key]
-        elif assigned[key + HOLDOUT_SUFFIX]:
-            raise ProfileDataError(
-                f"profile {ids.iloc[0]!r} is in the holdout of experiment {key!r}: "
-                "the build sends it no email",
-                row=int(frame.index[0]),
-                hint=f"preview it anyway with --variant {key}=<variant>",
-            )
-        else:
-            variants[key] = assigned[key]
-    return variants

@@ -1,10 +1,12 @@
-"""Everything a campaign needs at render time, prepared once: the pure render unit.
+"""Everything a campaign needs at render time, prepared once, and :func:`render_batch`.
 
 :class:`CampaignRuntime` loads the schema, segments and templates and compiles
-them once. :meth:`CampaignRuntime.render_batch` turns a batch of profiles into
-rendered emails or rejections; it touches no files and holds no state beyond
-the compiled templates, so it runs the same in-process, in a process pool, or
-on a distributed engine (each worker builds its own runtime from the campaign).
+them once. :func:`render_batch` turns a :class:`~segments.batch.SegmentedBatch`
+(what :func:`~segments.batch.segment_chunk` made of a chunk) into rendered emails
+or rejections: pure, no files, no state beyond the compiled templates, so it runs
+the same in-process, in a process pool, or on a distributed engine. A runtime
+pickles as its recipe (campaign, schema, reference time, audience): unpickling
+compiles the templates again, once per process.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from renderer.env import make_environment, render_shared, undefined_name
 from renderer.specs import audience_spec, cluster_model_path, content_folders, segment_document
 from segments.audience.document import AudienceSegments, percentile_references
 from segments.audience.prepass import CampaignAudience, audience_segments, prepare_audience
+from segments.batch import SegmentedBatch, SegmentPlan
 from segments.errors import ConfigError, RecipientError, TemplateError, UndefinedFieldError
 from segments.experiments.assign import Experiment, parse_experiments
 from segments.profiles.sources import ProfileSchema, Rejection
@@ -58,19 +61,6 @@ class Rendered:
 class BatchResult:
     rendered: list[Rendered] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
-
-
-@dataclass
-class ProfileBatch:
-    """Typed profiles with their row numbers, segment memberships and variants."""
-
-    rows: list[int]
-    records: list[dict[str, Any]]
-    segments: list[tuple[str, ...]]
-    variants: list[dict[str, str | None]]
-    # True when the records already hold the derived fields (a build joins them per
-    # chunk, vectorized); False: render_batch looks them up by id
-    derived_filled: bool = False
 
 
 def recipient_key(campaign: str, recipient_id: str) -> str:
@@ -277,33 +267,80 @@ class CampaignRuntime:
                 line=self._line(key),
             ) from None
 
-    def render_batch(self, batch: ProfileBatch) -> BatchResult:
-        """Render a batch: every profile comes back rendered or rejected with a reason."""
-        result = BatchResult()
-        id_field = self.schema.id_field
-        records = batch.records
-        if self.segments.derived is not None and not batch.derived_filled:
-            records = self.segments.derived.fill_records(records, id_field)
-        for row, record, segments, variants in zip(
-            batch.rows, records, batch.segments, batch.variants, strict=True
-        ):
-            try:
-                result.rendered.append(self.render_one(row, record, segments, variants))
-            except RecipientError as exc:
-                if self.campaign.missing_token == "error" and exc.reason == "missing_field":
-                    raise UndefinedFieldError(
-                        f"'{exc.field}' is undefined",
-                        file=exc.file,
-                        line=exc.line,
-                        field=exc.field,
-                        recipient_id=str(record.get(id_field)),
-                        row=row,
-                        hint="add a fallback: {{ field | fallback('...') }}, or set missing_token",
-                    ) from None
-                result.rejected.append(
-                    Rejection(row, str(record.get(id_field)), exc.field, exc.reason, exc.detail)
-                )
-        return result
+    def __reduce__(self) -> Any:
+        return (CampaignRuntime, (self.campaign, self.schema, self.as_of, self.audience))
+
+    def segment_plan(
+        self,
+        forced: Mapping[str, str] | None = None,
+        *,
+        force_holdouts: bool = False,
+        sample: float | None = None,
+        excluded: frozenset[str] = frozenset(),
+    ) -> SegmentPlan:
+        """What :func:`~segments.batch.segment_chunk` needs for this campaign.
+
+        ``forced`` variants must name experiments and variants that exist.
+        """
+        check_variants(self.experiments, forced or {}, self.campaign.file)
+        return SegmentPlan(
+            segments=self.segments,
+            experiments=tuple(self.experiments),
+            schema=self.schema,
+            field_types=self.field_types,
+            as_of=self.as_of,
+            forced=dict(forced or {}),
+            force_holdouts=force_holdouts,
+            sample=sample,
+            excluded=excluded,
+        )
+
+
+def render_batch(runtime: CampaignRuntime, batch: SegmentedBatch) -> BatchResult:
+    """Render every row of ``batch`` that is not held out: each comes back rendered or
+    rejected with a reason. Pure: no files, nothing kept between calls."""
+    result = BatchResult()
+    for index, row in enumerate(batch.rows):
+        if batch.held_out[index]:
+            continue
+        record = batch.records[index]
+        try:
+            rendered = runtime.render_one(row, record, batch.segments[index], batch.variants[index])
+        except RecipientError as exc:
+            if runtime.campaign.missing_token == "error" and exc.reason == "missing_field":
+                raise UndefinedFieldError(
+                    f"'{exc.field}' is undefined",
+                    file=exc.file,
+                    line=exc.line,
+                    field=exc.field,
+                    recipient_id=batch.ids[index],
+                    row=row,
+                    hint="add a fallback: {{ field | fallback('...') }}, or set missing_token",
+                ) from None
+            result.rejected.append(
+                Rejection(row, batch.ids[index], exc.field, exc.reason, exc.detail)
+            )
+            continue
+        result.rendered.append(rendered)
+    return result
+
+
+def check_variants(experiments: Sequence[Experiment], forced: Mapping[str, str], file: str) -> None:
+    """Forced variants (``--winner``, ``--variant``) name experiments and variants that exist."""
+    known = {e.key: e for e in experiments}
+    listed = "; ".join(f"{k}: {', '.join(e.weights)}" for k, e in known.items()) or "(none)"
+    for key, name in forced.items():
+        if key not in known:
+            raise ConfigError(
+                f"no experiment {key!r}", file=file, hint=f"experiments and variants: {listed}"
+            )
+        if name not in known[key].weights:
+            raise ConfigError(
+                f"experiment {key!r} has no variant {name!r}",
+                file=file,
+                variant=name,
+                hint=f"variants of {key}: {', '.join(known[key].weights)}",
+            )
 
 
 def _one_line(text: str) -> str:

@@ -17,14 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 
-from renderer.build.executors import BatchRenderer, WrittenBatch
+from renderer.build.executors import ChunkJob, ChunkResult, make_executor
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
 from renderer.campaign import Campaign
-from renderer.runtime import CampaignRuntime, ProfileBatch, Rendered
+from renderer.runtime import CampaignRuntime
 from renderer.specs import audience_spec, schema_of
 from segments.audience.prepass import (
     CampaignAudience,
@@ -34,18 +34,13 @@ from segments.audience.prepass import (
 )
 from segments.errors import ConfigError
 from segments.experiments.assign import (
-    HOLDOUT_SUFFIX,
-    assign_frame,
-    sample_mask,
     sample_ratio_mismatch,
 )
 from segments.profiles.sources import (
     ProfileSchema,
     RawChunk,
-    Rejection,
     infer_schema,
     read_chunks,
-    to_records,
 )
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
@@ -83,43 +78,40 @@ class BuildOptions:
 
 @dataclass
 class BuildState:
-    """Counters a build accumulates; turned into summary.json at the end."""
+    """Counters a build accumulates from its chunks; turned into summary.json at the end."""
 
     rows: int = 0
     rendered: int = 0
     holdout: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
+    rejected_count: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     segments: Counter[str] = field(default_factory=Counter)
     variants: dict[str, Counter[str]] = field(default_factory=dict)
-    held_out: Counter[str] = field(default_factory=Counter)
-    rejected_count: int = 0
+    holdouts: Counter[str] = field(default_factory=Counter)  # per experiment
     layouts: set[str] = field(default_factory=set)
     excluded: int = 0
     not_sampled: int = 0
     evaluated: int = 0  # profiles whose segments were evaluated (the audience)
     members: Counter[str] = field(default_factory=Counter)
 
+    def add(self, result: ChunkResult) -> None:
+        self.rows += result.input_rows
+        self.rendered += result.rendered
+        self.holdout += result.holdout
+        self.rejected_count += len(result.rejected)
+        self.reasons.update(r.reason for r in result.rejected)
+        self.segments.update(result.segments)
+        for key, counts in result.variants.items():
+            self.variants.setdefault(key, Counter()).update(counts)
+        self.holdouts.update(result.holdouts)
+        self.layouts |= result.layouts
+        self.excluded += result.excluded
+        self.not_sampled += result.not_sampled
+        self.evaluated += result.evaluated
+        self.members.update(result.members)
+
     def progress(self) -> Progress:
         return Progress(self.rows, self.rendered, self.rejected_count, self.holdout)
-
-
-class _Holdout(NamedTuple):
-    """A held-out recipient's manifest line (the arguments of ``write_holdout``)."""
-
-    row: int
-    id: str
-    email: str
-    segments: tuple[str, ...]
-    variants: dict[str, str | None]
-
-
-@dataclass
-class _ChunkInFlight:
-    rows: int  # input rows the chunk covers
-    results: Iterator[WrittenBatch]  # in input order; with workers, already submitted
-    rejected: list[Rejection]  # rows the validation rejected
-    holdouts: list[_Holdout]  # in input-row order
 
 
 class CampaignBuild:
@@ -135,8 +127,6 @@ class CampaignBuild:
         self.runtime: CampaignRuntime | None = None
         self.audience: CampaignAudience | None = None
         self._excluded_ids = read_manifest_ids(self.options.exclude)
-        self._state_holdouts: Counter[str] = Counter()
-        self._renderer: BatchRenderer | None = None
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
@@ -179,108 +169,43 @@ class CampaignBuild:
         started: float,
     ) -> Iterator[Progress]:
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of, self.audience)
-        _check_winners(self.runtime, self.options.winner)
+        plan = self.runtime.segment_plan(
+            self.options.winner, sample=self.options.sample, excluded=self._excluded_ids
+        )
         if spool.complete:  # the pre-pass validated every chunk already
             validated: Iterator[ValidatedChunk] = iter(spool)
         else:
             validator = self.spec.validator()
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
         writer = OutputWriter(self.out, text=self.campaign.output.text)
+        executor = None
         try:  # from here on, whatever stops the build removes its staging folder
-            self._renderer = BatchRenderer(self.runtime, writer.files, self.options.workers)
+            job = ChunkJob(self.runtime, plan, writer.files)
+            executor = make_executor(job, self.options.workers)
             state = BuildState()
             with _fewer_collections():
                 # with workers, one chunk is prepared while they render the one before
                 ahead = 1 if self.options.workers > 1 else 0
-                in_flight: deque[_ChunkInFlight] = deque()
+                in_flight: deque[Iterator[ChunkResult]] = deque()
                 for chunk in _limited(validated, self.options.limit):
-                    in_flight.append(self._start_chunk(chunk, state))
+                    in_flight.append(executor.submit(chunk))
                     while len(in_flight) > ahead:
-                        self._finish_chunk(in_flight.popleft(), writer, state)
+                        _write_chunk(in_flight.popleft(), writer, state)
                         yield state.progress()
                 while in_flight:
-                    self._finish_chunk(in_flight.popleft(), writer, state)
+                    _write_chunk(in_flight.popleft(), writer, state)
                     yield state.progress()
             self.summary = self._summary(state, time.perf_counter() - started)
             self.summary.update(self._audience_stage(state, writer.staging))
             if self.options.strict:
                 raise_for_warnings(self.summary["warnings"])
-            self._renderer.close()  # workers write files: all of them stop first
+            executor.close()  # workers write files: all of them stop first
             writer.commit(self.summary)
         except BaseException:
-            if self._renderer is not None:
-                self._renderer.close()
+            if executor is not None:
+                executor.close()
             writer.abort()
             raise
-
-    def _start_chunk(self, chunk: ValidatedChunk, state: BuildState) -> _ChunkInFlight:
-        """Segments, variants and records of a chunk; its rendering handed to the renderer
-        (with workers, it starts now: the next chunk is prepared while they render)."""
-        assert self.runtime is not None
-        runtime = self.runtime
-        valid = chunk.valid
-        ids = valid[runtime.schema.id_field].astype(str)
-        keep = self._audience_filter(ids, state)
-        valid, ids = valid[keep], ids[keep]
-        membership = runtime.segments.evaluate_frame(valid, self.as_of)
-        state.evaluated += len(membership)
-        state.members.update(membership.sum().to_dict())
-        names = list(membership.columns)
-        segment_lists = [
-            tuple(n for n, hit in zip(names, row, strict=True) if hit)
-            for row in membership.to_numpy()
-        ]
-        variants, holdout = self._assign(ids, membership)
-        # derived fields joined for the whole chunk at once (cheaper than per record)
-        records = to_records(runtime.segments.enrich(valid), runtime.field_types)
-        rows = [int(row) for row in valid.index]
-        send = [i for i, held in enumerate(holdout) if not held]
-        batch = ProfileBatch(
-            [rows[i] for i in send],
-            [records[i] for i in send],
-            [segment_lists[i] for i in send],
-            [variants[i] for i in send],
-            derived_filled=True,
-        )
-        email_field = runtime.schema.email_field
-        holdouts = [
-            _Holdout(
-                rows[i],
-                ids.iloc[i],
-                str(records[i].get(email_field)),
-                segment_lists[i],
-                variants[i],
-            )
-            for i, held in enumerate(holdout)
-            if held
-        ]
-        assert self._renderer is not None
-        results = self._renderer.iter_render(batch)
-        return _ChunkInFlight(chunk.rows, results, list(chunk.rejected), holdouts)
-
-    def _finish_chunk(self, work: _ChunkInFlight, writer: OutputWriter, state: BuildState) -> None:
-        """Manifest lines in input-row order (holdouts between the rendered), then errors."""
-        state.rows += work.rows
-        state.holdout += len(work.holdouts)
-        holdouts = iter(work.holdouts)
-        held = next(holdouts, None)
-        render_rejected = []
-        # rendered emails are written as each sub-batch is done: memory stays flat
-        for result in work.results:
-            for item, line in zip(result.rendered, result.lines, strict=True):
-                while held is not None and held.row < item.row:
-                    writer.write_holdout(*held)
-                    held = next(holdouts, None)
-                writer.write_line(line)
-            render_rejected.extend(result.rejected)
-            _count_rendered(result.rendered, state)
-        while held is not None:
-            writer.write_holdout(*held)
-            held = next(holdouts, None)
-        all_rejected = sorted(work.rejected + render_rejected, key=lambda r: r.row)
-        writer.write((), all_rejected)
-        state.rejected_count += len(all_rejected)
-        state.reasons.update(r.reason for r in all_rejected)
 
     def _audience_stage(self, state: BuildState, folder: Path) -> dict[str, Any]:
         assert self.audience is not None
@@ -292,39 +217,6 @@ class CampaignBuild:
             state.evaluated,
             baseline=self.options.baseline,
         )
-
-    def _audience_filter(self, ids: pd.Series, state: BuildState) -> pd.Series:
-        keep = pd.Series(True, index=ids.index)
-        if self._excluded_ids:
-            excluded = ids.isin(self._excluded_ids)
-            state.excluded += int(excluded.sum())
-            keep &= ~excluded
-        if self.options.sample is not None:
-            sampled = sample_mask(ids, self.options.sample)
-            state.not_sampled += int((keep & ~sampled).sum())
-            keep &= sampled
-        return keep
-
-    def _assign(
-        self, ids: pd.Series, membership: pd.DataFrame
-    ) -> tuple[list[dict[str, str | None]], list[bool]]:
-        assert self.runtime is not None
-        experiments = self.runtime.experiments
-        if not experiments:
-            return [{} for _ in range(len(ids))], [False] * len(ids)
-        frame = assign_frame(experiments, ids, membership)
-        for key, name in self.options.winner.items():
-            in_audience = frame[key].notna()
-            frame.loc[in_audience, key] = name
-        keys = [e.key for e in experiments]
-        variants = [
-            dict(zip(keys, row, strict=True)) for row in frame[keys].itertuples(index=False)
-        ]
-        for experiment in experiments:
-            self._state_holdouts[experiment.key] += int(
-                frame[experiment.key + HOLDOUT_SUFFIX].sum()
-            )
-        return variants, frame["holdout"].tolist()
 
     def _summary(self, state: BuildState, seconds: float) -> dict[str, Any]:
         assert self.runtime is not None
@@ -366,7 +258,7 @@ class CampaignBuild:
                 "weights": experiment.weights,
                 "counts": assigned,
                 "outside": counts.get("None", 0),
-                "holdout": self._state_holdouts.get(experiment.key, 0),
+                "holdout": state.holdouts.get(experiment.key, 0),
                 "holdout_share": experiment.holdout,
                 "audience": experiment.audience,
                 "layer": experiment.layer,
@@ -408,30 +300,12 @@ def read_manifest_ids(paths: list[Path]) -> frozenset[str]:
     return frozenset(str(entry["id"]) for path in paths for entry in iter_manifest(path))
 
 
-def _check_winners(runtime: CampaignRuntime, winner: dict[str, str]) -> None:
-    experiments = {e.key: e for e in runtime.experiments}
-    for key, name in winner.items():
-        if key not in experiments:
-            raise ConfigError(
-                f"--winner: no experiment {key!r}",
-                file=runtime.campaign.file,
-                hint=f"experiments: {', '.join(experiments) or '(none)'}",
-            )
-        if name not in experiments[key].weights:
-            raise ConfigError(
-                f"--winner: experiment {key!r} has no variant {name!r}",
-                file=runtime.campaign.file,
-                hint=f"variants: {', '.join(experiments[key].weights)}",
-            )
-
-
-def _count_rendered(rendered: list[Rendered], state: BuildState) -> None:
-    state.rendered += len(rendered)
-    for item in rendered:
-        state.layouts.add(item.layout)
-        state.segments.update(s for s in item.segments if not s.startswith("block:"))
-        for key, name in item.variants.items():
-            state.variants.setdefault(key, Counter())[str(name)] += 1
+def _write_chunk(results: Iterator[ChunkResult], writer: OutputWriter, state: BuildState) -> None:
+    """A chunk's manifest lines (rendered and held out, in input-row order), then its
+    rejections; the chunk's counts added to the build's."""
+    for result in results:
+        writer.write_lines(result.lines, result.rejected)
+        state.add(result)
 
 
 def parse_max_rejected(text: str) -> tuple[float, bool]:

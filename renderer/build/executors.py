@@ -1,11 +1,16 @@
-"""Rendering batches in-process or across worker processes, always in input order.
+"""Where a build's unit of work runs: in this process, or in a pool of processes.
 
-:meth:`CampaignRuntime.render_batch` is pure, so the same unit runs here in a
-process pool: each worker builds its own runtime once (templates compiled once
-per process), renders sub-batches and writes their files (:class:`EmailFiles`:
-encoding, SHA-256 and file creation are a quarter of a recipient's cost, so they
-run in the workers too). Only manifest lines and counts come back, in order, so
-output files and the manifest are byte-identical whatever the number of workers.
+The unit is :func:`run_chunk`: segment one validated chunk
+(:func:`segments.batch.segment_chunk`), render it (:func:`renderer.runtime.render_batch`),
+and hand the emails to the writer's per-email part (:class:`EmailFiles`: encoding,
+SHA-256 and file creation are a quarter of a recipient's cost, so they run where the
+render ran). Only manifest lines, rejections and counts come back, in input order,
+so the output is byte-identical whatever the executor and the number of workers.
+
+An executor is anything with ``submit(chunk) -> Iterator[ChunkResult]`` and
+``close()``: :class:`InProcessExecutor` works as the iterator is consumed;
+:class:`ProcessPoolExecutor` splits the chunk, submits the parts at once and yields
+their results in order.
 """
 
 from __future__ import annotations
@@ -14,52 +19,123 @@ import ctypes
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from renderer.build.output import EmailFiles
-from renderer.campaign import Campaign
-from renderer.runtime import CampaignRuntime, ProfileBatch, Rendered
-from segments.audience.prepass import CampaignAudience
-from segments.profiles.sources import ProfileSchema, Rejection
+from renderer.build.output import EmailFiles, holdout_line
+from renderer.runtime import CampaignRuntime, Rendered, render_batch
+from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
+from segments.profiles.sources import Rejection
+from segments.profiles.spool import ValidatedChunk
 
-SUB_BATCH = 250
-_WORKER: tuple[CampaignRuntime, EmailFiles] | None = None
+SUB_BATCH = 250  # rows rendered before their files are written: memory stays flat
+POOL_PART = 1000  # valid rows per task sent to a worker process
 
 
 @dataclass
-class WrittenBatch:
-    """A rendered batch whose files are written: manifest lines, in input order."""
+class ChunkResult:
+    """What one chunk gave: manifest lines in input-row order, rejections by row, counts."""
 
-    rendered: list[Rendered] = field(default_factory=list)  # html and text may be emptied
-    lines: list[bytes] = field(default_factory=list)  # the manifest line of each
+    input_rows: int = 0
+    lines: list[bytes] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    rendered: int = 0
+    holdout: int = 0
+    excluded: int = 0
+    not_sampled: int = 0
+    evaluated: int = 0
+    members: Counter[str] = field(default_factory=Counter)
+    segments: Counter[str] = field(default_factory=Counter)  # of rendered recipients
+    variants: dict[str, Counter[str]] = field(default_factory=dict)  # of rendered recipients
+    holdouts: Counter[str] = field(default_factory=Counter)  # per experiment
+    layouts: set[str] = field(default_factory=set)
 
 
-def render_and_write(
-    runtime: CampaignRuntime, files: EmailFiles, batch: ProfileBatch, *, keep_content: bool
-) -> WrittenBatch:
-    """Render ``batch`` and write its files: the unit of work of a build."""
-    result = runtime.render_batch(batch)
-    lines = [files.write(item) for item in result.rendered]
-    rendered = result.rendered
-    if not keep_content:  # what goes back to the parent process: no need for the bodies
-        rendered = [replace(item, html="", text="") for item in rendered]
-    return WrittenBatch(rendered, lines, result.rejected)
+@dataclass(frozen=True)
+class ChunkJob:
+    """What the unit needs besides the chunk: the same for every chunk of a build."""
+
+    runtime: CampaignRuntime
+    plan: SegmentPlan
+    files: EmailFiles
 
 
-def _init_worker(
-    campaign: Campaign,
-    schema: ProfileSchema,
-    as_of: datetime,
-    audience: CampaignAudience,
-    files: EmailFiles,
-) -> None:
+def run_chunk(job: ChunkJob, chunk: ValidatedChunk) -> ChunkResult:
+    """Segment, render and write one chunk: the unit of work of a build."""
+    batch = segment_chunk(chunk, job.plan)
+    result = ChunkResult(
+        input_rows=batch.input_rows,
+        excluded=batch.excluded,
+        not_sampled=batch.not_sampled,
+        evaluated=len(batch),
+        members=Counter(batch.members),
+        holdouts=Counter(batch.holdouts()),
+    )
+    rejected = list(batch.rejected)
+    email_field = job.plan.schema.email_field
+    for start in range(0, len(batch), SUB_BATCH):
+        part = batch.take(range(start, min(start + SUB_BATCH, len(batch))))
+        done = render_batch(job.runtime, part)
+        rejected.extend(done.rejected)
+        rendered = iter(done.rendered)  # in row order, without the held-out and rejected rows
+        item = next(rendered, None)
+        for index, row in enumerate(part.rows):
+            if part.held_out[index]:
+                email = str(part.records[index].get(email_field))
+                line = holdout_line(row, part.ids[index], email, part.segments[index],
+                                    part.variants[index])  # fmt: skip
+                result.lines.append(line)
+                result.holdout += 1
+            elif item is not None and item.row == row:
+                result.lines.append(job.files.write(item))
+                _count(result, item)
+                item = next(rendered, None)
+    result.rejected = sorted(rejected, key=lambda r: r.row)
+    return result
+
+
+def _count(result: ChunkResult, item: Rendered) -> None:
+    result.rendered += 1
+    result.layouts.add(item.layout)
+    result.segments.update(s for s in item.segments if not s.startswith("block:"))
+    for key, name in item.variants.items():
+        result.variants.setdefault(key, Counter())[str(name)] += 1
+
+
+class Executor(Protocol):
+    def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessExecutor:
+    """Runs the unit here, as the results are consumed."""
+
+    def __init__(self, job: ChunkJob) -> None:
+        self.job = job
+
+    def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]:
+        yield run_chunk(self.job, chunk)
+
+    def close(self) -> None:
+        pass
+
+
+_WORKER: ChunkJob | None = None
+
+
+def _init_worker(job: ChunkJob) -> None:
     global _WORKER
     _stay_with_parent()
-    _WORKER = CampaignRuntime(campaign, schema, as_of, audience=audience), files
+    _WORKER = job  # unpickled once per process: templates compiled once per worker
+
+
+def _run_in_worker(chunk: ValidatedChunk) -> ChunkResult:
+    assert _WORKER is not None
+    return run_chunk(_WORKER, chunk)
 
 
 def _stay_with_parent() -> None:
@@ -83,50 +159,21 @@ def _stay_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _render_in_worker(batch: ProfileBatch) -> WrittenBatch:
-    assert _WORKER is not None
-    runtime, files = _WORKER
-    return render_and_write(runtime, files, batch, keep_content=False)
+class ProcessPoolExecutor:
+    """Runs the unit in ``workers`` processes; each chunk is split into parts of
+    :data:`POOL_PART` rows so every worker has work, and results come back in order."""
 
+    def __init__(self, job: ChunkJob, workers: int) -> None:
+        self.job = job
+        self.workers = workers
+        self._pool: futures.ProcessPoolExecutor | None = None
 
-class BatchRenderer:
-    """Renders :class:`ProfileBatch` es and writes their files with ``workers``
-    processes (1: in this process)."""
-
-    def __init__(self, runtime: CampaignRuntime, files: EmailFiles, workers: int = 1) -> None:
-        self.runtime = runtime
-        self.files = files
-        self.workers = max(1, workers)
-        self._pool: ProcessPoolExecutor | None = None
-
-    def iter_render(self, batch: ProfileBatch) -> Iterator[WrittenBatch]:
-        """Render ``batch`` in sub-batches; the results in input order.
-
-        In one process the work happens as the iterator is consumed; with workers
-        every sub-batch is submitted before this returns.
-        """
-        bounds = range(0, len(batch.rows), SUB_BATCH)
-        parts = [_slice(batch, start, start + SUB_BATCH) for start in bounds]
-        if self.workers == 1 or len(parts) <= 1:
-            runtime, files = self.runtime, self.files
-            return (render_and_write(runtime, files, part, keep_content=True) for part in parts)
-        return self._executor().map(_render_in_worker, parts)  # submits them all now
-
-    def _executor(self) -> ProcessPoolExecutor:
+    def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]:
         if self._pool is None:
-            runtime = self.runtime
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                initializer=_init_worker,
-                initargs=(
-                    runtime.campaign,
-                    runtime.schema,
-                    runtime.as_of,
-                    runtime.audience,
-                    self.files,
-                ),
+            self._pool = futures.ProcessPoolExecutor(
+                max_workers=self.workers, initializer=_init_worker, initargs=(self.job,)
             )
-        return self._pool
+        return self._pool.map(_run_in_worker, chunk.split(POOL_PART))  # submits them all now
 
     def close(self) -> None:
         if self._pool is not None:
@@ -134,11 +181,9 @@ class BatchRenderer:
             self._pool = None
 
 
-def _slice(batch: ProfileBatch, start: int, stop: int) -> ProfileBatch:
-    return ProfileBatch(
-        batch.rows[start:stop],
-        batch.records[start:stop],
-        batch.segments[start:stop],
-        batch.variants[start:stop],
-        batch.derived_filled,
-    )
+def make_executor(job: ChunkJob, workers: int) -> InProcessExecutor | ProcessPoolExecutor:
+    """In this process for one worker, else a process pool."""
+    return InProcessExecutor(job) if workers <= 1 else ProcessPoolExecutor(job, workers)
+
+
+__all__ = ["ChunkJob", "ChunkResult", "SegmentedBatch", "make_executor", "run_chunk"]

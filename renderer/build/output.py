@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -95,6 +95,25 @@ def iter_manifest(path: Path) -> Iterator[dict[str, Any]]:
                 yield entry
     except OSError as exc:
         raise ConfigError(f"cannot read manifest: {exc.strerror}", file=str(path)) from None
+
+
+def holdout_line(
+    row: int,
+    recipient_id: str,
+    email: str,
+    segments: Iterable[str],
+    variants: Mapping[str, str | None],
+) -> bytes:
+    """The manifest line of a held-out recipient (no email, no files)."""
+    entry = {
+        "id": recipient_id,
+        "row": row,
+        "email": email,
+        "segments": list(segments),
+        "variants": dict(variants),
+        "holdout": True,
+    }
+    return dumps_line(entry)
 
 
 class EmailFiles:
@@ -190,34 +209,13 @@ class OutputWriter:
             self._lock.release()
             raise
 
-    def write(self, rendered: Iterable[Rendered], rejected: Iterable[Rejection]) -> None:
-        """Write a batch's emails and manifest lines, then its rejections."""
-        for item in rendered:
-            self._manifest.write(self.files.write(item))
+    def write_lines(self, lines: Iterable[bytes], rejected: Iterable[Rejection]) -> None:
+        """Manifest lines (their files already written by :class:`EmailFiles`), then
+        rejections."""
+        for line in lines:
+            self._manifest.write(line)
         for rejection in rejected:
             self._errors.write(dumps(rejection.to_dict()) + "\n")
-
-    def write_line(self, line: bytes) -> None:
-        """A manifest line from :meth:`EmailFiles.write` (its files already written)."""
-        self._manifest.write(line)
-
-    def write_holdout(
-        self,
-        row: int,
-        recipient_id: str,
-        email: str,
-        segments: Iterable[str],
-        variants: dict[str, str | None],
-    ) -> None:
-        entry = {
-            "id": recipient_id,
-            "row": row,
-            "email": email,
-            "segments": list(segments),
-            "variants": variants,
-            "holdout": True,
-        }
-        self._manifest.write(dumps_line(entry))
 
     def commit(self, summary: dict[str, Any]) -> Path:
         """Write the summary and swap the staging folder into place."""

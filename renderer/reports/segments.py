@@ -40,7 +40,9 @@ from segments.audience.prepass import (
     prepare_audience,
     raise_for_warnings,
 )
-from segments.profiles.sources import ProfileSchema, infer_schema, read_chunks, to_records
+from segments.batch import SegmentPlan, segment_chunk
+from segments.profiles.sources import ProfileSchema, infer_schema, read_chunks
+from segments.profiles.spool import ValidatedChunk
 
 LIFECYCLE_ORDER = ("new", "active", "at_risk", "lapsed")
 SCATTER_POINTS = 1500
@@ -294,8 +296,10 @@ def explain_profile(
     match = population[population[schema.id_field].astype(str) == profile_id]
     if match.empty:
         raise profile_not_found(campaign, profile_id, audience.rejections)
-    record = to_records(match.iloc[:1], audience.field_types(schema))[0]
-    membership = segments.evaluate_profile(record, moment)
+    plan = SegmentPlan(segments, (), schema, audience.field_types(schema), moment)
+    batch = segment_chunk(ValidatedChunk(match.iloc[:1], []), plan)  # as the build does
+    record, member_of = batch.records[0], set(batch.segments[0])
+    membership = {name: name in member_of for name in segments.names}
     references = audience.document.references()
     percentiles = {(t.segment, t.line, t.field): t for t in audience.thresholds}
     checks = []
@@ -306,7 +310,7 @@ def explain_profile(
         ]
         uses = {ref: membership[ref] for ref in sorted(references.get(name, ()))}
         checks.append(SegmentCheck(name, membership[name], conditions, uses))
-    member = [name for name, hit in membership.items() if hit]
+    member = sorted(member_of)
     derived_names = audience.audience.derived.columns if audience.audience else []
     return ProfileExplanation(
         profile_id=profile_id,

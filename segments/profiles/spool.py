@@ -47,6 +47,25 @@ class ValidatedChunk:
             [r for r in self.rejected if r.row <= last_row],
         )
 
+    def split(self, size: int) -> list[ValidatedChunk]:
+        """Consecutive parts of at most ``size`` valid rows; each rejection goes with the
+        part whose rows it falls between (the last part takes those after every valid row)."""
+        if len(self.valid) <= size:
+            return [self]
+        parts = []
+        rejected = sorted(self.rejected, key=lambda r: r.row)
+        taken = 0
+        for start in range(0, len(self.valid), size):
+            valid = self.valid.iloc[start : start + size]
+            last = start + size >= len(self.valid)
+            bound = int(valid.index[-1])
+            end = len(rejected) if last else taken
+            while not last and end < len(rejected) and rejected[end].row <= bound:
+                end += 1
+            parts.append(ValidatedChunk(valid, rejected[taken:end]))
+            taken = end
+        return parts
+
     def row_numbers(self) -> list[int]:
         """Every input row number in the chunk, sorted."""
         return sorted([*(int(i) for i in self.valid.index), *(r.row for r in self.rejected)])
