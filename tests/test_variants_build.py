@@ -280,3 +280,18 @@ def test_a_segment_preview_is_its_first_recipient(demo: tuple[Path, dict[str, An
     assert result.exit_code == 0 and "Segments: " in result.stdout and "lapsed" in result.stdout
     neither = runner.invoke(app, ["render"])
     assert neither.exit_code == 2 and "--profile ID or --segment NAME" in neither.output
+
+
+def test_render_refuses_a_forced_variant_that_does_not_exist() -> None:
+    wrong_arm = runner.invoke(
+        app, ["render", "--profile", "C000001", "--variant", "subject_test=Z"]
+    )
+    assert wrong_arm.exit_code == 2, wrong_arm.output
+    assert "experiment 'subject_test' has no variant 'Z'" in wrong_arm.output
+    assert "A, B" in wrong_arm.output and "Traceback" not in wrong_arm.output
+    unknown = runner.invoke(app, ["render", "--profile", "C000001", "--variant", "nosuch=B"])
+    assert unknown.exit_code == 2, unknown.output
+    assert "no experiment 'nosuch'" in unknown.output
+    assert "subject_test: A, B" in unknown.output and "offer_test: control, free_shipping" in (
+        unknown.output
+    )
