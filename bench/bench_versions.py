@@ -102,7 +102,7 @@ def compare(base: Path, campaign: Path, work: Path, args: argparse.Namespace) ->
     print(f"ratio baseline/this per pair: {', '.join(f'{r:.3f}' for r in ratios)}")
     print(f"median ratio: {statistics.median(ratios):.3f} (above 1: this checkout is faster)")
     cpu_ratios = [b / t for b, t in zip(cpu["baseline"], cpu["this"], strict=True)]
-    print(f"median CPU-time ratio: {statistics.median(cpu_ratios):.3f} (steadier on a busy machine)")
+    print(f"median CPU-time ratio: {statistics.median(cpu_ratios):.3f} (steadier when busy)")
     manifests = [work / f"out-{side}" / "manifest.jsonl" for side in sides]
     same = filecmp.cmp(*manifests, shallow=False)
     print(f"manifests byte-identical: {'yes' if same else 'NO'}")
