@@ -236,19 +236,14 @@ def test_duplicate_result_ids_are_a_data_error() -> None:
 # -- outputs -------------------------------------------------------------------------
 
 
-def test_outputs_are_serializable_and_self_contained() -> None:
+def test_outputs_are_serializable() -> None:
+    # the HTML page is drawn by renderer.reports.ab (tests/test_report_pages.py)
     assignments, results = table({"<b>ctl</b>": (500, 50), "B&B": (500, 80)})
     results["revenue"] = np.linspace(0, 10, 1000)
     report = ab_report(assignments, results, experiment="exp", control="<b>ctl</b>")
     json.dumps(report.to_dict(), allow_nan=False)
     rows = report.to_rows()
     assert len(rows) == 4 and {r["metric"] for r in rows} == {"clicked", "revenue"}
-    page = report.to_html()
-    assert page.startswith("<!doctype html>")
-    assert page.count("<svg") == 2 and "<circle" in page
-    assert "&lt;b&gt;ctl&lt;/b&gt;" in page and "<b>ctl</b>" not in page
-    for needle in ("<script", "src=", "href=", "@import", "url("):
-        assert needle not in page
 
 
 # -- loading ---------------------------------------------------------------------------

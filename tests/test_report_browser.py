@@ -1,4 +1,4 @@
-"""The segments report page in a real browser: Playwright driving Debian's chromium.
+"""The report pages (segments, A/B) in a real browser: Playwright driving Debian's chromium.
 
 Without ``/usr/bin/chromium`` (or Playwright) the test is skipped, unless
 ``MAILSMITH_REQUIRE_BROWSER=1`` (CI sets it), where it fails instead.
@@ -15,7 +15,10 @@ import pytest
 
 from renderer import load_campaign
 from renderer.campaign import demo_campaign_path
+from renderer.reports.ab import reports_html
 from renderer.reports.segments import SegmentReport, segment_report
+from segments.experiments.stats import AbReport
+from tests.test_report_pages import experiment
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -37,7 +40,7 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     if not CHROMIUM.is_file():
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
     try:
@@ -47,9 +50,21 @@ def page() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1200, "height": 900})
+            yield browser
         finally:
             browser.close()
+
+
+def open_page(browser: Any, path: Path, text: str) -> Any:
+    """``text`` written to ``path`` and opened; it must fetch nothing but itself."""
+    path.write_text(text, encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    assert requests == [path.as_uri()]  # self-contained: nothing else is fetched
+    return page
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +73,8 @@ def report() -> SegmentReport:
 
 
 @pytest.fixture(scope="module")
-def opened(page: Any, report: SegmentReport, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    path = tmp_path_factory.mktemp("report") / "segments.html"
-    path.write_text(report.to_html(), encoding="utf-8")
-    requests: list[str] = []
-    page.on("request", lambda request: requests.append(request.url))
-    page.goto(path.as_uri())
-    page.wait_for_load_state("load")
-    assert requests == [path.as_uri()]  # self-contained: nothing else is fetched
-    return page
+def opened(browser: Any, report: SegmentReport, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return open_page(browser, tmp_path_factory.mktemp("report") / "segments.html", report.to_html())
 
 
 def boxes(page: Any, selector: str) -> list[dict[str, float]]:
@@ -116,3 +124,52 @@ def test_heatmap_scatter_kselection_and_funnel(opened: Any, report: SegmentRepor
         assert drawn["width"] > 50
     stages = boxes(opened, "#chart-funnel rect.stage")
     assert len(stages) == 4 and all(s["width"] > 0 for s in stages)
+
+
+# -- the A/B page ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def experiments() -> list[AbReport]:
+    return [
+        experiment("subject_test", {"A": (1000, 100), "B": (1000, 160), "C": (1000, 95)}),
+        experiment("offer_test", {"control": (800, 90), "free_shipping": (800, 100)}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def ab_opened(
+    browser: Any, experiments: list[AbReport], tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    return open_page(browser, tmp_path_factory.mktemp("ab") / "ab.html", reports_html(experiments))
+
+
+def test_ab_page_draws_a_chart_and_a_table_per_metric(
+    ab_opened: Any, experiments: list[AbReport]
+) -> None:
+    sections = ab_opened.eval_on_selector_all(
+        "section.experiment", "els => els.map(e => e.dataset.experiment)"
+    )
+    assert sections == [r.experiment for r in experiments]
+    for report in experiments:
+        for metric in report.metrics:
+            where = f'section[data-experiment="{report.experiment}"] [data-metric="{metric}"]'
+            (svg,) = boxes(ab_opened, f"{where} svg")
+            assert svg["width"] > 200 and svg["height"] > 50
+            dots = boxes(ab_opened, f"{where} circle.rate")
+            assert len(dots) == len(report.variants)
+            inside = [
+                svg["x"] <= d["x"] and d["x"] + d["width"] <= svg["x"] + svg["width"] for d in dots
+            ]
+            assert all(inside) and all(d["width"] > 0 for d in dots)
+            (reference,) = boxes(ab_opened, f"{where} line.reference")
+            control = dots[0]
+            assert abs(reference["x"] - (control["x"] + control["width"] / 2)) < 1.5
+            rows = ab_opened.eval_on_selector_all(
+                f"{where} table.comparison tr", "els => els.length"
+            )
+            assert rows == 1 + len(report.variants)
+    winners = ab_opened.eval_on_selector_all(
+        "tr.winner td:first-child", "els => els.map(e => e.textContent)"
+    )
+    assert winners == ["B"]

@@ -128,7 +128,7 @@ class SegmentReport:
 
     def to_html(self, x: str | None = None, y: str | None = None) -> str:
         """One self-contained HTML page (inline SVG, no scripts, no network)."""
-        from renderer.reports.segments_html import render_report
+        from renderer.reports.segments_page import render_report
 
         return render_report(self, x=x, y=y)
 

@@ -38,7 +38,6 @@ control, metric by metric. The choices, so nobody has to guess:
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -111,10 +110,6 @@ class AbReport:
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-serializable (no NaN: undefined numbers are None)."""
         return asdict(self)
-
-    def to_html(self) -> str:
-        """A self-contained HTML page: summary, inline SVG charts, tables. No scripts."""
-        return _render_html(self)
 
 
 # -- loading -----------------------------------------------------------------
@@ -473,127 +468,3 @@ def _overall(rows: list[VariantMetric], primary: str, control: str, srm: SrmResu
     if treated and all(r.verdict == LOSER for r in treated):
         return f"winner: {control}"
     return UNDECIDED
-
-
-# -- HTML --------------------------------------------------------------------
-
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#1f2328}
-h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
-table{border-collapse:collapse;margin:.5rem 0 1rem}
-td,th{border-bottom:1px solid #d0d7de;padding:.3rem .6rem;text-align:right}
-th:first-child,td:first-child{text-align:left}
-.verdict{font-weight:600;padding:.5rem .8rem;background:#f6f8fa;border-left:4px solid #0969da}
-.bad{border-color:#cf222e;color:#cf222e}.winner{color:#1a7f37}.loser{color:#cf222e}
-.note{color:#59636e}
-"""
-
-
-def _render_html(report: AbReport) -> str:
-    e = html.escape
-    bad = " bad" if report.verdict == SRM_VERDICT else ""
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>A/B report: {e(report.experiment)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>A/B report: {e(report.experiment)}</h1>",
-        f"<p class='verdict{bad}'>{e(report.verdict)}</p>",
-        _summary_html(report),
-    ]
-    for metric in report.metrics:
-        rows = [r for r in report.rows if r.metric == metric]
-        parts.append(f"<h2>{e(metric)} <span class='note'>({e(rows[0].kind)})</span></h2>")
-        parts.append(_chart_svg(rows))
-        parts.append(_table_html(rows))
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _summary_html(report: AbReport) -> str:
-    srm = report.srm
-    items = [
-        f"control: {report.control}; alpha {report.alpha:g}",
-        f"recipients analysed: {report.analysed} of {report.assigned} assigned",
-        f"assigned without results (excluded): {len(report.missing_result_ids)}",
-        f"results for unassigned ids (ignored): {len(report.unassigned_ids)}",
-        f"results for recipients outside the experiment: {report.outside_experiment}",
-        "sample ratio: not checked"
-        if srm is None
-        else f"sample ratio: chi2 {srm.chi2:.3f}, p {srm.p_value:.4g}",
-        *report.warnings,
-    ]
-    lis = "".join(f"<li>{html.escape(i)}</li>" for i in items)
-    return f"<ul class='note'>{lis}</ul>"
-
-
-def _fmt(value: float | None, kind: str, *, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    sign = "+" if signed else ""
-    return f"{value * 100:{sign}.2f}%" if kind == "binary" else f"{value:{sign},.4g}"
-
-
-def _table_html(rows: list[VariantMetric]) -> str:
-    head = "variant n successes rate lift rel.lift CI p p(adj) n/group verdict".split()
-    lines = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    for r in rows:
-        ci = "–" if r.ci_low is None else f"{_fmt(r.ci_low, r.kind)} … {_fmt(r.ci_high, r.kind)}"
-        cells = [
-            r.variant + (" (control)" if r.is_control else ""),
-            f"{r.n:,}",
-            f"{r.successes:,.6g}",
-            _fmt(r.rate, r.kind),
-            _fmt(r.abs_lift, r.kind, signed=True),
-            "–" if r.rel_lift is None else f"{r.rel_lift * 100:+.1f}%",
-            ci,
-            "–" if r.p_value is None else f"{r.p_value:.4g}",
-            "–" if r.p_adjusted is None else f"{r.p_adjusted:.4g}",
-            "–" if r.sample_size is None else f"{r.sample_size:,}",
-            r.verdict or "",
-        ]
-        css = f" class='{r.verdict}'" if r.verdict in (WINNER, LOSER) else ""
-        lines.append(f"<tr{css}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return "".join(lines) + "</table>"
-
-
-def _chart_svg(rows: list[VariantMetric]) -> str:
-    """Rates as dots with CI bars, one line per variant; dashed line at the control rate."""
-    width, left, right, step = 640, 150, 30, 30
-    height = 30 + step * len(rows)
-    points = [v for r in rows for v in (r.rate, r.rate_ci_low, r.rate_ci_high) if v is not None]
-    lo, hi = (min(points), max(points)) if points else (0.0, 1.0)
-    pad = (hi - lo) * 0.1 or 0.01
-    lo, hi = lo - pad, hi + pad
-
-    def x(value: float) -> float:
-        return left + (value - lo) / (hi - lo) * (width - left - right)
-
-    out = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"role='img' aria-label='rates with confidence intervals'>"
-    ]
-    if rows[0].rate is not None:
-        cx = x(rows[0].rate)
-        out.append(
-            f"<line x1='{cx:.1f}' y1='5' x2='{cx:.1f}' y2='{height - 20}' "
-            "stroke='#8c959f' stroke-dasharray='4 3'/>"
-        )
-    for i, r in enumerate(rows):
-        y = 20 + step * i
-        name = html.escape(r.variant)
-        out.append(f"<text x='{left - 10}' y='{y + 4}' text-anchor='end'>{name}</text>")
-        if r.rate is None:
-            continue
-        color = {"winner": "#1a7f37", "loser": "#cf222e"}.get(r.verdict or "", "#0969da")
-        if r.rate_ci_low is not None and r.rate_ci_high is not None:
-            x1, x2 = x(r.rate_ci_low), x(r.rate_ci_high)
-            out.append(
-                f"<path d='M{x1:.1f} {y - 5}v10M{x1:.1f} {y}H{x2:.1f}M{x2:.1f} {y - 5}v10' "
-                f"stroke='{color}' fill='none'/>"
-            )
-        out.append(f"<circle cx='{x(r.rate):.1f}' cy='{y}' r='4' fill='{color}'/>")
-    for value, anchor in ((lo, "start"), (hi, "end")):
-        out.append(
-            f"<text x='{x(value):.1f}' y='{height - 4}' text-anchor='{anchor}' fill='#59636e' "
-            f"font-size='12'>{html.escape(_fmt(value, rows[0].kind))}</text>"
-        )
-    return "".join(out) + "</svg>"
