@@ -7,6 +7,7 @@ import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +54,7 @@ def _both(
     return compiled, naive.render(context)
 
 
+@pytest.mark.slow
 def test_every_demo_recipient_equals_the_naive_pipeline() -> None:
     runtime, naive, rows = load_demo()
     assert len(rows) > 2000

@@ -76,12 +76,13 @@ def assert_same(path: Path, population: pd.DataFrame, chunk_size: int) -> Any:
     return streamed
 
 
-@pytest.mark.parametrize("chunk_size", [113, 2_000, 100_000])
+@pytest.mark.parametrize("chunk_size", [pytest.param(113, marks=pytest.mark.slow), 2_000, 100_000])
 def test_demo_events_in_chunks_equal_one_chunk(population: pd.DataFrame, chunk_size: int) -> None:
     streamed = assert_same(DEMO / "events.csv", population, chunk_size)
     assert streamed.accepted == 31_757  # the build's summary: 31757 of 31765 rows used
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None)
 @given(chunk_size=st.integers(200, 20_000), seed=st.integers(0, 2**32 - 1))
 def test_shuffled_events_in_chunks_equal_one_chunk(

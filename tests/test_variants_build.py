@@ -116,6 +116,7 @@ def test_render_any_variant_for_a_designer() -> None:
     assert "offer_test=free_shipping" in variants_line and "subject_test=" in variants_line
 
 
+@pytest.mark.slow
 def test_a_preview_is_the_email_the_build_wrote(demo: tuple[Path, dict[str, Any]]) -> None:
     """render --profile gives the build's variants, segments, subject, HTML and text;
     a held-out recipient is refused; a duplicated id is the row the build rendered."""
@@ -141,6 +142,7 @@ def test_a_preview_is_the_email_the_build_wrote(demo: tuple[Path, dict[str, Any]
     assert forced.variants["offer_test"] == "control"
 
 
+@pytest.mark.slow
 def test_sample_then_winner_covers_everyone_once(tmp_path: Path) -> None:
     campaign = load_campaign(demo_campaign_path())
     first = tmp_path / "test"
@@ -265,6 +267,7 @@ def test_ab_report_flags_sample_ratio_mismatch_on_a_skewed_manifest(
     assert "sample ratio mismatch: do not trust" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_segment_preview_is_its_first_recipient(demo: tuple[Path, dict[str, Any]]) -> None:
     out, _ = demo
     campaign = load_campaign(demo_campaign_path())
