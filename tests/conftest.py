@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from renderer import load_campaign
+from renderer import BuildOptions, build_campaign, load_campaign
 from renderer.campaign import demo_campaign_path
 from renderer.compile.template import CompiledTemplate, compile_template
 from renderer.content import ContentFolders, assemble
@@ -87,6 +87,15 @@ def content(tmp_path: Path) -> Content:
 @pytest.fixture(scope="session")
 def demo_campaign() -> Any:
     return load_campaign(demo_campaign_path())
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One full build of the demo campaign, shared by every test that only reads it
+    (a build writes ~120 MB: one per test session, not one per test module)."""
+    out = tmp_path_factory.mktemp("demo-build") / "out"
+    summary = build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
+    return out, summary
 
 
 @pytest.fixture

@@ -43,13 +43,6 @@ def tree_digest(root: Path) -> dict[str, str]:
     return digests
 
 
-@pytest.fixture(scope="module")
-def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("build") / "out"
-    summary = build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
-    return out, summary
-
-
 def test_demo_build_counts_reconcile_and_match_the_files(
     demo_build: tuple[Path, dict[str, Any]],
 ) -> None:

@@ -29,10 +29,9 @@ def manifest(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("variants") / "out"
-    return out, build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
+@pytest.fixture
+def demo(demo_build: tuple[Path, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    return demo_build  # the session's one demo build (tests/conftest.py)
 
 
 def test_manifest_records_variants_and_holdouts_are_never_rendered(
