@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from renderer import BuildOptions, build_campaign, load_campaign
 from renderer.campaign import demo_campaign_path
@@ -20,6 +22,22 @@ from renderer.naive import NaivePipeline
 
 AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data"
+
+# Property tests ask for as many examples as their invariant deserves, through
+# `@settings(max_examples=examples(N))`. The default run tries a tenth of that; CI the
+# full count (HYPOTHESIS_PROFILE=full in .ci/run, or `pytest --hypothesis-profile=full`).
+# Tests without a count of their own get the profile's: 10, or hypothesis' usual 100.
+settings.register_profile("quick", max_examples=10)
+settings.register_profile("full", max_examples=100)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+def examples(full: int) -> int:
+    """How many examples a property test tries: ``full`` under the "full" profile,
+    a tenth of it (at least 5) otherwise."""
+    if settings.get_current_profile_name() == "full":
+        return full
+    return min(full, max(5, full // 10))
 
 
 def normalize_html(text: str) -> str:
