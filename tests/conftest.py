@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import html
+import itertools
 import os
 import re
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from renderer.naive import NaivePipeline
 
 AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data"
+GOLDENS = Path(__file__).parent / "goldens"
 
 # Property tests ask for as many examples as their invariant deserves, through
 # `@settings(max_examples=examples(N))`. The default run tries a tenth of that; CI the
@@ -56,6 +59,54 @@ def normalize_html(text: str) -> str:
     text = re.sub(r">\s+", ">", text)
     text = re.sub(r"\s+<", "<", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite the golden files under tests/goldens/ instead of comparing with them",
+    )
+
+
+class Goldens:
+    """Compares text with the golden files under ``tests/goldens/``, or (with
+    ``--update-goldens``) writes them: a golden changes only when asked to."""
+
+    DIFF_LINES = 60  # of the unified diff a failure shows
+
+    def __init__(self, update: bool) -> None:
+        self.update = update
+
+    def check(self, name: str, actual: str) -> None:
+        path = GOLDENS / name
+        if self.update:
+            if not path.is_file() or path.read_text(encoding="utf-8") != actual:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(actual, encoding="utf-8")
+            return
+        if not path.is_file():
+            pytest.fail(f"no golden file {name}: write it with --update-goldens", pytrace=False)
+        expected = path.read_text(encoding="utf-8")
+        if actual != expected:
+            diff = difflib.unified_diff(
+                expected.splitlines(),
+                actual.splitlines(),
+                f"goldens/{name}",
+                "rendered",
+                lineterm="",
+            )
+            shown = "\n".join(itertools.islice(diff, self.DIFF_LINES))
+            pytest.fail(
+                f"goldens/{name} differs (first lines of the diff below); "
+                f"if the change is intended, run pytest --update-goldens\n{shown}",
+                pytrace=False,
+            )
+
+
+@pytest.fixture(scope="session")
+def goldens(request: pytest.FixtureRequest) -> Goldens:
+    return Goldens(bool(request.config.getoption("--update-goldens")))
 
 
 def wrap(body: str, head: str = "") -> str:
