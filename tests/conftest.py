@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import html
+import itertools
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
-from renderer import load_campaign
+from renderer import BuildOptions, build_campaign, load_campaign
 from renderer.campaign import demo_campaign_path
 from renderer.compile.template import CompiledTemplate, compile_template
 from renderer.content import ContentFolders, assemble
@@ -20,6 +24,23 @@ from renderer.naive import NaivePipeline
 
 AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data"
+GOLDENS = Path(__file__).parent / "goldens"
+
+# Property tests ask for as many examples as their invariant deserves, through
+# `@settings(max_examples=examples(N))`. The default run tries a tenth of that; CI the
+# full count (HYPOTHESIS_PROFILE=full in .ci/run, or `pytest --hypothesis-profile=full`).
+# Tests without a count of their own get the profile's: 10, or hypothesis' usual 100.
+settings.register_profile("quick", max_examples=10)
+settings.register_profile("full", max_examples=100)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
+
+
+def examples(full: int) -> int:
+    """How many examples a property test tries: ``full`` under the "full" profile,
+    a tenth of it (at least 5) otherwise."""
+    if settings.get_current_profile_name() == "full":
+        return full
+    return min(full, max(5, full // 10))
 
 
 def normalize_html(text: str) -> str:
@@ -38,6 +59,54 @@ def normalize_html(text: str) -> str:
     text = re.sub(r">\s+", ">", text)
     text = re.sub(r"\s+<", "<", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite the golden files under tests/goldens/ instead of comparing with them",
+    )
+
+
+class Goldens:
+    """Compares text with the golden files under ``tests/goldens/``, or (with
+    ``--update-goldens``) writes them: a golden changes only when asked to."""
+
+    DIFF_LINES = 60  # of the unified diff a failure shows
+
+    def __init__(self, update: bool) -> None:
+        self.update = update
+
+    def check(self, name: str, actual: str) -> None:
+        path = GOLDENS / name
+        if self.update:
+            if not path.is_file() or path.read_text(encoding="utf-8") != actual:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(actual, encoding="utf-8")
+            return
+        if not path.is_file():
+            pytest.fail(f"no golden file {name}: write it with --update-goldens", pytrace=False)
+        expected = path.read_text(encoding="utf-8")
+        if actual != expected:
+            diff = difflib.unified_diff(
+                expected.splitlines(),
+                actual.splitlines(),
+                f"goldens/{name}",
+                "rendered",
+                lineterm="",
+            )
+            shown = "\n".join(itertools.islice(diff, self.DIFF_LINES))
+            pytest.fail(
+                f"goldens/{name} differs (first lines of the diff below); "
+                f"if the change is intended, run pytest --update-goldens\n{shown}",
+                pytrace=False,
+            )
+
+
+@pytest.fixture(scope="session")
+def goldens(request: pytest.FixtureRequest) -> Goldens:
+    return Goldens(bool(request.config.getoption("--update-goldens")))
 
 
 def wrap(body: str, head: str = "") -> str:
@@ -87,6 +156,15 @@ def content(tmp_path: Path) -> Content:
 @pytest.fixture(scope="session")
 def demo_campaign() -> Any:
     return load_campaign(demo_campaign_path())
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One full build of the demo campaign, shared by every test that only reads it
+    (a build writes ~120 MB: one per test session, not one per test module)."""
+    out = tmp_path_factory.mktemp("demo-build") / "out"
+    summary = build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
+    return out, summary
 
 
 @pytest.fixture

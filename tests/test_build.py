@@ -43,13 +43,6 @@ def tree_digest(root: Path) -> dict[str, str]:
     return digests
 
 
-@pytest.fixture(scope="module")
-def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("build") / "out"
-    summary = build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
-    return out, summary
-
-
 def test_demo_build_counts_reconcile_and_match_the_files(
     demo_build: tuple[Path, dict[str, Any]],
 ) -> None:
@@ -95,6 +88,7 @@ def test_manifest_lines_describe_the_written_files(demo_build: tuple[Path, dict[
         assert f"rid={entry['id']}" in html.decode() or "rid=" in html.decode()
 
 
+@pytest.mark.slow
 def test_rebuild_is_byte_identical(demo_build: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     out, _ = demo_build
     again = tmp_path / "again"
@@ -141,6 +135,7 @@ def test_cli_build_prints_a_reconciled_summary(tmp_path: Path) -> None:
     assert summary["input_rows"] == 300
 
 
+@pytest.mark.slow
 def test_cli_max_rejected_fails_the_build(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["build", "--out", str(tmp_path / "o"), "--quiet", "--max-rejected", "1%"]
@@ -235,6 +230,7 @@ def test_every_command_has_help() -> None:
         assert result.exit_code == 0 and "Usage" in result.stdout
 
 
+@pytest.mark.slow
 def test_worker_processes_give_byte_identical_output(tmp_path: Path) -> None:
     demo = load_campaign(demo_campaign_path())
     # small chunks: workers render one chunk while the next is prepared
@@ -313,6 +309,7 @@ def test_a_limited_build_equals_the_full_build_cut_at_the_limit(
     assert len(lines(out, "manifest.jsonl")) + len(lines(out, "errors.jsonl")) == 777
 
 
+@pytest.mark.slow
 def test_the_render_pass_reads_the_pre_pass_chunks_instead_of_validating_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -458,6 +455,7 @@ def test_a_failure_between_the_two_renames_puts_the_previous_build_back(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.slow
 def test_cli_workers_zero_means_one_per_core(tmp_path: Path) -> None:
     outs = []
     for workers in ("0", "1"):

@@ -7,6 +7,7 @@ import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from renderer.compile.template import RecipientError
 from renderer.naive import NaivePipeline
 from renderer.specs import make_validator, schema_of
 from segments.profiles.sources import read_chunks, to_records
-from tests.conftest import AS_OF, normalize_html
+from tests.conftest import AS_OF, examples, normalize_html
 
 
 @functools.cache
@@ -53,6 +54,7 @@ def _both(
     return compiled, naive.render(context)
 
 
+@pytest.mark.slow
 def test_every_demo_recipient_equals_the_naive_pipeline() -> None:
     runtime, naive, rows = load_demo()
     assert len(rows) > 2000
@@ -132,7 +134,7 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
     return record
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(record=profiles())
 def test_generated_hostile_profiles_equal_the_naive_pipeline(record: dict[str, Any]) -> None:
     runtime, naive, _ = load_demo()

@@ -27,6 +27,7 @@ from segments.features.eventstream import stream_events
 from segments.features.scores import FEATURE_COLUMNS, FeatureConfig, derive_features, feature_frame
 from segments.profiles.textindex import SeenTexts, TextIndex
 from segments.yamlsrc import load_yaml_text
+from tests.conftest import examples
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"
 AS_OF = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -76,12 +77,13 @@ def assert_same(path: Path, population: pd.DataFrame, chunk_size: int) -> Any:
     return streamed
 
 
-@pytest.mark.parametrize("chunk_size", [113, 2_000, 100_000])
+@pytest.mark.parametrize("chunk_size", [pytest.param(113, marks=pytest.mark.slow), 2_000, 100_000])
 def test_demo_events_in_chunks_equal_one_chunk(population: pd.DataFrame, chunk_size: int) -> None:
     streamed = assert_same(DEMO / "events.csv", population, chunk_size)
     assert streamed.accepted == 31_757  # the build's summary: 31757 of 31765 rows used
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None)
 @given(chunk_size=st.integers(200, 20_000), seed=st.integers(0, 2**32 - 1))
 def test_shuffled_events_in_chunks_equal_one_chunk(
@@ -246,7 +248,7 @@ def test_text_index_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch) ->
     assert index.repeats(4) and not index.repeats(3)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(
     keys=st.lists(st.text(max_size=4), max_size=40),
     asked=st.lists(st.text(max_size=4), max_size=20),
@@ -270,13 +272,13 @@ def _seen_like_a_set(chunks: list[list[str]]) -> None:
         assert len(seen) == len(model)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(chunks=st.lists(st.lists(st.text(max_size=3), max_size=12), max_size=12))
 def test_seen_texts_answers_like_a_set(chunks: list[list[str]]) -> None:
     _seen_like_a_set(chunks)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(chunks=st.lists(st.lists(st.text(max_size=3), max_size=12), max_size=12))
 def test_seen_texts_survives_collisions_of_the_first_half(chunks: list[list[str]]) -> None:
     # a three-valued first half: most texts collide there, the second half tells them apart

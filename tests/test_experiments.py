@@ -31,6 +31,7 @@ from segments.experiments.assign import (
     sample_ratio_mismatch,
 )
 from segments.yamlsrc import load_yaml_text
+from tests.conftest import examples
 
 IDS_20K = pd.Series([f"r-{i:06d}" for i in range(20_000)])
 
@@ -137,7 +138,7 @@ def test_weight_change_three_variants_exact() -> None:
     assert (after == expect_after).all()
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(st.lists(st.floats(min_value=0.05, max_value=20), min_size=2, max_size=5))
 def test_split_matches_weights(weights: list[float]) -> None:
     column = assign_frame([make("split", weights)], IDS_20K)["split"]
@@ -217,7 +218,7 @@ experiment_configs = st.lists(
 recipient_ids = st.lists(st.text(min_size=0, max_size=12), min_size=1, max_size=40, unique=True)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs=experiment_configs, ids=recipient_ids, data=st.data())
 def test_vectorized_agrees_with_scalar(configs: list, ids: list[str], data: st.DataObject) -> None:
     exps = [

@@ -23,7 +23,7 @@ from renderer.campaign import adhoc_campaign
 from renderer.compile.template import ascii_html
 from renderer.env import make_environment, render_shared, with_globals
 from segments.profiles.sources import parse_json
-from tests.conftest import Content, normalize_html, wrap
+from tests.conftest import Content, examples, normalize_html, wrap
 
 
 def test_ascii_html_uses_references_outside_style_only() -> None:
@@ -160,13 +160,13 @@ _VALUES = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.dictionaries(st.text(max_size=8), _VALUES, max_size=6))
 def test_manifest_lines_are_the_bytes_json_dumps_writes(entry: dict[str, Any]) -> None:
     assert dumps_line(entry) == (dumps(entry) + "\n").encode("utf-8")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.one_of(
         _VALUES.map(json.dumps),

@@ -24,6 +24,7 @@ from segments.features.scores import (
     quintile_scores,
     resolve_percentile,
 )
+from tests.conftest import examples
 
 AS_OF = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 EVENT_FIELDS = ("profile_id", "type", "timestamp", "product_id", "category", "value", "name")
@@ -328,7 +329,7 @@ def test_rfm_segment_table_is_complete() -> None:
     }  # fmt: skip
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60))
 def test_quintile_scores_are_balanced_and_monotone(values: list[float]) -> None:
     key = np.array(values)
@@ -448,7 +449,7 @@ def test_derive_features_rejects_column_clash_and_duplicate_ids() -> None:
         derive_features(pd.DataFrame({"id": [1, 1]}), events, AS_OF, FeatureConfig())
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_derive_features_ignores_event_order(rnd: object) -> None:
     events = pd.concat(

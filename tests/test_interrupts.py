@@ -59,6 +59,7 @@ def wait_until_gone(out: Path, seconds: float = 20) -> list[int]:
     return left
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_build_removes_its_partial_output(tmp_path: Path, stop: int) -> None:
     out = tmp_path / "out"
@@ -71,6 +72,7 @@ def test_a_stopped_build_removes_its_partial_output(tmp_path: Path, stop: int) -
     assert wait_until_gone(out) == []  # and no worker left behind
 
 
+@pytest.mark.slow
 def test_workers_die_with_a_killed_build_and_the_next_build_clears_its_leftovers(
     tmp_path: Path,
 ) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from segments.errors import SegmentRuleError
 from segments.rules.ruleset import Condition, SegmentSet, load_segments, parse_segments
 from segments.yamlsrc import load_yaml
+from tests.conftest import examples
 
 DATA = Path(__file__).parent / "data" / "segments"
 AS_OF = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -562,7 +563,7 @@ def without_missing(profile: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in profile.items() if not is_missing(value)}
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(data=segment_sets(), frame=frames())
 def test_frame_and_profile_evaluation_agree(data: dict[str, Any], frame: pd.DataFrame) -> None:
     segments = parse_segments(data)

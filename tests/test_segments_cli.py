@@ -6,12 +6,13 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from renderer import BuildOptions, build_campaign, load_campaign
+from renderer import load_campaign
 from renderer.campaign import demo_campaign_path
 from renderer.reports.segments import SegmentReport, explain_profile, segment_report
 from tests.conftest import DATA
@@ -52,8 +53,10 @@ def test_demo_segments_table(demo_report: SegmentReport) -> None:
     assert "events: 31757 of 31765 used, 8 rejected" in result.stdout
 
 
-def test_demo_report_agrees_with_a_full_build(demo_report: SegmentReport, tmp_path: Path) -> None:
-    summary = build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=tmp_path / "o"))
+def test_demo_report_agrees_with_a_full_build(
+    demo_report: SegmentReport, demo_build: tuple[Path, dict[str, Any]]
+) -> None:
+    _, summary = demo_build
     audience = summary["audience"]
     assert audience["profiles"] == demo_report.profiles
     assert audience["segments"] == {r.name: r.size for r in demo_report.segments}

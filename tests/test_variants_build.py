@@ -29,10 +29,9 @@ def manifest(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("variants") / "out"
-    return out, build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out))
+@pytest.fixture
+def demo(demo_build: tuple[Path, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    return demo_build  # the session's one demo build (tests/conftest.py)
 
 
 def test_manifest_records_variants_and_holdouts_are_never_rendered(
@@ -116,6 +115,7 @@ def test_render_any_variant_for_a_designer() -> None:
     assert "offer_test=free_shipping" in variants_line and "subject_test=" in variants_line
 
 
+@pytest.mark.slow
 def test_a_preview_is_the_email_the_build_wrote(demo: tuple[Path, dict[str, Any]]) -> None:
     """render --profile gives the build's variants, segments, subject, HTML and text;
     a held-out recipient is refused; a duplicated id is the row the build rendered."""
@@ -141,6 +141,7 @@ def test_a_preview_is_the_email_the_build_wrote(demo: tuple[Path, dict[str, Any]
     assert forced.variants["offer_test"] == "control"
 
 
+@pytest.mark.slow
 def test_sample_then_winner_covers_everyone_once(tmp_path: Path) -> None:
     campaign = load_campaign(demo_campaign_path())
     first = tmp_path / "test"
@@ -265,6 +266,7 @@ def test_ab_report_flags_sample_ratio_mismatch_on_a_skewed_manifest(
     assert "sample ratio mismatch: do not trust" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_segment_preview_is_its_first_recipient(demo: tuple[Path, dict[str, Any]]) -> None:
     out, _ = demo
     campaign = load_campaign(demo_campaign_path())

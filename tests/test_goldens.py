@@ -1,0 +1,136 @@
+"""Golden emails: the demo campaign for one persona of each journey group, in every
+combination of the demo's experiment variants, against the files in ``tests/goldens/``.
+
+The HTML is compared after :func:`tests.conftest.normalize_html` (one tag per line, so a
+diff points at the tag), the text part after whitespace normalization: a minifier's
+cosmetic change does not break a golden, a changed word, attribute or tag does. Change
+them on purpose only: ``python -m pytest tests/test_goldens.py --update-goldens``, then
+review the diff like code.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from renderer import CampaignRuntime, Rendered, load_campaign, render_profile
+from renderer.campaign import demo_campaign_path
+from renderer.runtime import ProfileBatch
+from renderer.specs import make_validator, schema_of
+from segments.experiments.assign import parse_experiments
+from segments.profiles.sources import read_chunks, to_records
+from tests.conftest import GOLDENS, Goldens, normalize_html
+
+# One recipient of each group of the exclusive `journey` (demo/segments.yaml).
+PERSONAS = {
+    "C000009": "cart_abandoner",  # a cart in the export; also lapsed
+    "C000215": "vip",  # also high_value_ny (the store event) and loyalty_elite
+    "C000018": "lapsed",  # no first name: the greeting's fallback
+    "C000029": "new_subscriber",
+    "C000003": "regular",
+}
+CAMPAIGN = load_campaign(demo_campaign_path())
+TEMPLATE = Path(CAMPAIGN.template).stem
+# Every combination of the demo experiments' variants: subject_test x offer_test.
+COMBINATIONS = [
+    dict(zip([e.key for e in experiments], names, strict=True))
+    for experiments in [parse_experiments(CAMPAIGN.experiments)]
+    for names in itertools.product(*[[v.name for v in e.variants] for e in experiments])
+]
+CASES = [(pid, variants) for pid in PERSONAS for variants in COMBINATIONS]
+
+
+def golden_name(profile_id: str, variants: Mapping[str, str | None]) -> str:
+    combination = ".".join(f"{key}-{name}" for key, name in variants.items())
+    return f"{TEMPLATE}/{PERSONAS[profile_id]}-{profile_id}/{combination}.golden"
+
+
+def golden_text(email: Rendered) -> str:
+    """The stored form of an email: header lines, the normalized HTML one tag a line,
+    the text part with runs of spaces and of blank lines collapsed."""
+    text = [" ".join(line.split()) for line in email.text.strip().splitlines()]
+    text = [line for i, line in enumerate(text) if line or (i and text[i - 1])]
+    lines = [
+        f"Subject: {email.subject}",
+        f"Preheader: {email.preheader}",
+        f"Segments: {', '.join(email.segments)}",
+        f"Variants: {', '.join(f'{k}={v}' for k, v in email.variants.items())}",
+        "",
+        "--- html (normalized) ---",
+        *normalize_html(email.html).replace("><", ">\n<").splitlines(),
+        "",
+        "--- text ---",
+        *text,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def emails() -> dict[str, Rendered]:
+    """Every case rendered by one runtime, as ``render_profile`` renders one profile
+    (``test_the_preview_renders_what_the_goldens_hold`` checks that it is the same):
+    a runtime per ``render_profile`` call runs the audience pre-pass each time."""
+    schema = schema_of(CAMPAIGN)
+    assert schema is not None
+    runtime = CampaignRuntime(CAMPAIGN, schema, CAMPAIGN.reference_time())
+    validator = make_validator(CAMPAIGN, schema)
+    source = CAMPAIGN.profiles
+    found = []
+    path = CAMPAIGN.path(source.path)
+    for chunk in read_chunks(path, source.resolved_format, source.chunk_size):
+        valid, _ = validator.validate(chunk)
+        found.append(valid[valid[source.id_field].astype(str).isin(list(PERSONAS))])
+    frame = pd.concat(found)
+    frame = frame[~frame[source.id_field].duplicated()]  # the row the build renders
+    membership = runtime.segments.evaluate_frame(frame, runtime.as_of)
+    records = to_records(frame, runtime.schema.types())
+    batch = ProfileBatch([], [], [], [])
+    for row, record, flags in zip(frame.index, records, membership.to_numpy(), strict=True):
+        names = tuple(n for n, hit in zip(membership.columns, flags, strict=True) if hit)
+        for variants in COMBINATIONS:
+            batch.rows.append(int(row))
+            batch.records.append(record)
+            batch.segments.append(names)
+            batch.variants.append(dict(variants))
+    result = runtime.render_batch(batch)
+    assert result.rejected == []
+    return {golden_name(e.id, e.variants): e for e in result.rendered}
+
+
+@pytest.mark.parametrize(
+    ("profile_id", "variants"),
+    CASES,
+    ids=[golden_name(pid, variants).split("/", 1)[1] for pid, variants in CASES],
+)
+def test_demo_email_matches_its_golden(
+    emails: dict[str, Rendered],
+    goldens: Goldens,
+    profile_id: str,
+    variants: dict[str, str],
+) -> None:
+    email = emails[golden_name(profile_id, variants)]
+    assert f"journey:{PERSONAS[profile_id]}" in email.segments  # still covers its group
+    goldens.check(golden_name(profile_id, variants), golden_text(email))
+
+
+def test_the_preview_renders_what_the_goldens_hold(emails: dict[str, Rendered]) -> None:
+    profile_id, variants = CASES[-1]
+    email = emails[golden_name(profile_id, variants)]
+    preview = render_profile(CAMPAIGN, profile_id, variants=variants)
+    assert (preview.html, preview.text) == (email.html, email.text)
+    assert (preview.subject, preview.preheader) == (email.subject, email.preheader)
+    assert (preview.segments, dict(preview.variants)) == (email.segments, variants)
+
+
+def test_every_golden_file_belongs_to_a_case(goldens: Goldens) -> None:
+    expected = {golden_name(pid, variants) for pid, variants in CASES}
+    stored = {str(p.relative_to(GOLDENS)) for p in GOLDENS.rglob("*.golden")}
+    if goldens.update:
+        for name in stored - expected:
+            (GOLDENS / name).unlink()
+        return
+    assert stored - expected == set(), "stale golden files: remove them or --update-goldens"
