@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from renderer import CampaignRuntime, Rendered, load_campaign, render_profile
+from renderer import Rendered, load_campaign, render_profile
 from renderer.campaign import demo_campaign_path
-from renderer.runtime import ProfileBatch
-from renderer.specs import make_validator, schema_of
+from renderer.preview import validated_chunks
+from renderer.runtime import render_batch
+from segments.batch import segment_chunk
 from segments.experiments.assign import parse_experiments
-from segments.profiles.sources import read_chunks, to_records
+from segments.profiles.spool import ValidatedChunk
 from tests.conftest import GOLDENS, Goldens, normalize_html
 
 # One recipient of each group of the exclusive `journey` (demo/segments.yaml).
@@ -71,34 +72,22 @@ def golden_text(email: Rendered) -> str:
 
 @pytest.fixture(scope="module")
 def emails() -> dict[str, Rendered]:
-    """Every case rendered by one runtime, as ``render_profile`` renders one profile
-    (``test_the_preview_renders_what_the_goldens_hold`` checks that it is the same):
-    a runtime per ``render_profile`` call runs the audience pre-pass each time."""
-    schema = schema_of(CAMPAIGN)
-    assert schema is not None
-    runtime = CampaignRuntime(CAMPAIGN, schema, CAMPAIGN.reference_time())
-    validator = make_validator(CAMPAIGN, schema)
-    source = CAMPAIGN.profiles
-    found = []
-    path = CAMPAIGN.path(source.path)
-    for chunk in read_chunks(path, source.resolved_format, source.chunk_size):
-        valid, _ = validator.validate(chunk)
-        found.append(valid[valid[source.id_field].astype(str).isin(list(PERSONAS))])
-    frame = pd.concat(found)
-    frame = frame[~frame[source.id_field].duplicated()]  # the row the build renders
-    membership = runtime.segments.evaluate_frame(frame, runtime.as_of)
-    records = to_records(frame, runtime.schema.types())
-    batch = ProfileBatch([], [], [], [])
-    for row, record, flags in zip(frame.index, records, membership.to_numpy(), strict=True):
-        names = tuple(n for n, hit in zip(membership.columns, flags, strict=True) if hit)
-        for variants in COMBINATIONS:
-            batch.rows.append(int(row))
-            batch.records.append(record)
-            batch.segments.append(names)
-            batch.variants.append(dict(variants))
-    result = runtime.render_batch(batch)
-    assert result.rejected == []
-    return {golden_name(e.id, e.variants): e for e in result.rendered}
+    """Every case rendered by one runtime through the build's own stages
+    (``segment_chunk`` then ``render_batch``, variants forced as a preview forces them);
+    ``test_the_preview_renders_what_the_goldens_hold`` checks ``render_profile`` agrees.
+    One runtime for all: each ``render_profile`` call runs the audience pre-pass."""
+    chunks = list(validated_chunks(CAMPAIGN, None))
+    runtime = chunks[0][0]
+    ids = CAMPAIGN.profiles.id_field
+    frame = pd.concat([c.valid[c.valid[ids].astype(str).isin(list(PERSONAS))] for _, c in chunks])
+    frame = frame[~frame[ids].duplicated()]  # the row the build renders
+    rendered: dict[str, Rendered] = {}
+    for variants in COMBINATIONS:
+        plan = runtime.segment_plan(variants, force_holdouts=True)
+        result = render_batch(runtime, segment_chunk(ValidatedChunk(frame, []), plan))
+        assert result.rejected == []
+        rendered.update({golden_name(e.id, e.variants): e for e in result.rendered})
+    return rendered
 
 
 @pytest.mark.parametrize(
