@@ -147,6 +147,14 @@ def build(
         Path | None,
         typer.Option(help="An earlier build's output: warn when rule features drifted from it."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace the previous build even if files were added to its folder "
+            "(they are deleted with it).",
+        ),
+    ] = False,
 ) -> None:
     """Render every recipient of a campaign into files, a manifest and a summary."""
     if (template is None) != (profiles is None):
@@ -177,6 +185,7 @@ def build(
         strict=strict,
         refit=refit,
         baseline=baseline,
+        force=force,
     )
     summary = _run(lambda: _drive(chosen, options, quiet))
     _print_summary(summary, chosen)

@@ -13,7 +13,7 @@ import gc
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from renderer.build.executors import ChunkJob, ChunkResult, make_executor
+from renderer.build.inputs import InputFiles
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
 from renderer.campaign import Campaign
 from renderer.runtime import CampaignRuntime
@@ -61,7 +62,9 @@ class BuildOptions:
 
     ``sample`` renders a deterministic share of the audience (test cohort);
     ``winner`` forces a variant per experiment; ``exclude`` names earlier
-    manifests whose recipients are skipped (already sent or held out).
+    manifests whose recipients are skipped (already sent or held out);
+    ``force`` replaces an earlier build's folder even when files were added to it
+    (they are deleted with it; a folder that holds no build is never replaced).
     """
 
     out: Path | None = None
@@ -74,6 +77,7 @@ class BuildOptions:
     strict: bool = False  # audience warnings (small segment, drift) fail the build
     refit: bool = False  # fit the cluster models again instead of loading them
     baseline: Path | None = None  # an earlier build to compare feature distributions with
+    force: bool = False  # replace the output folder even if files were added to it
 
 
 @dataclass
@@ -127,25 +131,25 @@ class CampaignBuild:
         self.runtime: CampaignRuntime | None = None
         self.audience: CampaignAudience | None = None
         self._excluded_ids = read_manifest_ids(self.options.exclude)
+        self._state = BuildState()
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
         source = self.campaign.profiles
-        chunks = read_chunks(
-            self.campaign.path(source.path),
-            source.resolved_format,
-            source.chunk_size,
-            **source.reader_options,
-        )
-        first = next(chunks, None)
-        schema = schema_of(self.campaign) or infer_schema(
-            first.frame if first else pd.DataFrame(columns=[source.id_field, source.email_field]),
-            source.id_field,
-            source.email_field,
-        )
+        inputs = InputFiles(self._input_paths())  # before the first read
         # the pre-pass (when there is one) keeps its validated chunks for the render pass
         spool = ChunkSpool(self.out.resolve().parent)
-        try:
+        # the output folder is checked and locked first: a refusal costs nothing
+        writer = OutputWriter(self.out, text=self.campaign.output.text, force=self.options.force)
+        try:  # from here on, whatever stops the build removes its staging folder
+            chunks = read_chunks(
+                self.campaign.path(source.path),
+                source.resolved_format,
+                source.chunk_size,
+                **source.reader_options,
+            )
+            first = next(chunks, None)
+            schema = schema_of(self.campaign) or self._inferred_schema(first)
             self.spec = audience_spec(self.campaign, schema)
             self.audience = prepare_audience(
                 self.spec,
@@ -154,11 +158,33 @@ class CampaignBuild:
                 baseline=self.options.baseline,
                 spool=spool,
             )
-            yield from self._render_pass(schema, first, chunks, spool, started)
-        except OSError as exc:  # the readers report their own files: this is a write
-            raise write_failed(exc, exc.filename or self.out) from None
+            inputs.check()  # a pre-pass read the profiles (and events) to the end
+            yield from self._render_pass(schema, first, chunks, spool, writer, inputs)
+            self.summary = self._summary(self._state, time.perf_counter() - started)
+            self.summary.update(self._audience_stage(self._state, writer.staging))
+            if self.options.strict:
+                raise_for_warnings(self.summary["warnings"])
+            writer.commit(self.summary)
+        except BaseException as exc:
+            writer.abort()
+            if isinstance(exc, OSError):  # the readers report their own files: this is a write
+                raise write_failed(exc, exc.filename or self.out) from None
+            raise
         finally:
-            spool.close()
+            with suppress(OSError):  # closing flushes: it fails again on a full disk
+                spool.close()
+
+    def _inferred_schema(self, first: RawChunk | None) -> ProfileSchema:
+        source = self.campaign.profiles
+        columns = [source.id_field, source.email_field]
+        frame = first.frame if first else pd.DataFrame(columns=columns)
+        return infer_schema(frame, source.id_field, source.email_field)
+
+    def _input_paths(self) -> dict[str, Path]:
+        paths = {"profile file": self.campaign.path(self.campaign.profiles.path)}
+        if self.campaign.events is not None:
+            paths["events file"] = self.campaign.path(self.campaign.events.path)
+        return paths
 
     def _render_pass(
         self,
@@ -166,8 +192,10 @@ class CampaignBuild:
         first: RawChunk | None,
         chunks: Iterator[RawChunk],
         spool: ChunkSpool,
-        started: float,
+        writer: OutputWriter,
+        inputs: InputFiles,
     ) -> Iterator[Progress]:
+        """Segment, render and write every chunk; the counts go to ``self._state``."""
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of, self.audience)
         plan = self.runtime.segment_plan(
             self.options.winner, sample=self.options.sample, excluded=self._excluded_ids
@@ -177,12 +205,9 @@ class CampaignBuild:
         else:
             validator = self.spec.validator()
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
-        writer = OutputWriter(self.out, text=self.campaign.output.text)
-        executor = None
-        try:  # from here on, whatever stops the build removes its staging folder
-            job = ChunkJob(self.runtime, plan, writer.files)
-            executor = make_executor(job, self.options.workers)
-            state = BuildState()
+        executor = make_executor(ChunkJob(self.runtime, plan, writer.files), self.options.workers)
+        state = self._state = BuildState()
+        try:  # workers write files: all of them stop before the build commits or aborts
             with _fewer_collections():
                 # with workers, one chunk is prepared while they render the one before
                 ahead = 1 if self.options.workers > 1 else 0
@@ -195,17 +220,10 @@ class CampaignBuild:
                 while in_flight:
                     _write_chunk(in_flight.popleft(), writer, state)
                     yield state.progress()
-            self.summary = self._summary(state, time.perf_counter() - started)
-            self.summary.update(self._audience_stage(state, writer.staging))
-            if self.options.strict:
-                raise_for_warnings(self.summary["warnings"])
-            executor.close()  # workers write files: all of them stop first
-            writer.commit(self.summary)
-        except BaseException:
-            if executor is not None:
-                executor.close()
-            writer.abort()
-            raise
+        finally:
+            executor.close()
+        if not spool.complete:  # this pass read the profile file
+            inputs.check("profile file")
 
     def _audience_stage(self, state: BuildState, folder: Path) -> dict[str, Any]:
         assert self.audience is not None

@@ -3,30 +3,28 @@
 A build writes into a staging folder beside the output folder and swaps it in
 when everything is written, so a crash never leaves a half-written build where
 the last good one was. The output folder is only ever replaced when it is empty
-or holds an earlier mailsmith build.
+or holds an earlier mailsmith build and nothing else (see :mod:`renderer.build.folder`).
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
-import socket
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from renderer.build.folder import MARKER as MARKER  # where scripts and tests found it first
+from renderer.build.folder import OWNER, FolderLock, ReplaceableFolder, remove_stale
 from renderer.runtime import Rendered
 from segments.errors import ConfigError, OutputError
 from segments.profiles.sources import Rejection
-
-MARKER = ".mailsmith-build"
 
 
 def write_failed(exc: OSError, path: str | os.PathLike[str] | None) -> OutputError:
@@ -128,10 +126,10 @@ class EmailFiles:
     def __init__(self, root: Path, *, text: bool = True) -> None:
         self.root = str(root)
         self.text = text
-        self._dirs: dict[str, str] = {}  # shard folder -> its path under the root
+        self._dirs: set[str] = set()  # shard folders made (by this process)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"root": self.root, "text": self.text, "_dirs": {}}
+        return {"root": self.root, "text": self.text, "_dirs": set()}
 
     def write(self, item: Rendered) -> bytes:
         """Write one recipient's HTML (and text) file; its manifest line."""
@@ -164,14 +162,12 @@ class EmailFiles:
     def _file(self, relative: str, content: str) -> tuple[int, str]:
         """Write one file under the root: (bytes, sha256 hex)."""
         data = content.encode("utf-8")
-        folder, _, name = relative.rpartition("/")
-        directory = self._dirs.get(folder)
-        if directory is None:
-            directory = f"{self.root}/{folder}"
-            os.makedirs(directory, exist_ok=True)  # safe when processes race for it
-            self._dirs[folder] = directory
-        path = f"{directory}/{name}"
+        folder = relative.rpartition("/")[0]
+        path = f"{self.root}/{relative}"
         try:  # plain os calls: this runs twice per recipient
+            if folder not in self._dirs:
+                os.makedirs(f"{self.root}/{folder}", exist_ok=True)  # safe when processes race
+                self._dirs.add(folder)
             handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 written = os.write(handle, data)
@@ -185,140 +181,96 @@ class EmailFiles:
 
 
 class OutputWriter:
-    """Streams one build's files into a staging folder; ``commit`` swaps it in."""
+    """Streams one build's files into a staging folder; ``commit`` swaps it in.
 
-    def __init__(self, out: Path, *, text: bool = True) -> None:
+    The output folder is checked first (:class:`ReplaceableFolder`: it must be absent,
+    empty, or an earlier build with nothing added to it unless ``force``) and locked
+    for this build. Whatever stops the build, :meth:`abort` removes the staging folder
+    and releases the lock.
+    """
+
+    def __init__(self, out: Path, *, text: bool = True, force: bool = False) -> None:
         self.out = out.resolve()
-        _check_replaceable(self.out)
-        self._lock = _FolderLock(self.out)  # one build at a time per output folder
-        self.staging = self.out.with_name(f".{self.out.name}.partial-{_OWNER}")
-        self._previous = self.out.with_name(f".{self.out.name}.old-{_OWNER}")
+        self._lock = FolderLock(self.out)  # one build at a time per output folder
+        self.staging = self.out.with_name(f".{self.out.name}.partial-{OWNER}")
+        self._previous = self.out.with_name(f".{self.out.name}.old-{OWNER}")
+        self._manifest: IO[bytes] | None = None
+        self._errors: IO[str] | None = None
         try:
-            _remove_stale(self.out)
-            if self.staging.exists():
-                shutil.rmtree(self.staging)
+            self._folder = ReplaceableFolder(self.out, force=force)
+            remove_stale(self.out)
+            shutil.rmtree(self.staging, ignore_errors=True)  # this process's, from before
+            if (self.out / MARKER).exists():  # else it may be the only copy of a build
+                shutil.rmtree(self._previous, ignore_errors=True)
             self.staging.mkdir()
             (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
             self.files = EmailFiles(self.staging, text=text)
-            self._manifest: IO[bytes] = (self.staging / "manifest.jsonl").open("wb")
-            self._errors: IO[str] = (self.staging / "errors.jsonl").open(
-                "w", encoding="utf-8", newline="\n"
-            )
+            self._manifest = (self.staging / "manifest.jsonl").open("wb")
+            self._errors = (self.staging / "errors.jsonl").open("w", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            self.abort()
+            raise write_failed(exc, exc.filename or self.staging) from None
         except BaseException:  # an error, or a signal while the folder was being set up
-            shutil.rmtree(self.staging, ignore_errors=True)
-            self._lock.release()
+            self.abort()
             raise
 
     def write_lines(self, lines: Iterable[bytes], rejected: Iterable[Rejection]) -> None:
         """Manifest lines (their files already written by :class:`EmailFiles`), then
         rejections."""
-        for line in lines:
-            self._manifest.write(line)
-        for rejection in rejected:
-            self._errors.write(dumps(rejection.to_dict()) + "\n")
+        assert self._manifest is not None and self._errors is not None
+        try:
+            for line in lines:
+                self._manifest.write(line)
+        except OSError as exc:
+            raise write_failed(exc, self.staging / "manifest.jsonl") from None
+        try:
+            for rejection in rejected:
+                self._errors.write(dumps(rejection.to_dict()) + "\n")
+        except OSError as exc:
+            raise write_failed(exc, self.staging / "errors.jsonl") from None
 
     def commit(self, summary: dict[str, Any]) -> Path:
-        """Write the summary and swap the staging folder into place."""
-        self._manifest.close()
-        self._errors.close()
-        (self.staging / "summary.json").write_text(
-            json.dumps(summary, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"
-        )
+        """Write the summary and swap the staging folder into place.
+
+        The output folder is checked again first: a file added to it while this build
+        ran would go with the previous build.
+        """
+        for handle, name in ((self._manifest, "manifest.jsonl"), (self._errors, "errors.jsonl")):
+            try:
+                if handle is not None:
+                    handle.close()  # flushes: on a full disk, this is where it fails
+            except OSError as exc:
+                raise write_failed(exc, self.staging / name) from None
+        text = json.dumps(summary, ensure_ascii=False, indent=2, default=str) + "\n"
+        try:
+            (self.staging / "summary.json").write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise write_failed(exc, self.staging / "summary.json") from None
+        self._folder.check_again()
         if self.out.exists():
             os.replace(self.out, self._previous)
         os.replace(self.staging, self.out)
-        if self._previous.exists():
-            shutil.rmtree(self._previous)
-        self._lock.release()
+        # the new build is in place; what cannot be deleted now goes at the next build
+        shutil.rmtree(self._previous, ignore_errors=True)
+        with suppress(OSError):
+            self._lock.release()
         return self.out
 
     def abort(self) -> None:
-        """Drop the staging folder; the previous build (if any) stays untouched."""
+        """Drop the staging folder; the previous build (if any) stays untouched.
+
+        Each step runs whatever the one before it met (on a full disk, closing the
+        manifest fails too: its buffered lines cannot be written), and none raises an
+        OS error, which would hide the error that stopped the build. A staging folder
+        that cannot be removed now is removed by the next build into the same folder.
+        """
         for handle in (self._manifest, self._errors):
-            if not handle.closed:
-                handle.close()
+            with suppress(OSError):
+                if handle is not None:
+                    handle.close()
         shutil.rmtree(self.staging, ignore_errors=True)
-        if self._previous.exists() and not self.out.exists():  # failed between the renames
-            os.replace(self._previous, self.out)
-        self._lock.release()
-
-
-class _FolderLock:
-    """An exclusive lock on an output folder for one build: ``.<name>.lock`` beside it.
-
-    A second build into the same folder (two CI jobs, a script run twice) fails at
-    once instead of racing the first one to the final rename. The lock file goes
-    with the lock; a build that takes it checks it still holds the file at that path
-    (the previous holder may have removed it in between).
-    """
-
-    def __init__(self, out: Path) -> None:
-        self.path = out.with_name(f".{out.name}.lock")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(handle)
-                raise OutputError(
-                    "another mailsmith build is writing this output folder",
-                    file=str(out),
-                    hint="wait for it to finish, or choose another --out",
-                ) from None
-            try:
-                if os.stat(self.path).st_ino == os.fstat(handle).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(handle)  # removed by the build before us: lock the new file
-        self._handle: int | None = handle
-
-    def release(self) -> None:
-        if self._handle is not None:
-            os.unlink(self.path)
-            os.close(self._handle)
-            self._handle = None
-
-
-_OWNER = f"{re.sub(r'[^A-Za-z0-9.-]', '_', socket.gethostname())}-{os.getpid()}"
-"""Names this process's staging folders: host and process id (an output folder may
-sit on a file system that several machines share)."""
-
-
-def _remove_stale(out: Path) -> None:
-    """Staging folders of builds on this host whose process is gone (killed outright:
-    SIGKILL, out of memory, power loss). A previous build set aside by such a build
-    (``.old-``) goes only when ``out`` holds a build again."""
-    host = _OWNER.rsplit("-", 1)[0]
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.(partial|old)-{re.escape(host)}-(\d+)")
-    for folder in out.parent.glob(f".{out.name}.*-{host}-*"):
-        match = pattern.fullmatch(folder.name)
-        if match is None or _alive(int(match[2])) or not (folder / MARKER).exists():
-            continue
-        if match[1] == "old" and not (out / MARKER).exists():
-            continue  # the only copy of the previous build: leave it to the user
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
-def _check_replaceable(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise OutputError("output path exists and is not a folder", file=str(out))
-    if any(out.iterdir()) and not (out / MARKER).exists():
-        raise OutputError(
-            "output folder is not empty and does not hold a mailsmith build",
-            file=str(out),
-            hint="choose another --out or empty the folder; mailsmith never overwrites other files",
-        )
+        with suppress(OSError):
+            if self._previous.exists() and not self.out.exists():  # failed between renames
+                os.replace(self._previous, self.out)
+        with suppress(OSError):
+            self._lock.release()
