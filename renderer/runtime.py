@@ -21,7 +21,8 @@ from jinja2 import Template, meta
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
 from renderer.campaign import Campaign
-from renderer.compile.template import CompiledTemplate, compile_template, optimize_tokens
+from renderer.compile import CompiledTemplate, compile_template
+from renderer.compile.optimize import optimize_tokens
 from renderer.content import BlockOverrides, assemble
 from renderer.env import make_environment, render_shared, undefined_name
 from renderer.specs import audience_spec, cluster_model_path, content_folders, segment_document

@@ -13,7 +13,7 @@ import pytest
 
 from renderer import load_campaign
 from renderer.campaign import demo_campaign_path
-from renderer.compile.template import CompiledTemplate, compile_template
+from renderer.compile import CompiledTemplate, compile_template
 from renderer.content import ContentFolders, assemble
 from renderer.env import make_environment
 from renderer.naive import NaivePipeline

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from renderer.compile.template import RecipientError
-from segments.errors import TemplateError
+from segments.errors import RecipientError, TemplateError
 from tests.conftest import Content, normalize_html, wrap
 
 
@@ -285,7 +284,7 @@ def test_text_part_keeps_links_and_drops_markup(render_body: Any, content: Conte
 
 
 def test_campaign_constants_are_folded_once_and_nothing_else(content: Content) -> None:
-    from renderer.compile.template import optimize_tokens
+    from renderer.compile.optimize import optimize_tokens
     from renderer.content import assemble
     from renderer.env import make_environment
 
@@ -305,7 +304,7 @@ def test_campaign_constants_are_folded_once_and_nothing_else(content: Content) -
 
 
 def test_rebinding_vars_disables_folding(content: Content) -> None:
-    from renderer.compile.template import optimize_tokens
+    from renderer.compile.optimize import optimize_tokens
     from renderer.content import assemble
     from renderer.env import make_environment
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from renderer import BuildOptions, build_campaign
 from renderer.build.output import dumps, dumps_line
 from renderer.campaign import adhoc_campaign
-from renderer.compile.template import ascii_html
+from renderer.compile.ascii import ascii_html
 from renderer.env import make_environment, render_shared, with_globals
 from segments.profiles.sources import parse_json
 from tests.conftest import Content, normalize_html, wrap
