@@ -17,10 +17,12 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from jinja2 import Template, Undefined, pass_context
-from jinja2.exceptions import UndefinedError
+from jinja2.exceptions import TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import Namespace
+
+from segments.errors import TemplateError
 
 MissingPolicy = Literal["reject", "blank", "error"]
 
@@ -227,3 +229,14 @@ def undefined_name(exc: UndefinedError) -> str | None:
     if " has no attribute '" in text:
         return text.rsplit(" has no attribute '", 1)[1].rstrip("'")
     return None
+
+
+def syntax_error(
+    exc: TemplateSyntaxError, file: str | None, line: int | None, label: str = ""
+) -> TemplateError:
+    """Jinja's syntax error as mailsmith's, at the designer's ``file`` and ``line``.
+
+    ``label`` names the campaign key the template came from (``subject``), if any.
+    """
+    prefix = f"{label}: " if label else ""
+    return TemplateError(f"{prefix}template syntax error: {exc.message}", file=file, line=line)

@@ -268,6 +268,40 @@ def test_jinja_in_mj_style_is_refused(content: Content) -> None:
         content.compile(name)
 
 
+def test_delimiters_inside_jinja_strings_split_as_jinja_splits_them(content: Content) -> None:
+    column = (
+        "<mj-section><mj-column>{% if sep == '%}' %}<mj-text>[{{ sep ~ \"}}\" }}]</mj-text>"
+        "{% endif %}</mj-column></mj-section>"
+    )
+    name = content.template("t.mjml", wrap(column))
+    html, _ = content.compile(name).render({"sep": "%}"})
+    assert "[%}}}]" in text_of(html)
+    assert normalize_html(html) == normalize_html(content.naive(name).render({"sep": "%}"}))
+
+
+@pytest.mark.parametrize(
+    ("jinja", "message"),
+    [
+        ("{{ name ( }}", "unexpected '}'"),
+        ("{# never closed", "comment"),
+        ("{{ name", "never closed"),
+    ],
+)
+def test_malformed_jinja_in_a_block_names_the_block_file_and_line(
+    content: Content, jinja: str, message: str
+) -> None:
+    content.block(
+        "greet",
+        "\n<mj-section><mj-column><mj-text>\nHi " + jinja + "\n</mj-text></mj-column></mj-section>",
+        name="greet",
+    )
+    name = content.template("t.mjml", wrap('<mj-block name="greet" />'))
+    with pytest.raises(TemplateError, match=message) as caught:
+        content.compile(name)
+    assert caught.value.file is not None and caught.value.file.endswith("greet.mjml")
+    assert caught.value.line == 6  # 3 front matter lines, a blank line, the section, then it
+
+
 def test_text_part_keeps_links_and_drops_markup(render_body: Any, content: Content) -> None:
     body = (
         "<mj-section><mj-column><mj-text><p>Hello <b>{{ name }}</b></p>"
