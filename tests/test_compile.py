@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 from typing import Any
 
 import pytest
 
+from renderer.env import NamedUndefinedError, make_environment
 from segments.errors import RecipientError, TemplateError
 from tests.conftest import Content, normalize_html, wrap
 
@@ -77,6 +79,93 @@ def test_missing_token_in_a_block_points_at_the_block_file(content: Content) -> 
         compiled.render({})
     assert caught.value.file is not None and caught.value.file.endswith("greet.mjml")
     assert caught.value.line == 5  # 3 front matter lines + the blank line + 1
+
+
+LAYOUT = "\n".join(
+    [
+        "<mjml><mj-body>",
+        "<mj-section>",
+        "<mj-column><mj-text>a</mj-text></mj-column>",
+        "{}<mj-column><mj-text>b</mj-text></mj-column>{}",
+        "</mj-section></mj-body></mjml>",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("opening", "closing", "context", "reason", "field", "detail"),
+    [
+        (
+            "{% if tier.level > 1 %}",
+            "{% endif %}",
+            {},
+            "missing_field",
+            "tier",
+            "'tier' is undefined",
+        ),
+        (
+            "{% for i in range(count) %}",
+            "{% endfor %}",
+            {"count": "3"},
+            "render_error",
+            None,
+            "TypeError while rendering",
+        ),
+    ],
+)
+def test_a_layout_that_cannot_render_names_its_file_line_and_field(
+    content: Content,
+    opening: str,
+    closing: str,
+    context: dict[str, Any],
+    reason: str,
+    field: str | None,
+    detail: str,
+) -> None:
+    compiled = content.compile(content.template("t.mjml", LAYOUT.format(opening, closing)))
+    with pytest.raises(RecipientError) as caught:
+        compiled.render(context)
+    file = caught.value.file
+    assert file is not None and file.endswith("t.mjml")
+    assert (caught.value.reason, caught.value.field, caught.value.line) == (reason, field, 4)
+    assert caught.value.detail == f"{file}:4: {detail}"
+
+
+@pytest.mark.parametrize(
+    ("source", "context", "name"),
+    [
+        ("{{ a }}", {}, "a"),
+        ("{{ a.b }}", {"a": {}}, "b"),
+        ("{{ a.b.c }}", {"a": {}}, "b"),
+        ("{{ a['it\\'s'] }}", {"a": {}}, "it's"),
+        ("{{ a[3] }}", {"a": []}, None),
+        ("{% for x in a %}{{ loop.previtem }}{% endfor %}", {"a": [1]}, None),
+    ],
+)
+def test_undefined_errors_carry_the_undefined_name(
+    source: str, context: dict[str, Any], name: str | None
+) -> None:
+    with pytest.raises(NamedUndefinedError) as caught:
+        make_environment().from_string(source).render(context)
+    assert caught.value.name == name
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (copy.name, copy.message) == (name, caught.value.message)
+
+
+def test_blank_policy_undefined_errors_carry_the_name_too() -> None:
+    template = make_environment("blank").from_string("[{{ a }}]{{ b.c }}")
+    with pytest.raises(NamedUndefinedError) as caught:
+        template.render({})
+    assert caught.value.name == "b"
+
+
+def test_an_undefined_attribute_names_the_attribute(content: Content) -> None:
+    body = LAYOUT.format("", "").replace("<mj-text>b", "<mj-text>{{ user.nickname }}")
+    compiled = content.compile(content.template("t.mjml", body))
+    with pytest.raises(RecipientError) as caught:
+        compiled.render({"user": {}})
+    assert caught.value.field == "nickname"
+    assert caught.value.detail == f"{caught.value.file}:4: 'nickname' is undefined"
 
 
 def test_blank_policy_prints_nothing_for_missing(content: Content) -> None:

@@ -118,6 +118,15 @@ def test_a_field_missing_in_the_layout_rejects_the_recipient(tmp_path: Path) -> 
     assert [(e["id"], e["reason"]) for e in errors] == [("2", "missing_field")]
 
 
+def test_a_field_missing_in_the_subject_names_the_campaign_key(tmp_path: Path) -> None:
+    template = COLUMNS.replace("{condition}", "tier")
+    rows = [{"id": 1, "email": "a@example.com"}]
+    out = _build(tmp_path, template, rows, subject="Hi {{ nickname }}")
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["field"], e["reason"]) for e in errors] == [("nickname", "missing_field")]
+    assert errors[0]["detail"].endswith(": subject: 'nickname' is undefined")
+
+
 def test_layout_that_reads_the_subject_sees_the_rendered_subject(tmp_path: Path) -> None:
     template = COLUMNS.replace("{condition}", "'Sale' in subject")
     rows = [

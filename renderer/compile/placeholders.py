@@ -79,6 +79,15 @@ def escape_literal_jinja(text: str) -> str:
     return _JINJA_OPEN_RE.sub("{{ '{' }}", text)
 
 
+def own_line(tag: str) -> str:
+    """``tag`` after a Jinja comment holding a newline: it starts a line, output unchanged.
+
+    A ``{%-`` tag gets a ``{#-`` comment, so the whitespace before both is stripped
+    as the tag alone would strip it.
+    """
+    return ("{#-\n#}" if tag[2:3] == "-" else "{#\n#}") + tag
+
+
 def restore(compiled: str, protected: Protected) -> tuple[str, list[tuple[int, Token]]]:
     """Put the Jinja back; return the source and (source line, designer token) pairs."""
     compiled = escape_literal_jinja(compiled)
@@ -90,8 +99,7 @@ def restore(compiled: str, protected: Protected) -> tuple[str, list[tuple[int, T
         pieces.append(before)
         line += before.count("\n")
         atom = protected.atoms[int(match.group(1) or match.group(2))]
-        pad = "{#-\n#}" if atom.text[2:3] == "-" else "{#\n#}"
-        pieces.append(pad + atom.text)
+        pieces.append(own_line(atom.text))
         line += 1
         line_map.append((line, atom.origin))
         line += atom.text.count("\n")

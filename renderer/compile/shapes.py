@@ -10,18 +10,40 @@ is parsed back (:func:`parse_shape`) and the template tree expanded for it
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from renderer.compile.placeholders import Atom
+from renderer.compile.placeholders import Atom, own_line
 from renderer.compile.structure import Context, ForNode, IfNode, Leaf, Node
 from renderer.content import Token
 
 
-def shape_source(tree: Sequence[Node], tokens: Sequence[Token]) -> str | None:
-    """Jinja source whose output is the shape key; None when the layout is static."""
+@dataclass(frozen=True)
+class ShapeSource:
+    """The shape-key template's source, and (source line, designer token) pairs."""
+
+    source: str
+    line_map: list[tuple[int, Token]]
+
+
+def shape_source(tree: Sequence[Node], tokens: Sequence[Token]) -> ShapeSource | None:
+    """Jinja source whose output is the shape key; None when the layout is static.
+
+    Each of the designer's tags starts a line of its own (:func:`own_line`), so a
+    failing line names one designer position.
+    """
     if not _has_shape(tree):
         return None
-    return "".join(_shape_parts(tree, tokens))
+    pieces: list[str] = []
+    line_map: list[tuple[int, Token]] = []
+    line = 1
+    for part in _shape_parts(tree, tokens):
+        if isinstance(part, Token):
+            line_map.append((line + 1, part))
+            part = own_line(part.text)
+        pieces.append(part)
+        line += part.count("\n")
+    return ShapeSource("".join(pieces), line_map)
 
 
 def _has_shape(nodes: Sequence[Node]) -> bool:
@@ -35,28 +57,29 @@ def _has_shape(nodes: Sequence[Node]) -> bool:
     return False
 
 
-def _shape_parts(nodes: Sequence[Node], tokens: Sequence[Token]) -> list[str]:
-    parts: list[str] = []
+def _shape_parts(nodes: Sequence[Node], tokens: Sequence[Token]) -> list[str | Token]:
+    """The designer's tags (as tokens) and the key's own marks, in source order."""
+    parts: list[str | Token] = []
     for node in nodes:
         if isinstance(node, Leaf):
             if tokens[node.index].kind == "tag":
-                parts.append(tokens[node.index].text)
+                parts.append(tokens[node.index])
         elif isinstance(node, IfNode):
             for number, (tag, children) in enumerate(node.branches):
-                parts.append(tokens[tag].text)
+                parts.append(tokens[tag])
                 if node.shape:
                     parts.append(f"I{node.ident}={number};")
                 parts.extend(_shape_parts(children, tokens))
-            parts.append(tokens[node.end].text)
+            parts.append(tokens[node.end])
         elif node.shape:
-            parts.append(f"F{node.ident}[" + tokens[node.start].text + "(")
+            parts.extend((f"F{node.ident}[", tokens[node.start], "("))
             parts.extend(_shape_parts(node.body, tokens))
             parts.append(")")
             if node.else_tag is not None:
-                parts.append(tokens[node.else_tag].text + "E(")
+                parts.extend((tokens[node.else_tag], "E("))
                 parts.extend(_shape_parts(node.else_body, tokens))
                 parts.append(")")
-            parts.append(tokens[node.end].text + "]")
+            parts.extend((tokens[node.end], "]"))
     return parts
 
 

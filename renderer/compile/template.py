@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Template
-from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from renderer.compile.ascii import ascii_html
@@ -35,8 +35,8 @@ from renderer.compile.shapes import expand, parse_shape, shape_source
 from renderer.compile.structure import Context, Node, classify, parse_tree
 from renderer.compile.text import html_to_text
 from renderer.content import AssembledTemplate, Token
-from renderer.env import render_shared, undefined_name, with_globals
-from segments.errors import RecipientError, TemplateError
+from renderer.env import RENDER_ERRORS, render_error, render_shared, syntax_error, with_globals
+from segments.errors import TemplateError
 
 MAX_SHAPES = 256
 _BLANK_LINES_RE = re.compile(r"\n\n\n+")
@@ -75,25 +75,22 @@ class CompiledTemplate:
     shape_template: Template | None
     shapes: dict[str, CompiledShape] = field(default_factory=dict)
     shape_source: str | None = None  # the source of shape_template
+    shape_lines: list[tuple[int, Token]] = field(default_factory=list)  # its line map
 
     def shape_key(self, context: Mapping[str, Any]) -> str:
+        """The recipient's shape key; RecipientError when it cannot render."""
         if self.shape_template is None:
             return ""
         try:
             return render_shared(self.shape_template, with_globals(self.env, context))
-        except UndefinedError:
-            raise
-        except SecurityError as exc:
-            raise TemplateError(f"unsafe template code: {exc}", file=self.assembled.file) from None
+        except RENDER_ERRORS as exc:
+            origin = _origin_of(self.shape_lines, _failing_line(exc, self.shape_template))
+            file, line = (origin.file, origin.line) if origin else (self.assembled.file, None)
+            raise render_error(exc, file, line) from None
 
     def layout_for(self, context: Mapping[str, Any]) -> CompiledShape:
         """The compiled layout for a recipient; RecipientError when its key cannot render."""
-        try:
-            return self.shape(self.shape_key(context))
-        except UndefinedError as exc:
-            raise RecipientError(
-                str(exc), reason="missing_field", file=self.assembled.file
-            ) from None
+        return self.shape(self.shape_key(context))
 
     def shape(self, key: str) -> CompiledShape:
         compiled = self.shapes.get(key)
@@ -153,10 +150,8 @@ def _compile(
         code = env.compile(source, name=filename, filename=filename)
     except TemplateSyntaxError as exc:
         origin = _origin_of(line_map, exc.lineno)
-        raise TemplateError(
-            f"template syntax error: {exc.message}",
-            file=origin.file if origin else None,
-            line=origin.line if origin else None,
+        raise syntax_error(
+            exc, origin.file if origin else None, origin.line if origin else None
         ) from None
     return env.template_class.from_code(env, code, env.globals, None)
 
@@ -173,27 +168,11 @@ def _origin_of(line_map: Sequence[tuple[int, Token]], line: int) -> Token | None
 def _render(shape: CompiledShape, template: Template, context: dict[str, Any]) -> str:
     try:
         return render_shared(template, context)
-    except UndefinedError as exc:
+    except RENDER_ERRORS as exc:
         origin = shape.origin(_failing_line(exc, template))
-        field_name = undefined_name(exc)
-        return _raise(origin, "missing_field", field_name, f"'{field_name}' is undefined")
-    except SecurityError as exc:
-        origin = shape.origin(_failing_line(exc, template))
-        raise TemplateError(
-            f"unsafe template code refused by the sandbox: {exc}",
-            file=origin.file if origin else None,
-            line=origin.line if origin else None,
+        raise render_error(
+            exc, origin.file if origin else None, origin.line if origin else None
         ) from None
-    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
-        origin = shape.origin(_failing_line(exc, template))
-        return _raise(origin, "render_error", None, f"{type(exc).__name__} while rendering")
-
-
-def _raise(origin: Token | None, reason: str, field_name: str | None, detail: str) -> str:
-    file = origin.file if origin else None
-    line = origin.line if origin else None
-    where = f"{file}:{line}: " if file else ""
-    raise RecipientError(where + detail, reason=reason, field=field_name, file=file, line=line)
 
 
 def _failing_line(exc: BaseException, template: Template) -> int:
@@ -217,15 +196,17 @@ def compile_template(
     shape_template = None
     if source is not None:
         filename = f"<mailsmith:{assembled.name}:shape>"
-        try:
-            shape_template = env.from_string(source)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"template syntax error: {exc.message}", file=assembled.file
-            ) from None
-        shape_template.filename = filename
+        shape_template = _compile(env, source.source, filename, source.line_map)
     compiled = CompiledTemplate(
-        assembled, env, text_env, tokens, contexts, tree, shape_template, shape_source=source
+        assembled,
+        env,
+        text_env,
+        tokens,
+        contexts,
+        tree,
+        shape_template,
+        shape_source=source.source if source else None,
+        shape_lines=source.line_map if source else [],
     )
     if source is None:
         compiled.shape("")
