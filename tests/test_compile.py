@@ -7,12 +7,15 @@ import math
 import os
 import pickle
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from cli import app
 from renderer.env import NamedUndefinedError, make_environment
-from segments.errors import RecipientError, TemplateError
+from segments.errors import MjmlError, RecipientError, TemplateError
 from tests.conftest import Content, normalize_html, wrap
 
 
@@ -449,3 +452,81 @@ def test_text_part_separates_table_cells_and_labels_links_with_image_alt() -> No
     assert "Item Qty" in text  # header cells apart
     assert "Gloves 1" in text and "Gloves Gloves" not in text  # a lone image adds nothing
     assert "Socks (https://shop.test/p)" in text  # a linked image's alt labels the link
+
+
+MULTILINE_STYLES = [
+    (
+        '<mj-text css-class="x"><p style="color: red;\n   font-size: 12px">Hi {{ name }}</p></mj-text>',
+        '<mj-text css-class="x"><p style="color: red; font-size: 12px">Hi {{ name }}</p></mj-text>',
+    ),
+    (
+        '<mj-text><div style="\n  color:red;\n">Hi {{ name }}</div></mj-text>',
+        '<mj-text><div style="color:red;">Hi {{ name }}</div></mj-text>',
+    ),
+    (
+        '<mj-text><p style="color:red;\tfont-size:2px" class="a\n  b">{{ name }}</p></mj-text>',
+        '<mj-text><p style="color:red; font-size:2px" class="a b">{{ name }}</p></mj-text>',
+    ),
+    (
+        '<mj-button href="https://x.test/?a=1\n&amp;b={{ name }}">Go</mj-button>',
+        '<mj-button href="https://x.test/?a=1&amp;b={{ name }}">Go</mj-button>',
+    ),
+]
+
+
+@pytest.mark.parametrize(("several_lines", "one_line"), MULTILINE_STYLES)
+def test_attributes_written_over_several_lines_build_like_one_line(
+    content: Content, several_lines: str, one_line: str
+) -> None:
+    """Formatters wrap long style attributes; MJML would write the newlines as '\\n'."""
+    raw = '<mj-raw><div style="\n  color:red;\n">raw</div></mj-raw>'
+    wrapped = content.template(
+        "a.mjml", wrap(SECTION.replace("<mj-text>{}</mj-text>", several_lines) + raw)
+    )
+    single = content.template(
+        "b.mjml",
+        wrap(
+            SECTION.replace("<mj-text>{}</mj-text>", one_line)
+            + raw.replace("\n  ", "").replace("\n", "")
+        ),
+    )
+    context = {"name": "Ann"}
+    html, text = content.compile(wrapped).render(context)
+    assert (html, text) == content.compile(single).render(context)
+    assert content.naive(wrapped).render(context) == content.naive(single).render(context)
+    assert "\\n" not in html and "\\t" not in html
+
+
+def test_a_style_the_inliner_cannot_read_is_a_located_mjml_error(content: Content) -> None:
+    content.block(
+        "bad",
+        '\n<mj-section><mj-column><mj-text>\n<p>ok</p>\n<p style="color: {{ c }}; 12px">x</p>'
+        "\n</mj-text></mj-column></mj-section>",
+        name="bad",
+    )
+    name = content.template("t.mjml", wrap('<mj-block name="bad" />'))
+    with pytest.raises(MjmlError) as caught:
+        content.compile(name)
+    assert caught.value.file is not None and caught.value.file.endswith("bad.mjml")
+    assert caught.value.line == 7  # 3 front matter lines, a blank line, section, <p>ok</p>
+    assert caught.value.hint and "style" in caught.value.hint
+    with pytest.raises(MjmlError) as naive:
+        content.naive(name).render({"c": "red"})
+    assert naive.value.file is not None and naive.value.file.endswith("t.mjml")
+
+
+def test_cli_build_reports_an_unreadable_style_without_a_traceback(tmp_path: Path) -> None:
+    template = tmp_path / "t.mjml"
+    template.write_text(
+        wrap("\n" + SECTION.format('<p style="color">Hi {{ first_name }}</p>')), encoding="utf-8"
+    )
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email,first_name\n1,a@example.com,Ann\n", encoding="utf-8")
+    command = ["build", "--template", str(template), "--profiles", str(profiles)]
+    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "o"), "--quiet"])
+    assert result.exit_code == 4, result.output
+    assert f"{template}:2: CSS inlining failed" in result.stderr
+    assert "hint:" in result.stderr
+    assert isinstance(result.exception, SystemExit)  # the CLI's error boundary, no traceback
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()

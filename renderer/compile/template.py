@@ -28,15 +28,15 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from renderer.compile.ascii import ascii_html
 from renderer.compile.columns import conditional_column_css
-from renderer.compile.inline import inline_css
+from renderer.compile.inline import inline_css, refused_style
 from renderer.compile.mjml import compile_mjml
-from renderer.compile.placeholders import protect, restore
+from renderer.compile.placeholders import Protected, protect, restore
 from renderer.compile.shapes import expand, parse_shape, shape_source
 from renderer.compile.structure import Context, Node, classify, parse_tree
 from renderer.compile.text import html_to_text
 from renderer.content import AssembledTemplate, Token
 from renderer.env import RENDER_ERRORS, render_error, render_shared, syntax_error, with_globals
-from segments.errors import TemplateError
+from segments.errors import MjmlError, TemplateError
 
 MAX_SHAPES = 256
 _BLANK_LINES_RE = re.compile(r"\n\n\n+")
@@ -107,7 +107,8 @@ class CompiledTemplate:
     def _compile_shape(self, key: str) -> CompiledShape:
         atoms = expand(self.tree, self.tokens, self.contexts, parse_shape(key))
         protected = protect(atoms)
-        html = inline_css(compile_mjml(protected.source, file=self.assembled.file))
+        file = self.assembled.file
+        html = _inline(compile_mjml(protected.source, file=file), protected, file)
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         filename = f"<mailsmith:{self.assembled.name}:{digest}>"
         origin = Token("tag", "", self.assembled.file, 1)
@@ -154,6 +155,18 @@ def _compile(
             exc, origin.file if origin else None, origin.line if origin else None
         ) from None
     return env.template_class.from_code(env, code, env.globals, None)
+
+
+def _inline(html: str, protected: Protected, file: str) -> str:
+    """Inlined ``html``; a failure located at the style attribute the inliner refused."""
+    try:
+        return inline_css(html, file=file)
+    except MjmlError as exc:
+        offset = refused_style(protected.source)
+        origin = protected.origin_at(offset) if offset is not None else None
+        if origin is None:
+            raise
+        raise MjmlError(exc.message, file=origin[0], line=origin[1], hint=exc.hint) from None
 
 
 def _origin_of(line_map: Sequence[tuple[int, Token]], line: int) -> Token | None:
