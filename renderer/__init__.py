@@ -10,8 +10,8 @@ from renderer.campaign import Campaign as Campaign
 from renderer.campaign import adhoc_campaign as adhoc_campaign
 from renderer.campaign import demo_campaign_path as demo_campaign_path
 from renderer.campaign import load_campaign as load_campaign
-from renderer.compile.template import CompiledTemplate as CompiledTemplate
-from renderer.compile.template import compile_template as compile_template
+from renderer.compile import CompiledTemplate as CompiledTemplate
+from renderer.compile import compile_template as compile_template
 from renderer.naive import NaivePipeline as NaivePipeline
 from renderer.preview import render_profile as render_profile
 from renderer.preview import render_segment as render_segment

@@ -16,10 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jinja2.exceptions import TemplateSyntaxError
+
+from renderer.env import make_environment, syntax_error
 from segments.errors import TemplateError
 from segments.yamlsrc import LineDict, load_yaml_text
 
-_TOKEN_RE = re.compile(r"(\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\})", re.DOTALL)
+_NEWLINE_RE = re.compile(r"\r\n|\r")
+_OPENING = {"variable_begin": "var", "block_begin": "tag", "comment_begin": "comment"}
+_CLOSING = {"variable_end", "block_end", "comment_end"}
+_LEXER = make_environment()  # the delimiters and settings every template renders with
 _KEYWORD_RE = re.compile(r"\{%[-+]?\s*(\w+)")
 _INCLUDE_RE = re.compile(r"""\{%[-+]?\s*include\s+(['"])([^'"]+)\1\s*[-+]?%\}""")
 _BLOCK_TAG_RE = re.compile(r"""<mj-block\s+name\s*=\s*(['"])([^'"]*)\1\s*/?>(?:\s*</mj-block>)?""")
@@ -44,23 +50,62 @@ class Token:
 
 
 def tokenize(text: str, file: str, first_line: int = 1) -> list[Token]:
-    """Split Jinja source into tokens with their starting line."""
+    """Split Jinja source into tokens with their starting line, as Jinja's lexer splits it.
+
+    Token texts are slices of the source as written (whitespace a ``{%-`` strips
+    stays in the data before it: Jinja strips it again when the template renders).
+    """
+    text = _NEWLINE_RE.sub("\n", text)  # as Jinja's lexer sees it
     tokens: list[Token] = []
-    line = first_line
-    for piece in _TOKEN_RE.split(text):
-        if not piece:
-            continue
-        if piece.startswith("{{"):
-            kind = "var"
-        elif piece.startswith("{%"):
-            kind = "tag"
-        elif piece.startswith("{#"):
-            kind = "comment"
-        else:
-            kind = "data"
-        tokens.append(Token(kind, piece, file, line))
-        line += piece.count("\n")
+    line, pos = first_line, 0
+    for kind, start, end in _tag_spans(text, file, first_line):
+        if start > pos:
+            tokens.append(Token("data", text[pos:start], file, line))
+            line += text.count("\n", pos, start)
+        tokens.append(Token(kind, text[start:end], file, line))
+        line += text.count("\n", start, end)
+        pos = end
+    if pos < len(text):
+        tokens.append(Token("data", text[pos:], file, line))
     return tokens
+
+
+def _tag_spans(text: str, file: str, first_line: int) -> Iterator[tuple[str, int, int]]:
+    """(kind, start, end) of every ``{{ }}``, ``{% %}`` and ``{# #}`` in ``text``."""
+    pos = 0
+    opened: tuple[str, int, int] | None = None  # kind, start, Jinja's line
+    try:
+        for lineno, kind, value in _LEXER.lex(text):
+            start = _skip_stripped(text, value, pos)
+            pos = start + len(value)
+            if kind in ("raw_begin", "raw_end"):  # the whole {% raw %} tag in one token
+                yield "tag", start, pos
+            elif kind in _OPENING:
+                opened = (_OPENING[kind], start, lineno)
+            elif kind in _CLOSING and opened is not None:
+                # the token holds the whitespace a '-%}' strips: that stays data
+                yield opened[0], opened[1], start + len(value.rstrip())
+                opened = None
+    except TemplateSyntaxError as exc:
+        raise syntax_error(exc, file, first_line - 1 + (exc.lineno or 1)) from None
+    if opened is not None:
+        kind, start, lineno = opened
+        raise TemplateError(
+            f"template syntax error: '{text[start : start + 2]}' is never closed",
+            file=file,
+            line=first_line - 1 + lineno,
+            hint="close it with '}}', '%}' or '#}' in the same file",
+        )
+
+
+def _skip_stripped(text: str, value: str, pos: int) -> int:
+    """Where ``value`` starts: at ``pos``, or past the whitespace Jinja stripped."""
+    if text.startswith(value, pos):
+        return pos
+    found = text.find(value, pos)
+    if found < 0 or text[pos:found].strip():
+        raise RuntimeError("Jinja's lexer and the template source disagree")  # pragma: no cover
+    return found
 
 
 @dataclass(frozen=True)

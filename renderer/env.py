@@ -6,6 +6,10 @@ Profile values are data, never code: templates run in Jinja's
 recipient is *undefined*: testing it (``{% if first_name %}``) is false,
 looping over it yields nothing, printing it raises unless the ``fallback``
 filter supplies a value.
+
+What a render or a compile raises is translated into mailsmith's errors in one
+place, at the end of this module (:func:`render_error`, :func:`syntax_error`);
+the callers say where the failing token stands in the designer's file.
 """
 
 from __future__ import annotations
@@ -14,18 +18,49 @@ import math
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from jinja2 import Template, Undefined, pass_context
-from jinja2.exceptions import UndefinedError
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.utils import Namespace
+from jinja2.utils import Namespace, internalcode
+
+from segments.errors import MailsmithError, RecipientError, TemplateError
 
 MissingPolicy = Literal["reject", "blank", "error"]
 
 
-class MissingFieldUndefined(Undefined):
+class NamedUndefinedError(UndefinedError):
+    """Jinja's undefined error, carrying the undefined ``name`` (a field or attribute).
+
+    Raised by the environment's undefined values, so that the name is read from
+    the error instead of from its message.
+    """
+
+    def __init__(self, message: str | None = None, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.message, self.name))
+
+
+class _NamedUndefined(Undefined):
+    """An undefined value whose failures say which name was undefined."""
+
+    __slots__ = ()
+
+    @internalcode
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> NoReturn:
+        if self._undefined_exception is not UndefinedError:
+            # the sandbox's refusals come as undefined values raising SecurityError
+            raise self._undefined_exception(self._undefined_message)
+        name = self._undefined_name
+        raise NamedUndefinedError(self._undefined_message, name if isinstance(name, str) else None)
+
+
+class MissingFieldUndefined(_NamedUndefined):
     """Undefined that is falsy and iterable-as-empty but refuses to be printed."""
 
     __slots__ = ()
@@ -38,7 +73,7 @@ class MissingFieldUndefined(Undefined):
         return str(self)
 
 
-class BlankUndefined(Undefined):
+class BlankUndefined(_NamedUndefined):
     """Undefined that prints as an empty string (``missing_token: blank``)."""
 
     __slots__ = ()
@@ -219,11 +254,57 @@ def render_shared(template: Template, context: dict[str, Any]) -> str:
         return template.environment.handle_exception()
 
 
-def undefined_name(exc: UndefinedError) -> str | None:
-    """Best effort: the field name out of Jinja's undefined message."""
-    text = str(exc)
-    if text.startswith("'") and "' is undefined" in text:
-        return text[1 : text.index("' is undefined")]
-    if " has no attribute '" in text:
-        return text.rsplit(" has no attribute '", 1)[1].rstrip("'")
-    return None
+def syntax_error(
+    exc: TemplateSyntaxError, file: str | None, line: int | None, label: str = ""
+) -> TemplateError:
+    """Jinja's syntax error as mailsmith's, at the designer's ``file`` and ``line``.
+
+    ``label`` names the campaign key the template came from (``subject``), if any.
+    """
+    prefix = f"{label}: " if label else ""
+    return TemplateError(f"{prefix}template syntax error: {exc.message}", file=file, line=line)
+
+
+# What a render can raise for one recipient's data: rejected, the build goes on
+# (SecurityError is the template's fault: it stops the build).
+RENDER_ERRORS = (
+    UndefinedError,
+    SecurityError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    AttributeError,
+)
+
+
+def render_error(
+    exc: Exception, file: str | None, line: int | None, label: str = ""
+) -> MailsmithError:
+    """What a Jinja render raised (one of :data:`RENDER_ERRORS`) as mailsmith's error.
+
+    The one place render failures are translated (as Jinja's ``handle_exception``
+    is for its own): ``file`` and ``line`` are the designer's position of the
+    failing token, ``label`` the campaign key the template came from, if any.
+    A missing field or a type error rejects the recipient (:class:`RecipientError`,
+    its message is the detail in errors.jsonl); unsafe code is a
+    :class:`TemplateError`. Messages name the field, never a value.
+    """
+    prefix = f"{label}: " if label else ""
+    where = (f"{file}:{line}: " if file else "") + prefix
+    if isinstance(exc, UndefinedError):
+        name = exc.name if isinstance(exc, NamedUndefinedError) else None
+        return RecipientError(
+            f"{where}'{name}' is undefined",
+            reason="missing_field",
+            field=name,
+            file=file,
+            line=line,
+        )
+    if isinstance(exc, SecurityError):
+        return TemplateError(
+            f"{prefix}unsafe template code refused by the sandbox: {exc}", file=file, line=line
+        )
+    return RecipientError(
+        f"{where}{type(exc).__name__} while rendering", reason="render_error", file=file, line=line
+    )

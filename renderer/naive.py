@@ -15,6 +15,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from renderer.compile.inline import inline_css
 from renderer.compile.mjml import compile_mjml
 from renderer.content import AssembledTemplate
+from segments.errors import MjmlError
 
 
 class NaivePipeline:
@@ -32,5 +33,10 @@ class NaivePipeline:
         self.inliner = inliner
 
     def render(self, context: Mapping[str, Any]) -> str:
+        """The recipient's HTML; :class:`MjmlError` naming the template when a stage fails."""
         mjml_source = self.template.render(context)
-        return self.inliner(compile_mjml(mjml_source, file=self.assembled.file))
+        html = compile_mjml(mjml_source, file=self.assembled.file)
+        try:
+            return self.inliner(html)
+        except MjmlError as exc:
+            raise MjmlError(exc.message, file=self.assembled.file, hint=exc.hint) from None

@@ -23,9 +23,10 @@ from jinja2 import Template, meta
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 
 from renderer.campaign import Campaign
-from renderer.compile.template import CompiledTemplate, compile_template, optimize_tokens
+from renderer.compile import CompiledTemplate, compile_template
+from renderer.compile.optimize import optimize_tokens
 from renderer.content import BlockOverrides, assemble
-from renderer.env import make_environment, render_shared, undefined_name
+from renderer.env import RENDER_ERRORS, make_environment, render_error, render_shared
 from renderer.specs import audience_spec, cluster_model_path, content_folders, segment_document
 from segments.audience.document import AudienceSegments, percentile_references
 from segments.audience.prepass import CampaignAudience, audience_segments, prepare_audience
@@ -250,22 +251,8 @@ class CampaignRuntime:
     def _render_field(self, key: str, template: Template, context: Mapping[str, Any]) -> str:
         try:
             return template.render(context)
-        except UndefinedError as exc:
-            name = undefined_name(exc)
-            line = self._line(key)
-            raise RecipientError(
-                f"{self.campaign.file}:{line}: {key}: '{name}' is undefined",
-                reason="missing_field",
-                field=name,
-                file=self.campaign.file,
-                line=line,
-            ) from None
-        except SecurityError as exc:
-            raise TemplateError(
-                f"{key}: unsafe template code refused by the sandbox: {exc}",
-                file=self.campaign.file,
-                line=self._line(key),
-            ) from None
+        except RENDER_ERRORS as exc:
+            raise render_error(exc, self.campaign.file, self._line(key), label=key) from None
 
     def __reduce__(self) -> Any:
         return (CampaignRuntime, (self.campaign, self.schema, self.as_of, self.audience))

@@ -17,7 +17,7 @@ from hypothesis import settings
 
 from renderer import BuildOptions, build_campaign, load_campaign
 from renderer.campaign import demo_campaign_path
-from renderer.compile.template import CompiledTemplate, compile_template
+from renderer.compile import CompiledTemplate, compile_template
 from renderer.content import ContentFolders, assemble
 from renderer.env import make_environment
 from renderer.naive import NaivePipeline

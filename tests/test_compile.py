@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from renderer.compile.template import RecipientError
-from segments.errors import TemplateError
+from cli import app
+from renderer.env import NamedUndefinedError, make_environment
+from segments.errors import MjmlError, RecipientError, TemplateError
 from tests.conftest import Content, normalize_html, wrap
 
 
@@ -78,6 +82,93 @@ def test_missing_token_in_a_block_points_at_the_block_file(content: Content) -> 
         compiled.render({})
     assert caught.value.file is not None and caught.value.file.endswith("greet.mjml")
     assert caught.value.line == 5  # 3 front matter lines + the blank line + 1
+
+
+LAYOUT = "\n".join(
+    [
+        "<mjml><mj-body>",
+        "<mj-section>",
+        "<mj-column><mj-text>a</mj-text></mj-column>",
+        "{}<mj-column><mj-text>b</mj-text></mj-column>{}",
+        "</mj-section></mj-body></mjml>",
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("opening", "closing", "context", "reason", "field", "detail"),
+    [
+        (
+            "{% if tier.level > 1 %}",
+            "{% endif %}",
+            {},
+            "missing_field",
+            "tier",
+            "'tier' is undefined",
+        ),
+        (
+            "{% for i in range(count) %}",
+            "{% endfor %}",
+            {"count": "3"},
+            "render_error",
+            None,
+            "TypeError while rendering",
+        ),
+    ],
+)
+def test_a_layout_that_cannot_render_names_its_file_line_and_field(
+    content: Content,
+    opening: str,
+    closing: str,
+    context: dict[str, Any],
+    reason: str,
+    field: str | None,
+    detail: str,
+) -> None:
+    compiled = content.compile(content.template("t.mjml", LAYOUT.format(opening, closing)))
+    with pytest.raises(RecipientError) as caught:
+        compiled.render(context)
+    file = caught.value.file
+    assert file is not None and file.endswith("t.mjml")
+    assert (caught.value.reason, caught.value.field, caught.value.line) == (reason, field, 4)
+    assert caught.value.detail == f"{file}:4: {detail}"
+
+
+@pytest.mark.parametrize(
+    ("source", "context", "name"),
+    [
+        ("{{ a }}", {}, "a"),
+        ("{{ a.b }}", {"a": {}}, "b"),
+        ("{{ a.b.c }}", {"a": {}}, "b"),
+        ("{{ a['it\\'s'] }}", {"a": {}}, "it's"),
+        ("{{ a[3] }}", {"a": []}, None),
+        ("{% for x in a %}{{ loop.previtem }}{% endfor %}", {"a": [1]}, None),
+    ],
+)
+def test_undefined_errors_carry_the_undefined_name(
+    source: str, context: dict[str, Any], name: str | None
+) -> None:
+    with pytest.raises(NamedUndefinedError) as caught:
+        make_environment().from_string(source).render(context)
+    assert caught.value.name == name
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert (copy.name, copy.message) == (name, caught.value.message)
+
+
+def test_blank_policy_undefined_errors_carry_the_name_too() -> None:
+    template = make_environment("blank").from_string("[{{ a }}]{{ b.c }}")
+    with pytest.raises(NamedUndefinedError) as caught:
+        template.render({})
+    assert caught.value.name == "b"
+
+
+def test_an_undefined_attribute_names_the_attribute(content: Content) -> None:
+    body = LAYOUT.format("", "").replace("<mj-text>b", "<mj-text>{{ user.nickname }}")
+    compiled = content.compile(content.template("t.mjml", body))
+    with pytest.raises(RecipientError) as caught:
+        compiled.render({"user": {}})
+    assert caught.value.field == "nickname"
+    assert caught.value.detail == f"{caught.value.file}:4: 'nickname' is undefined"
 
 
 def test_blank_policy_prints_nothing_for_missing(content: Content) -> None:
@@ -269,6 +360,40 @@ def test_jinja_in_mj_style_is_refused(content: Content) -> None:
         content.compile(name)
 
 
+def test_delimiters_inside_jinja_strings_split_as_jinja_splits_them(content: Content) -> None:
+    column = (
+        "<mj-section><mj-column>{% if sep == '%}' %}<mj-text>[{{ sep ~ \"}}\" }}]</mj-text>"
+        "{% endif %}</mj-column></mj-section>"
+    )
+    name = content.template("t.mjml", wrap(column))
+    html, _ = content.compile(name).render({"sep": "%}"})
+    assert "[%}}}]" in text_of(html)
+    assert normalize_html(html) == normalize_html(content.naive(name).render({"sep": "%}"}))
+
+
+@pytest.mark.parametrize(
+    ("jinja", "message"),
+    [
+        ("{{ name ( }}", "unexpected '}'"),
+        ("{# never closed", "comment"),
+        ("{{ name", "never closed"),
+    ],
+)
+def test_malformed_jinja_in_a_block_names_the_block_file_and_line(
+    content: Content, jinja: str, message: str
+) -> None:
+    content.block(
+        "greet",
+        "\n<mj-section><mj-column><mj-text>\nHi " + jinja + "\n</mj-text></mj-column></mj-section>",
+        name="greet",
+    )
+    name = content.template("t.mjml", wrap('<mj-block name="greet" />'))
+    with pytest.raises(TemplateError, match=message) as caught:
+        content.compile(name)
+    assert caught.value.file is not None and caught.value.file.endswith("greet.mjml")
+    assert caught.value.line == 6  # 3 front matter lines, a blank line, the section, then it
+
+
 def test_text_part_keeps_links_and_drops_markup(render_body: Any, content: Content) -> None:
     body = (
         "<mj-section><mj-column><mj-text><p>Hello <b>{{ name }}</b></p>"
@@ -285,7 +410,7 @@ def test_text_part_keeps_links_and_drops_markup(render_body: Any, content: Conte
 
 
 def test_campaign_constants_are_folded_once_and_nothing_else(content: Content) -> None:
-    from renderer.compile.template import optimize_tokens
+    from renderer.compile.optimize import optimize_tokens
     from renderer.content import assemble
     from renderer.env import make_environment
 
@@ -305,7 +430,7 @@ def test_campaign_constants_are_folded_once_and_nothing_else(content: Content) -
 
 
 def test_rebinding_vars_disables_folding(content: Content) -> None:
-    from renderer.compile.template import optimize_tokens
+    from renderer.compile.optimize import optimize_tokens
     from renderer.content import assemble
     from renderer.env import make_environment
 
@@ -327,3 +452,81 @@ def test_text_part_separates_table_cells_and_labels_links_with_image_alt() -> No
     assert "Item Qty" in text  # header cells apart
     assert "Gloves 1" in text and "Gloves Gloves" not in text  # a lone image adds nothing
     assert "Socks (https://shop.test/p)" in text  # a linked image's alt labels the link
+
+
+MULTILINE_STYLES = [
+    (
+        '<mj-text css-class="x"><p style="color: red;\n   font-size: 12px">Hi {{ name }}</p></mj-text>',
+        '<mj-text css-class="x"><p style="color: red; font-size: 12px">Hi {{ name }}</p></mj-text>',
+    ),
+    (
+        '<mj-text><div style="\n  color:red;\n">Hi {{ name }}</div></mj-text>',
+        '<mj-text><div style="color:red;">Hi {{ name }}</div></mj-text>',
+    ),
+    (
+        '<mj-text><p style="color:red;\tfont-size:2px" class="a\n  b">{{ name }}</p></mj-text>',
+        '<mj-text><p style="color:red; font-size:2px" class="a b">{{ name }}</p></mj-text>',
+    ),
+    (
+        '<mj-button href="https://x.test/?a=1\n&amp;b={{ name }}">Go</mj-button>',
+        '<mj-button href="https://x.test/?a=1&amp;b={{ name }}">Go</mj-button>',
+    ),
+]
+
+
+@pytest.mark.parametrize(("several_lines", "one_line"), MULTILINE_STYLES)
+def test_attributes_written_over_several_lines_build_like_one_line(
+    content: Content, several_lines: str, one_line: str
+) -> None:
+    """Formatters wrap long style attributes; MJML would write the newlines as '\\n'."""
+    raw = '<mj-raw><div style="\n  color:red;\n">raw</div></mj-raw>'
+    wrapped = content.template(
+        "a.mjml", wrap(SECTION.replace("<mj-text>{}</mj-text>", several_lines) + raw)
+    )
+    single = content.template(
+        "b.mjml",
+        wrap(
+            SECTION.replace("<mj-text>{}</mj-text>", one_line)
+            + raw.replace("\n  ", "").replace("\n", "")
+        ),
+    )
+    context = {"name": "Ann"}
+    html, text = content.compile(wrapped).render(context)
+    assert (html, text) == content.compile(single).render(context)
+    assert content.naive(wrapped).render(context) == content.naive(single).render(context)
+    assert "\\n" not in html and "\\t" not in html
+
+
+def test_a_style_the_inliner_cannot_read_is_a_located_mjml_error(content: Content) -> None:
+    content.block(
+        "bad",
+        '\n<mj-section><mj-column><mj-text>\n<p>ok</p>\n<p style="color: {{ c }}; 12px">x</p>'
+        "\n</mj-text></mj-column></mj-section>",
+        name="bad",
+    )
+    name = content.template("t.mjml", wrap('<mj-block name="bad" />'))
+    with pytest.raises(MjmlError) as caught:
+        content.compile(name)
+    assert caught.value.file is not None and caught.value.file.endswith("bad.mjml")
+    assert caught.value.line == 7  # 3 front matter lines, a blank line, section, <p>ok</p>
+    assert caught.value.hint and "style" in caught.value.hint
+    with pytest.raises(MjmlError) as naive:
+        content.naive(name).render({"c": "red"})
+    assert naive.value.file is not None and naive.value.file.endswith("t.mjml")
+
+
+def test_cli_build_reports_an_unreadable_style_without_a_traceback(tmp_path: Path) -> None:
+    template = tmp_path / "t.mjml"
+    template.write_text(
+        wrap("\n" + SECTION.format('<p style="color">Hi {{ first_name }}</p>')), encoding="utf-8"
+    )
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email,first_name\n1,a@example.com,Ann\n", encoding="utf-8")
+    command = ["build", "--template", str(template), "--profiles", str(profiles)]
+    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "o"), "--quiet"])
+    assert result.exit_code == 4, result.output
+    assert f"{template}:2: CSS inlining failed" in result.stderr
+    assert "hint:" in result.stderr
+    assert isinstance(result.exception, SystemExit)  # the CLI's error boundary, no traceback
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from renderer import CampaignRuntime, load_campaign
 from renderer.campaign import demo_campaign_path
-from renderer.compile.template import RecipientError
 from renderer.naive import NaivePipeline
 from renderer.specs import make_validator, schema_of
+from segments.errors import RecipientError
 from segments.profiles.sources import read_chunks, to_records
 from tests.conftest import AS_OF, examples, normalize_html
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from renderer import BuildOptions, build_campaign
 from renderer.build.output import dumps, dumps_line
 from renderer.campaign import adhoc_campaign
-from renderer.compile.template import ascii_html
+from renderer.compile.ascii import ascii_html
 from renderer.env import make_environment, render_shared, with_globals
 from segments.profiles.sources import parse_json
 from tests.conftest import Content, examples, normalize_html, wrap
@@ -116,6 +116,15 @@ def test_a_field_missing_in_the_layout_rejects_the_recipient(tmp_path: Path) -> 
     assert [m["id"] for m in manifest] == ["1"]
     assert "mj-column-per-50" in (out / manifest[0]["html"]).read_text()
     assert [(e["id"], e["reason"]) for e in errors] == [("2", "missing_field")]
+
+
+def test_a_field_missing_in_the_subject_names_the_campaign_key(tmp_path: Path) -> None:
+    template = COLUMNS.replace("{condition}", "tier")
+    rows = [{"id": 1, "email": "a@example.com"}]
+    out = _build(tmp_path, template, rows, subject="Hi {{ nickname }}")
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["field"], e["reason"]) for e in errors] == [("nickname", "missing_field")]
+    assert errors[0]["detail"].endswith(": subject: 'nickname' is undefined")
 
 
 def test_layout_that_reads_the_subject_sees_the_rendered_subject(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ element such as ``<mj-text>`` (*content*: carried as an HTML comment), inside
 ``<mj-title>``/``<mj-preview>`` (*rcdata*: carried as plain text), or inside an
 attribute (*attr*: expressions only). Control flow directly inside
 ``<mj-section>``/``<mj-group>`` changes how many columns MJML sees, so it is
-compiled per structural *shape* instead (see :mod:`renderer.compile.template`).
+compiled per structural *shape* instead (see :mod:`renderer.compile.shapes`).
 """
 
 from __future__ import annotations
