@@ -42,7 +42,7 @@ from renderer.reports.segments import (
     segment_report,
 )
 from segments.experiments.assign import parse_share
-from segments.profiles.sources import count_rows
+from segments.profiles.read import count_rows
 
 app = typer.Typer(
     help="mailsmith: personalized email rendering (segments + Jinja + MJML, compiled once).",

@@ -14,13 +14,9 @@ from renderer.runtime import CampaignRuntime, ProfileBatch, Rendered
 from renderer.specs import make_validator, schema_of
 from segments.errors import ConfigError, ProfileDataError
 from segments.experiments.assign import HOLDOUT_SUFFIX, assign_frame
-from segments.profiles.sources import (
-    ProfileValidator,
-    Rejection,
-    infer_schema,
-    read_chunks,
-    to_records,
-)
+from segments.profiles.read import Rejection, read_chunks
+from segments.profiles.schema import infer_schema, to_records
+from segments.profiles.validate import ProfileValidator
 
 
 def render_profile(

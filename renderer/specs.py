@@ -17,7 +17,8 @@ from renderer.content import ContentFolders
 from segments.audience.document import SegmentDocument, parse_segment_document
 from segments.audience.prepass import AudienceSpec, DriftSettings, EventsFile, ProfileFile
 from segments.errors import ConfigError
-from segments.profiles.sources import FieldDef, ProfileSchema, ProfileValidator, load_suppression
+from segments.profiles.schema import FieldDef, ProfileSchema
+from segments.profiles.validate import ProfileValidator, load_suppression
 from segments.yamlsrc import LineDict, load_yaml
 
 

@@ -316,7 +316,7 @@ def test_a_limited_build_equals_the_full_build_cut_at_the_limit(
 def test_the_render_pass_reads_the_pre_pass_chunks_instead_of_validating_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from segments.profiles.sources import ProfileValidator
+    from segments.profiles.validate import ProfileValidator
 
     calls = []
     validate = ProfileValidator.validate
@@ -335,7 +335,7 @@ def test_the_render_pass_reads_the_pre_pass_chunks_instead_of_validating_again(
 def test_chunk_spool_gives_back_the_chunks_in_order(tmp_path: Path) -> None:
     import pandas as pd
 
-    from segments.profiles.sources import Rejection
+    from segments.profiles.read import Rejection
     from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
     spool = ChunkSpool(tmp_path)

@@ -32,3 +32,30 @@ def test_errors_share_one_root() -> None:
         "UndefinedFieldError",
     ):
         assert issubclass(getattr(renderer, name), renderer.MailsmithError)
+
+
+def test_profiles_exports() -> None:
+    import segments.profiles
+
+    assert set(segments.profiles.__all__) == {
+        "ChunkSpool",
+        "FieldDef",
+        "ProfileSchema",
+        "ProfileValidator",
+        "RawChunk",
+        "Rejection",
+        "SeenTexts",
+        "TextIndex",
+        "ValidatedChunk",
+        "column_hint",
+        "convert",
+        "count_rows",
+        "infer_schema",
+        "load_suppression",
+        "missing_mask",
+        "parse_json",
+        "read_chunks",
+        "to_records",
+    }
+    for name in segments.profiles.__all__:
+        assert getattr(segments.profiles, name) is not None

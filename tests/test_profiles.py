@@ -10,15 +10,9 @@ import pandas as pd
 import pytest
 
 from segments.errors import ProfileDataError
-from segments.profiles.sources import (
-    FieldDef,
-    ProfileSchema,
-    ProfileValidator,
-    count_rows,
-    infer_schema,
-    read_chunks,
-    to_records,
-)
+from segments.profiles.read import count_rows, read_chunks
+from segments.profiles.schema import FieldDef, ProfileSchema, infer_schema, to_records
+from segments.profiles.validate import ProfileValidator
 
 SCHEMA = ProfileSchema(
     {
@@ -204,7 +198,7 @@ def test_count_rows_counts_data_rows(csv_file: Path) -> None:
 def test_to_records_gives_plain_python_values_and_leaves_missing_out() -> None:
     from datetime import UTC, datetime
 
-    from segments.profiles.sources import to_records
+    from segments.profiles.schema import to_records
 
     frame = pd.DataFrame(
         {
@@ -253,7 +247,7 @@ def test_an_unreadable_profile_file_is_a_profile_error(
 
 def test_suppression_list_dialects_and_their_hints(tmp_path: Path) -> None:
     from segments.errors import ConfigError
-    from segments.profiles.sources import load_suppression
+    from segments.profiles.validate import load_suppression
 
     path = tmp_path / "suppressed.csv"
     path.write_bytes("email;reason\nJOSÉ@example.com;bounce\n".encode("cp1252"))

@@ -39,14 +39,8 @@ from segments.experiments.assign import (
     sample_mask,
     sample_ratio_mismatch,
 )
-from segments.profiles.sources import (
-    ProfileSchema,
-    RawChunk,
-    Rejection,
-    infer_schema,
-    read_chunks,
-    to_records,
-)
+from segments.profiles.read import RawChunk, Rejection, read_chunks
+from segments.profiles.schema import ProfileSchema, infer_schema, to_records
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
 

@@ -23,7 +23,8 @@ from renderer.build.output import EmailFiles
 from renderer.campaign import Campaign
 from renderer.runtime import CampaignRuntime, ProfileBatch, Rendered
 from segments.audience.prepass import CampaignAudience
-from segments.profiles.sources import ProfileSchema, Rejection
+from segments.profiles.read import Rejection
+from segments.profiles.schema import ProfileSchema
 
 SUB_BATCH = 250
 _WORKER: tuple[CampaignRuntime, EmailFiles] | None = None

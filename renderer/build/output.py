@@ -24,7 +24,7 @@ import orjson
 
 from renderer.runtime import Rendered
 from segments.errors import ConfigError, OutputError
-from segments.profiles.sources import Rejection
+from segments.profiles.read import Rejection
 
 MARKER = ".mailsmith-build"
 

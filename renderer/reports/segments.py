@@ -40,7 +40,8 @@ from segments.audience.prepass import (
     prepare_audience,
     raise_for_warnings,
 )
-from segments.profiles.sources import ProfileSchema, infer_schema, read_chunks, to_records
+from segments.profiles.read import read_chunks
+from segments.profiles.schema import ProfileSchema, infer_schema, to_records
 
 LIFECYCLE_ORDER = ("new", "active", "at_risk", "lapsed")
 SCATTER_POINTS = 1500

@@ -45,14 +45,10 @@ from segments.audience.hierarchy import size_warnings
 from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
 from segments.features.eventstream import stream_events
 from segments.features.scores import FeatureConfig
-from segments.profiles.sources import (
-    ProfileSchema,
-    ProfileValidator,
-    RawChunk,
-    Rejection,
-    read_chunks,
-)
+from segments.profiles.read import RawChunk, Rejection, read_chunks
+from segments.profiles.schema import ProfileSchema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
+from segments.profiles.validate import ProfileValidator
 from segments.rules.ruleset import parse_segments
 from segments.yamlsrc import LineDict
 
