@@ -24,6 +24,7 @@ from pydantic import (
 
 from segments.errors import ConfigError
 from segments.features.scores import FeatureConfig
+from segments.profiles.read import DEFAULT_NA_VALUES
 from segments.yamlsrc import line_at, load_yaml
 
 FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
@@ -71,16 +72,27 @@ class _TextFile(_Model):
         return value
 
     @property
-    def reader_options(self) -> dict[str, str]:
+    def reader_options(self) -> dict[str, Any]:
         """``delimiter`` and ``encoding``, as the readers of these files take them."""
         return {"delimiter": self.delimiter, "encoding": self.encoding}
 
 
 class ProfileSource(_TextFile):
+    """The profile file, how to read it, and which fields are the id and the address."""
+
     format: Literal["csv", "jsonl", "parquet"] | None = None
     id_field: str = "id"
     email_field: str = "email"
     chunk_size: int = Field(default=5000, ge=1)
+    na_values: tuple[str, ...] = Field(
+        default=DEFAULT_NA_VALUES,
+        description="CSV cells and JSONL strings read as missing (trimmed, any case).",
+    )
+
+    @property
+    def reader_options(self) -> dict[str, Any]:
+        """``delimiter``, ``encoding`` and ``na_values``, as :func:`read_chunks` takes them."""
+        return {**super().reader_options, "na_values": self.na_values}
 
     @property
     def resolved_format(self) -> str:

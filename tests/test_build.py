@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import resource
 import signal
 from pathlib import Path
@@ -69,6 +70,23 @@ def test_demo_build_counts_reconcile_and_match_the_files(
     assert rows == list(range(1, 2501))  # nobody lost, nobody twice
     assert summary["as_of"] == AS_OF.isoformat()
     assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_the_demo_never_greets_anyone_with_a_spelling_of_no_value(
+    demo_build: tuple[Path, dict[str, Any]],
+) -> None:
+    """The demo's profiles hold first names like "None", "NaN", "null" and "N/A"."""
+    out, _ = demo_build
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    spelled = re.compile(r"(?:^|Hi )(?:none|nan|null|n/a),", re.IGNORECASE)
+    greeted = 0
+    for entry in manifest:
+        if not entry["holdout"]:
+            text = (out / entry["text"]).read_text(encoding="utf-8")
+            assert not spelled.search(entry["subject"]), entry["id"]
+            assert not spelled.search(text), entry["id"]
+            greeted += "Hi " in text
+    assert greeted > 100  # the greeting is there to be checked
 
 
 def test_manifest_lines_describe_the_written_files(demo_build: tuple[Path, dict[str, Any]]) -> None:

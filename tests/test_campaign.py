@@ -84,3 +84,14 @@ def test_schema_must_declare_id_and_email(tmp_path: Path) -> None:
         load_campaign(
             write(tmp_path, BASE.replace("  email: {type: string, required: true}\n", ""))
         )
+
+
+def test_profile_na_values_default_and_off(tmp_path: Path) -> None:
+    default = load_campaign(write(tmp_path, BASE)).profiles
+    assert {"none", "null", "nan", "n/a"} <= set(default.na_values)
+    assert "na" not in default.na_values
+    assert default.reader_options["na_values"] == default.na_values
+    off = BASE.replace("profiles: profiles.csv", "profiles: {path: profiles.csv, na_values: []}")
+    assert load_campaign(write(tmp_path, off)).profiles.reader_options["na_values"] == ()
+    own = BASE.replace("profiles: profiles.csv", "profiles: {path: p.csv, na_values: [NA, '-']}")
+    assert load_campaign(write(tmp_path, own)).profiles.na_values == ("NA", "-")

@@ -31,7 +31,7 @@ CSV = """id,email,first_name,total_spent,orders,opt_in,signed_up_at,cart
 1,ana@example.com,Ana,10.5,2,true,2026-01-02T03:04:05Z,"[{""sku"": ""A""}]"
 2,bo@example.com,,,,yes,2026-01-02,
 3,not-an-email,Cy,1,1,no,,
-4,dee@example.com,Dee,n/a,1,true,,
+4,dee@example.com,Dee,12O.50,1,true,,
 5,eve@example.com,Eve,1,1.5,true,,
 6,fay@example.com,Fay,1,1,maybe,,
 7,gus@example.com,Gus,1,1,true,2026-02-30T10:00:00Z,
@@ -84,7 +84,7 @@ def test_every_row_is_valid_or_rejected_with_row_field_and_reason(csv_file: Path
     assert sorted(valid.index) == [1, 2]
     assert len(valid) + len(rejected) == 13
     for rejection in rejected:  # reasons name fields, never values
-        assert "n/a" not in str(rejection["detail"]) and "not json" not in str(rejection["detail"])
+        assert "12O" not in str(rejection["detail"]) and "not json" not in str(rejection["detail"])
 
 
 def test_values_are_typed_and_missing_values_are_absent(csv_file: Path) -> None:
@@ -258,3 +258,50 @@ def test_suppression_list_dialects_and_their_hints(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no 'email' column") as caught:
         load_suppression(path, "email", encoding="cp1252")
     assert "suppression.delimiter" in str(caught.value)
+
+
+NA_CSV = """id,email,first_name,last_name,country,total_spent
+1,a@example.com,None,NA,NA,n/a
+2,b@example.com, NaN ,Na,US,#N/A
+3,c@example.com,null,Kim,US,NULL
+4,d@example.com,n/A,Lee,US,-
+5,e@example.com,<NA>,Nil,US,5
+"""
+
+
+def test_csv_spellings_of_no_value_are_missing_in_any_case_and_padding(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(NA_CSV, encoding="utf-8")
+    frame = next(read_chunks(path, "csv", 10)).frame
+    assert list(frame["first_name"]) == ["", "", "", "", ""]
+    assert list(frame["total_spent"]) == ["", "", "", "-", "5"]
+    # "NA" is Namibia and a surname, "Nil" a given name, "-" a value some fields use
+    assert list(frame["country"]) == ["NA", "US", "US", "US", "US"]
+    assert list(frame["last_name"]) == ["NA", "Na", "Kim", "Lee", "Nil"]
+
+
+def test_na_values_can_be_chosen_or_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(NA_CSV, encoding="utf-8")
+    off = next(read_chunks(path, "csv", 10, na_values=[])).frame
+    assert list(off["first_name"]) == ["None", " NaN ", "null", "n/A", "<NA>"]
+    own = next(read_chunks(path, "csv", 10, na_values=["na", " - "])).frame
+    assert list(own["country"]) == ["", "US", "US", "US", "US"]
+    assert list(own["total_spent"]) == ["n/a", "#N/A", "NULL", "", "5"]
+
+
+def test_jsonl_strings_spelling_no_value_are_missing(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    rows = [
+        {"id": "1", "email": "a@example.com", "first_name": " None ", "tags": ["null"]},
+        {"id": "2", "email": "b@example.com", "first_name": "N/A", "total_spent": "NaN"},
+        {"id": "3", "email": "c@example.com", "first_name": "Ana", "total_spent": 4},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    valid, rejected = validate(path, "jsonl")
+    assert rejected == []
+    first, second, third = to_records(valid, SCHEMA.types())
+    assert "first_name" not in first and "first_name" not in second
+    assert second["total_spent"] == 0.0 and third == {**third, "first_name": "Ana"}
+    raw = next(read_chunks(path, "jsonl", 10, na_values=[])).frame
+    assert list(raw["first_name"]) == [" None ", "N/A", "Ana"]

@@ -132,7 +132,7 @@ class ProfileFile:
     path: Path
     format: str
     chunk_size: int
-    reader_options: Mapping[str, str] = field(default_factory=dict)
+    reader_options: Mapping[str, Any] = field(default_factory=dict)
 
     def chunks(self) -> Iterator[RawChunk]:
         return read_chunks(self.path, self.format, self.chunk_size, **self.reader_options)

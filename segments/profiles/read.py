@@ -4,12 +4,16 @@ A chunk's frame is indexed by 1-based data row number, so every later rejection
 names the row of the file. Lines of a JSONL file that are not JSON objects are
 rejected here; everything else is typed and validated by
 :mod:`segments.profiles.validate`.
+
+Exports write "no value" in many ways. A CSV cell or a JSONL string whose trimmed
+text is one of ``na_values`` (compared case-insensitively; default
+:data:`DEFAULT_NA_VALUES`) is read as missing, like an empty cell or a JSON null.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,29 @@ from typing import Any
 import pandas as pd
 
 from segments.errors import ConfigError, ProfileDataError
+
+DEFAULT_NA_VALUES: tuple[str, ...] = (
+    "none",
+    "null",
+    "nan",
+    "-nan",
+    "n/a",
+    "#n/a",
+    "#n/a n/a",
+    "#na",
+    "<na>",
+    "1.#ind",
+    "-1.#ind",
+    "1.#qnan",
+    "-1.#qnan",
+)
+"""Spellings of "no value" read as missing: pandas' default ``na_values`` without "NA".
+
+"NA" is a real value too often to be missing by default (Namibia's country code, the
+Korean surname Na), and "-", "nil" are left out for the same reason (a placeholder that
+some fields use as a value, a Catalan and Turkish given name). Empty and whitespace-only
+text is missing whatever the list says.
+"""
 
 
 @dataclass(frozen=True)
@@ -58,12 +85,15 @@ def read_chunks(
     *,
     delimiter: str = ",",
     encoding: str = "utf-8",
+    na_values: Iterable[str] = DEFAULT_NA_VALUES,
 ) -> Iterator[RawChunk]:
     """Read a profile file in chunks; the frame index is the 1-based data row number.
 
-    ``delimiter`` applies to CSV, ``encoding`` to CSV and JSONL (Parquet says its own).
+    ``delimiter`` applies to CSV, ``encoding`` to CSV and JSONL (Parquet says its own),
+    ``na_values`` to CSV cells and JSONL strings (Parquet has nulls of its own).
     """
     path = Path(path)
+    na = frozenset(value.strip().lower() for value in na_values)
     if not path.is_file():
         raise ProfileDataError(
             "profile file not found",
@@ -71,8 +101,8 @@ def read_chunks(
             hint="check `profiles:` in the campaign file or --profiles",
         )
     readers: dict[str, Callable[[], Iterator[RawChunk]]] = {
-        "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding),
-        "jsonl": lambda: _jsonl_chunks(path, chunk_size, encoding),
+        "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding, na),
+        "jsonl": lambda: _jsonl_chunks(path, chunk_size, encoding, na),
         "parquet": lambda: _parquet_chunks(path, chunk_size),
     }
     reader = readers.get(fmt)
@@ -90,7 +120,9 @@ def read_chunks(
         ) from None
 
 
-def _csv_chunks(path: Path, chunk_size: int, delimiter: str, encoding: str) -> Iterator[RawChunk]:
+def _csv_chunks(
+    path: Path, chunk_size: int, delimiter: str, encoding: str, na: frozenset[str]
+) -> Iterator[RawChunk]:
     start = 1
     try:
         with pd.read_csv(
@@ -104,7 +136,7 @@ def _csv_chunks(path: Path, chunk_size: int, delimiter: str, encoding: str) -> I
             for frame in reader:
                 frame.index = pd.RangeIndex(start, start + len(frame))
                 start += len(frame)
-                yield RawChunk(frame)
+                yield RawChunk(_without_na(frame, na, ""))
     except UnicodeDecodeError as exc:
         raise _not_text(path, f"CSV near data row {start}", encoding, exc) from None
     except pd.errors.ParserError as exc:
@@ -116,6 +148,25 @@ def _csv_chunks(path: Path, chunk_size: int, delimiter: str, encoding: str) -> I
         ) from None
     except pd.errors.EmptyDataError:
         return
+
+
+def _without_na(frame: pd.DataFrame, na: frozenset[str], missing: Any) -> pd.DataFrame:
+    """``frame`` with each text value spelled as in ``na`` replaced by ``missing`` (for CSV
+    the empty string, as an empty cell reads; for JSONL None, as a JSON null)."""
+    if not na:
+        return frame
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.StringDtype):
+            hit = values.str.strip().str.lower().isin(na).to_numpy(dtype=bool, na_value=False)
+        elif values.dtype == object:
+            hit = values.map(lambda v: isinstance(v, str) and v.strip().lower() in na)
+            hit = hit.to_numpy(dtype=bool)
+        else:
+            continue
+        if hit.any():
+            frame[column] = values.where(~hit, missing)
+    return frame
 
 
 def _not_text(path: Path, where: str, encoding: str, exc: UnicodeDecodeError) -> ProfileDataError:
@@ -139,7 +190,9 @@ def column_hint(columns: Any, default: str, key: str = "profiles.delimiter") -> 
     return default
 
 
-def _jsonl_chunks(path: Path, chunk_size: int, encoding: str) -> Iterator[RawChunk]:
+def _jsonl_chunks(
+    path: Path, chunk_size: int, encoding: str, na: frozenset[str]
+) -> Iterator[RawChunk]:
     number = 0
     try:
         with path.open(encoding=encoding) as handle:
@@ -166,12 +219,19 @@ def _jsonl_chunks(path: Path, chunk_size: int, encoding: str) -> Iterator[RawChu
                                 Rejection(number, None, None, "invalid_json", "not a JSON object")
                             )
                 if len(rows) + len(rejections) >= chunk_size:
-                    yield RawChunk(pd.DataFrame.from_records(rows, index=numbers), rejections)
+                    yield _jsonl_chunk(rows, numbers, rejections, na)
                     rows, numbers, rejections = [], [], []
             if rows or rejections:
-                yield RawChunk(pd.DataFrame.from_records(rows, index=numbers), rejections)
+                yield _jsonl_chunk(rows, numbers, rejections, na)
     except UnicodeDecodeError as exc:
         raise _not_text(path, f"JSONL after line {number}", encoding, exc) from None
+
+
+def _jsonl_chunk(
+    rows: list[dict[str, Any]], numbers: list[int], rejections: list[Rejection], na: frozenset[str]
+) -> RawChunk:
+    frame = pd.DataFrame.from_records(rows, index=numbers)
+    return RawChunk(_without_na(frame, na, None), rejections)
 
 
 def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
