@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from renderer.campaign import Campaign, shipped_dir
+from renderer.campaign import Campaign, infer_campaign_schema, shipped_dir
 from renderer.content import ContentFolders
 from segments.audience.document import SegmentDocument, parse_segment_document
 from segments.audience.prepass import AudienceSpec, DriftSettings, EventsFile, ProfileFile
@@ -38,6 +38,15 @@ def schema_of(campaign: Campaign) -> ProfileSchema | None:
         return None
     fields = {n: FieldDef(n, s.type, s.required, s.default) for n, s in campaign.schema_.items()}
     return ProfileSchema(fields, campaign.profiles.id_field, campaign.profiles.email_field)
+
+
+def inferred_types(campaign: Campaign) -> dict[str, str]:
+    """The field types taken from the data rather than declared, by field: an ad-hoc
+    campaign's inferred fields, or every column for a campaign without ``schema:`` (from
+    the first chunk, as a build infers them)."""
+    if campaign.schema_:
+        return {name: campaign.schema_[name].type for name in campaign.inferred}
+    return infer_campaign_schema(campaign).types()
 
 
 def profile_file(campaign: Campaign) -> ProfileFile:

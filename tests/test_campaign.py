@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from renderer import ConfigError, load_campaign
-from renderer.campaign import demo_campaign_path
+from renderer.campaign import adhoc_campaign, demo_campaign_path, load_schema
+from renderer.specs import inferred_types, schema_of
 
 BASE = """name: test
 template: retail_weekly.mjml
@@ -95,3 +96,60 @@ def test_profile_na_values_default_and_off(tmp_path: Path) -> None:
     assert load_campaign(write(tmp_path, off)).profiles.reader_options["na_values"] == ()
     own = BASE.replace("profiles: profiles.csv", "profiles: {path: p.csv, na_values: [NA, '-']}")
     assert load_campaign(write(tmp_path, own)).profiles.na_values == ("NA", "-")
+
+
+def test_a_schema_file_is_a_schema_mapping_or_the_fields_themselves(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("zip: string\ntotal: {type: float, default: 0}\n", encoding="utf-8")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("schema:\n  zip: string\n  total: {type: float, default: 0}\n")
+    assert load_schema(bare) == load_schema(nested)
+    assert load_schema(write(tmp_path, BASE))["total"].type == "float"  # a campaign file
+    assert load_schema(bare)["total"].default == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "path"),
+    [
+        ("zip: string\ntotal: money\n", 2, "total.type"),
+        (BASE.replace("float", "money"), 8, "schema.total.type"),
+    ],
+)
+def test_schema_file_errors_name_the_file_line_and_key(
+    tmp_path: Path, text: str, line: int, path: str
+) -> None:
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_schema(schema)
+    assert str(caught.value).startswith(f"{schema}:{line}: {path}: Input should be")
+
+
+def test_adhoc_campaign_infers_the_fields_a_schema_file_leaves_out(tmp_path: Path) -> None:
+    template = tmp_path / "t.mjml"
+    template.write_text("<mjml><mj-body></mj-body></mjml>", encoding="utf-8")
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email,zip,total\n1,a@example.com,02134,10.5\n", encoding="utf-8")
+    inferred = adhoc_campaign(template, profiles)
+    assert inferred.inferred == ("id", "email", "zip", "total")
+    assert inferred_types(inferred) == {
+        "id": "string",
+        "email": "string",
+        "zip": "string",
+        "total": "float",
+    }
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("zip: int\ntier: {type: string, default: basic}\n", encoding="utf-8")
+    declared = adhoc_campaign(template, profiles, schema=schema)
+    assert inferred_types(declared) == {"id": "string", "email": "string", "total": "float"}
+    fields = schema_of(declared)
+    assert fields is not None and list(fields.fields) == ["id", "email", "zip", "total", "tier"]
+    assert fields.types()["zip"] == "int" and fields.fields["tier"].default == "basic"
+    assert fields.fields["id"].required and not fields.fields["total"].required
+
+
+def test_a_campaign_without_schema_reports_every_column_as_inferred(tmp_path: Path) -> None:
+    (tmp_path / "profiles.csv").write_text("id,email,n\n1,a@example.com,3\n", encoding="utf-8")
+    campaign = load_campaign(write(tmp_path, BASE.split("schema:")[0]))
+    assert inferred_types(campaign) == {"id": "string", "email": "string", "n": "int"}
+    assert inferred_types(load_campaign(write(tmp_path, BASE))) == {}

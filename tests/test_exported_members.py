@@ -38,6 +38,7 @@ def test_profiles_exports() -> None:
     import segments.profiles
 
     assert set(segments.profiles.__all__) == {
+        "DEFAULT_NA_VALUES",
         "ChunkSpool",
         "FieldDef",
         "ProfileSchema",
@@ -50,7 +51,9 @@ def test_profiles_exports() -> None:
         "column_hint",
         "convert",
         "count_rows",
+        "infer_file_schema",
         "infer_schema",
+        "infer_type",
         "load_suppression",
         "missing_mask",
         "parse_json",

@@ -10,9 +10,16 @@ import pandas as pd
 import pytest
 
 from segments.errors import ProfileDataError
-from segments.profiles.read import count_rows, read_chunks
-from segments.profiles.schema import FieldDef, ProfileSchema, infer_schema, to_records
-from segments.profiles.validate import ProfileValidator
+from segments.profiles import (
+    FieldDef,
+    ProfileSchema,
+    ProfileValidator,
+    count_rows,
+    infer_file_schema,
+    infer_schema,
+    read_chunks,
+    to_records,
+)
 
 SCHEMA = ProfileSchema(
     {
@@ -305,3 +312,68 @@ def test_jsonl_strings_spelling_no_value_are_missing(tmp_path: Path) -> None:
     assert second["total_spent"] == 0.0 and third == {**third, "first_name": "Ana"}
     raw = next(read_chunks(path, "jsonl", 10, na_values=[])).frame
     assert list(raw["first_name"]) == [" None ", "N/A", "Ana"]
+
+
+INFER_CSV = """id,email,zip,orders,total,opt_in,signed_up_at,birthday,phone,code,account,mixed,bad_date,answer
+007,a@example.com,02134,3,10.50,true,2026-01-02T03:04:05Z,1990-01-02,+14155551234,1E10,1234567890123456,1,2026-02-30,yes
+8,b@example.com,10001,,0,FALSE,2026-01-02 03:04,1991-12-31,+442079460000,2E10,1,x,2026-02-01,No
+9,c@example.com,,12,-3,N/A,2026-01-02,,,,,2,,
+"""
+
+
+def test_inferred_csv_types_need_every_present_value_to_parse(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(INFER_CSV, encoding="utf-8")
+    schema = infer_file_schema(path, "csv", 10)
+    assert schema.types() == {
+        "id": "string",  # ids and addresses are text, whatever they look like
+        "email": "string",
+        "zip": "string",  # a leading zero
+        "orders": "int",
+        "total": "float",
+        "opt_in": "bool",
+        "signed_up_at": "datetime",
+        "birthday": "date",
+        "phone": "string",  # a leading +
+        "code": "string",  # no exponents
+        "account": "string",  # more than 15 digits
+        "mixed": "string",
+        "bad_date": "string",  # 2026-02-30 is no date
+        "answer": "bool",
+    }
+    assert schema.fields["id"].required and schema.fields["email"].required
+    assert not schema.fields["orders"].required
+    validator = ProfileValidator(schema, file=str(path))
+    valid, rejected = validator.validate(next(read_chunks(path, "csv", 10)))
+    assert rejected == []
+    first, second, third = to_records(valid, schema.types())
+    assert first["id"] == "007" and first["zip"] == "02134" and first["total"] == 10.5
+    assert second["opt_in"] is False and "opt_in" not in third and third["orders"] == 12
+    assert first["birthday"].isoformat() == "1990-01-02"
+
+
+def test_inferred_jsonl_and_parquet_types_keep_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    rows = [
+        {"id": 1, "email": "a@example.com", "vip": True, "n": 2, "x": 1.5, "day": "2026-01-02"},
+        {"id": 2, "email": "b@example.com", "vip": None, "n": 3, "x": 2, "day": None},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert infer_file_schema(path, "jsonl", 10).types() == {
+        "id": "string",
+        "email": "string",
+        "vip": "bool",
+        "n": "int",
+        "x": "float",
+        "day": "date",
+    }
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "email": ["a@example.com", "b@example.com"],
+            "since": [pd.Timestamp("2026-01-02").date(), None],
+        }
+    )
+    frame.to_parquet(tmp_path / "p.parquet")
+    types = infer_file_schema(tmp_path / "p.parquet", "parquet", 10).types()
+    assert types == {"id": "string", "email": "string", "since": "date"}

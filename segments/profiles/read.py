@@ -13,7 +13,7 @@ text is one of ``na_values`` (compared case-insensitively; default
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,7 @@ def read_chunks(
     delimiter: str = ",",
     encoding: str = "utf-8",
     na_values: Iterable[str] = DEFAULT_NA_VALUES,
-) -> Iterator[RawChunk]:
+) -> Generator[RawChunk, None, None]:
     """Read a profile file in chunks; the frame index is the 1-based data row number.
 
     ``delimiter`` applies to CSV, ``encoding`` to CSV and JSONL (Parquet says its own),

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,7 @@ import orjson
 import pandas as pd
 
 from segments.errors import ProfileDataError
-from segments.profiles.read import column_hint
+from segments.profiles.read import column_hint, read_chunks
 
 TRUE = {"true", "t", "yes", "y", "1", "on"}
 FALSE = {"false", "f", "no", "n", "0", "off"}
@@ -47,7 +49,11 @@ class ProfileSchema:
 def infer_schema(
     frame: pd.DataFrame, id_field: str = "id", email_field: str = "email"
 ) -> ProfileSchema:
-    """A schema for an ad-hoc build: id and email required, nested values kept."""
+    """A schema inferred from the data (a build's first chunk): id and email required.
+
+    The id and the email are text. Any other column is typed only when every value
+    present in ``frame`` is of that type (see :func:`infer_type`); else it is text.
+    """
     for required in (id_field, email_field):
         if required not in frame.columns:
             raise ProfileDataError(
@@ -60,30 +66,90 @@ def infer_schema(
             )
     fields = {}
     for column in frame.columns:
-        fields[str(column)] = FieldDef(
-            str(column), _infer_type(frame[column]), required=column in (id_field, email_field)
-        )
+        name = str(column)
+        key = name in (id_field, email_field)
+        kind = "string" if key else infer_type(frame[column])
+        fields[name] = FieldDef(name, kind, required=key)
     return ProfileSchema(fields, id_field, email_field)
 
 
-def _infer_type(series: pd.Series) -> str:
-    sample = series.dropna()
-    sample = sample[sample.map(lambda v: not isinstance(v, str) or bool(v.strip()))]
-    if sample.empty:
+def infer_file_schema(
+    path: str | Path,
+    fmt: str,
+    chunk_size: int,
+    *,
+    id_field: str = "id",
+    email_field: str = "email",
+    **reader_options: Any,
+) -> ProfileSchema:
+    """The schema :func:`infer_schema` gives the file's first chunk, as a build infers it
+    (``reader_options`` as :func:`~segments.profiles.read.read_chunks` takes them)."""
+    with closing(read_chunks(path, fmt, chunk_size, **reader_options)) as chunks:
+        first = next(chunks, None)
+    frame = first.frame if first is not None else pd.DataFrame(columns=[id_field, email_field])
+    return infer_schema(frame, id_field, email_field)
+
+
+def infer_type(series: pd.Series) -> str:
+    """The schema type of a raw column: what every present value is, else "string".
+
+    Typed sources (JSONL numbers and booleans, Parquet columns) keep their types.
+    Text (CSV, JSON strings) is typed conservatively: "true"/"false"/"yes"/"no" is
+    bool; whole numbers without a leading zero or sign "+" and with at most 15 digits
+    are int (so zip codes like 02134, phone numbers like +4420... and long account
+    numbers stay text); such numbers with a decimal part are float (no exponents:
+    1E10 reads as a product code); ISO 8601 dates are date, and with a time datetime.
+    Every candidate is checked by the conversion a build applies, so a value the
+    build would reject (2026-02-30) leaves the column text.
+    """
+    present = series[~missing_mask(series)]
+    if present.empty:
         return "string"
-    first = sample.iloc[0]
+    first = present.iloc[0]
     if isinstance(first, list | tuple | np.ndarray):
         return "list"
     if isinstance(first, dict):
         return "dict"
-    if pd.api.types.is_bool_dtype(series):
+    for kind, check in (
+        ("bool", pd.api.types.is_bool_dtype),
+        ("int", pd.api.types.is_integer_dtype),
+        ("float", pd.api.types.is_float_dtype),
+        ("datetime", pd.api.types.is_datetime64_any_dtype),
+    ):
+        if check(present):
+            return kind
+    values = present.tolist()
+    if all(isinstance(v, str) for v in values):
+        return _infer_text_type(present.astype(object).str.strip())
+    if all(isinstance(v, bool | np.bool_) for v in values):
         return "bool"
-    if pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_float_dtype(series):
-        return "float"
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return "datetime"
+    if all(isinstance(v, date) for v in values):  # Parquet dates and timestamps
+        return "datetime" if any(isinstance(v, datetime) for v in values) else "date"
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) == len(values):
+        return "int" if all(isinstance(v, int) for v in numbers) else "float"
+    return "string"
+
+
+_TEXT_PATTERNS = (
+    ("bool", r"(?i:true|false|yes|no)"),
+    ("int", r"-?(?:0|[1-9][0-9]{0,14})"),
+    ("float", r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]+)?"),
+    ("date", r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),
+    (
+        "datetime",
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+        r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
+        r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?",
+    ),
+)
+
+
+def _infer_text_type(text: pd.Series) -> str:
+    """The first type of :data:`_TEXT_PATTERNS` every (stripped) value has, else "string"."""
+    for kind, pattern in _TEXT_PATTERNS:
+        if text.str.fullmatch(pattern).all() and not convert(text, kind)[1].any():
+            return kind
     return "string"
 
 
