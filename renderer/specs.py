@@ -23,13 +23,28 @@ from segments.yamlsrc import LineDict, load_yaml
 
 
 def content_folders(campaign: Campaign) -> ContentFolders:
-    """The campaign's own template and block folders first, the shipped ones last."""
-    templates = [campaign.path(p) for p in campaign.paths.templates]
+    """Templates: the campaign file's own folder, then ``paths.templates``, then the shipped
+    ones; blocks: ``paths.blocks``, then the shipped ones. Folders that do not exist are
+    left out, and a folder named twice is searched once."""
+    own = Path(campaign.file)
+    beside = [own.parent] if own.is_file() else []  # an ad-hoc build has no campaign file
+    templates = beside + [campaign.path(p) for p in campaign.paths.templates]
     blocks = [campaign.path(p) for p in campaign.paths.blocks]
     return ContentFolders(
-        templates=[p for p in templates if p.is_dir()] + [shipped_dir("templates")],
-        blocks=[p for p in blocks if p.is_dir()] + [shipped_dir("blocks")],
+        templates=_folders([*templates, shipped_dir("templates")]),
+        blocks=_folders([*blocks, shipped_dir("blocks")]),
     )
+
+
+def _folders(paths: list[Path]) -> list[Path]:
+    """The existing folders among ``paths``, each once, in order."""
+    seen: set[Path] = set()
+    found = []
+    for path in paths:
+        if path.is_dir() and path.resolve() not in seen:
+            seen.add(path.resolve())
+            found.append(path)
+    return found
 
 
 def schema_of(campaign: Campaign) -> ProfileSchema | None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from renderer import ConfigError, load_campaign
+from renderer import BuildOptions, ConfigError, TemplateError, build_campaign, load_campaign
 from renderer.campaign import adhoc_campaign, demo_campaign_path, load_schema
-from renderer.specs import inferred_types, schema_of
+from renderer.specs import content_folders, inferred_types, schema_of
 
 BASE = """name: test
 template: retail_weekly.mjml
@@ -153,3 +153,59 @@ def test_a_campaign_without_schema_reports_every_column_as_inferred(tmp_path: Pa
     campaign = load_campaign(write(tmp_path, BASE.split("schema:")[0]))
     assert inferred_types(campaign) == {"id": "string", "email": "string", "n": "int"}
     assert inferred_types(load_campaign(write(tmp_path, BASE))) == {}
+
+
+MJML = "<mjml><mj-body><mj-section><mj-column><mj-text>{}</mj-text></mj-column></mj-section></mj-body></mjml>"
+
+
+def test_a_template_beside_the_campaign_file_is_found(tmp_path: Path) -> None:
+    (tmp_path / "my.mjml").write_text(MJML.format("Hi {{ email }}"), encoding="utf-8")
+    (tmp_path / "profiles.csv").write_text("id,email,first_name\n1,a@example.com,Ana\n")
+    campaign = load_campaign(write(tmp_path, BASE.replace("retail_weekly.mjml", "my.mjml")))
+    assert content_folders(campaign).find_template("my.mjml") == (tmp_path / "my.mjml").resolve()
+    summary = build_campaign(campaign, BuildOptions(out=tmp_path / "out"))
+    assert summary["rendered"] == 1
+
+
+def test_the_campaign_folder_comes_before_paths_templates_and_the_shipped_ones(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "templates").mkdir()
+    for folder in (tmp_path, tmp_path / "templates"):
+        (folder / "retail_weekly.mjml").write_text(MJML.format(folder.name), encoding="utf-8")
+    folders = content_folders(load_campaign(write(tmp_path, BASE)))
+    assert (
+        folders.find_template("retail_weekly.mjml") == (tmp_path / "retail_weekly.mjml").resolve()
+    )
+    (tmp_path / "retail_weekly.mjml").unlink()
+    found = folders.find_template("retail_weekly.mjml")
+    assert found == (tmp_path / "templates" / "retail_weekly.mjml").resolve()
+    (tmp_path / "templates" / "retail_weekly.mjml").unlink()
+    assert found != folders.find_template("retail_weekly.mjml")  # the shipped one
+
+
+def test_a_missing_template_names_every_folder_looked_in(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    text = BASE.replace("retail_weekly.mjml", "nowhere.mjml") + "paths: {templates: [mine, gone]}\n"
+    folders = content_folders(load_campaign(write(tmp_path, text)))
+    with pytest.raises(TemplateError) as caught:
+        folders.find_template("nowhere.mjml")
+    message = str(caught.value)
+    looked_in = message.partition("looked in ")[2].partition("\n")[0].split(", ")
+    assert looked_in == [str(tmp_path), str(tmp_path / "mine"), str(folders.templates[-1])]
+    assert "paths.templates" in message
+
+
+def test_an_adhoc_build_does_not_look_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mine").mkdir()
+    template = tmp_path / "mine" / "t.mjml"
+    template.write_text(MJML.format("mine"), encoding="utf-8")
+    (tmp_path / "t.mjml").write_text(MJML.format("decoy"), encoding="utf-8")
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email\n1,a@example.com\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    folders = content_folders(adhoc_campaign(template, profiles))
+    assert folders.find_template("t.mjml") == template.resolve()
+    assert tmp_path.resolve() not in [f.resolve() for f in folders.templates]
