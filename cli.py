@@ -41,8 +41,9 @@ from renderer.reports.segments import (
     explain_profile,
     segment_report,
 )
+from renderer.specs import inferred_types
 from segments.experiments.assign import parse_share
-from segments.profiles.sources import count_rows
+from segments.profiles.read import count_rows
 
 app = typer.Typer(
     help="mailsmith: personalized email rendering (segments + Jinja + MJML, compiled once).",
@@ -114,6 +115,16 @@ def build(
     encoding: Annotated[
         str, typer.Option(help="Ad-hoc build: the profiles' text encoding, e.g. cp1252.")
     ] = "utf-8",
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ad-hoc build: field types, a YAML `schema:` as in a campaign file; "
+            "fields it leaves out are inferred from the first rows."
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Print the field types inferred from the data.")
+    ] = False,
     sample: Annotated[
         str | None, typer.Option(help="Render a deterministic test cohort: a share like 20%.")
     ] = None,
@@ -160,6 +171,9 @@ def build(
     if (template is None) != (profiles is None):
         err.print("Error: an ad-hoc build needs both --template and --profiles")
         raise typer.Exit(2)
+    if schema is not None and template is None:
+        err.print("Error: --schema is for an ad-hoc build; a campaign file has `schema:`")
+        raise typer.Exit(2)
 
     def load() -> Campaign:
         if template is not None and profiles is not None:
@@ -170,10 +184,14 @@ def build(
                 subject=subject,
                 delimiter="\t" if delimiter in ("tab", "\\t") else delimiter,
                 encoding=encoding,
+                schema=schema,
             )
         return _campaign(campaign)
 
     chosen = _run(load)
+    if verbose:
+        for name, kind in _run(lambda: inferred_types(chosen)).items():
+            err.print(f"inferred {name}: {kind}", markup=False, highlight=False)
     options = BuildOptions(
         out=out_dir,
         as_of=_utc(as_of),

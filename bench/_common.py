@@ -21,7 +21,8 @@ from renderer.specs import (
     make_validator,  # noqa: E402
     schema_of,  # noqa: E402
 )
-from segments.profiles.sources import ProfileSchema, read_chunks  # noqa: E402
+from segments.profiles.read import read_chunks  # noqa: E402
+from segments.profiles.schema import ProfileSchema  # noqa: E402
 
 _STARTED = time.perf_counter()
 

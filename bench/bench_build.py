@@ -51,7 +51,7 @@ from renderer import BuildOptions, CampaignRuntime, NaivePipeline, build_campaig
 from renderer.compile.inline import INLINERS  # noqa: E402
 from renderer.specs import schema_of  # noqa: E402
 from segments.experiments.assign import assign_frame  # noqa: E402
-from segments.profiles.sources import to_records  # noqa: E402
+from segments.profiles.schema import to_records  # noqa: E402
 
 TARGET_RATE = 3_000  # recipients/s end to end on one core
 TARGET_RATIO = 75  # x the naive premailer pipeline

@@ -38,7 +38,7 @@ from _common import (
 from make_profiles import make_bench_campaign  # noqa: E402
 
 from renderer import CampaignRuntime, load_campaign  # noqa: E402
-from segments.profiles.sources import to_records  # noqa: E402
+from segments.profiles.schema import to_records  # noqa: E402
 
 
 def main() -> None:

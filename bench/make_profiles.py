@@ -36,7 +36,7 @@ from renderer.specs import (
     make_validator,  # noqa: E402
     schema_of,  # noqa: E402
 )
-from segments.profiles.sources import read_chunks  # noqa: E402
+from segments.profiles.read import read_chunks  # noqa: E402
 
 WORK_DIR = Path(__file__).resolve().parent / "_work"
 

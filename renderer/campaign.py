@@ -24,6 +24,8 @@ from pydantic import (
 
 from segments.errors import ConfigError
 from segments.features.scores import FeatureConfig
+from segments.profiles.read import DEFAULT_NA_VALUES
+from segments.profiles.schema import ProfileSchema, infer_file_schema
 from segments.yamlsrc import line_at, load_yaml
 
 FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
@@ -71,16 +73,27 @@ class _TextFile(_Model):
         return value
 
     @property
-    def reader_options(self) -> dict[str, str]:
+    def reader_options(self) -> dict[str, Any]:
         """``delimiter`` and ``encoding``, as the readers of these files take them."""
         return {"delimiter": self.delimiter, "encoding": self.encoding}
 
 
 class ProfileSource(_TextFile):
+    """The profile file, how to read it, and which fields are the id and the address."""
+
     format: Literal["csv", "jsonl", "parquet"] | None = None
     id_field: str = "id"
     email_field: str = "email"
     chunk_size: int = Field(default=5000, ge=1)
+    na_values: tuple[str, ...] = Field(
+        default=DEFAULT_NA_VALUES,
+        description="CSV cells and JSONL strings read as missing (trimmed, any case).",
+    )
+
+    @property
+    def reader_options(self) -> dict[str, Any]:
+        """``delimiter``, ``encoding`` and ``na_values``, as :func:`read_chunks` takes them."""
+        return {**super().reader_options, "na_values": self.na_values}
 
     @property
     def resolved_format(self) -> str:
@@ -144,6 +157,9 @@ class Campaign(_Model):
     drift: DriftSpec | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
+    inferred: tuple[str, ...] = Field(
+        default=(), exclude=True, description="Schema fields typed from the data (ad-hoc builds)."
+    )
 
     @field_validator("profiles", mode="before")
     @classmethod
@@ -170,9 +186,7 @@ class Campaign(_Model):
     @field_validator("schema_", mode="before")
     @classmethod
     def _schema_shorthand(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
-        return value
+        return _field_shorthand(value)
 
     @field_validator("as_of")
     @classmethod
@@ -199,6 +213,56 @@ class Campaign(_Model):
         return chosen if chosen.tzinfo else chosen.replace(tzinfo=UTC)
 
 
+def _field_shorthand(value: Any) -> Any:
+    """``field: type`` is ``field: {type: type}``."""
+    if isinstance(value, dict):
+        return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
+class _SchemaFile(_Model):
+    schema_: dict[str, FieldSpec] = Field(alias="schema")
+
+    @field_validator("schema_", mode="before")
+    @classmethod
+    def _schema_shorthand(cls, value: Any) -> Any:
+        return _field_shorthand(value)
+
+
+def load_schema(path: str | Path) -> dict[str, FieldSpec]:
+    """The profile schema in a YAML file: its ``schema:`` mapping (a campaign file will do),
+    or, when it has no ``schema:`` mapping, the file itself (``field: type`` lines)."""
+    path = Path(path)
+    data = load_yaml(path)
+    nested = isinstance(data, dict) and isinstance(data.get("schema"), dict)
+    mapping = data["schema"] if nested else data
+    if not isinstance(mapping, dict):
+        raise ConfigError(
+            "a schema file must be a YAML mapping",
+            file=str(path),
+            line=1,
+            hint="write one `field: type` per line (string, int, float, bool, date, datetime, "
+            "list, dict), or {type, required, default}",
+        )
+    try:
+        return _SchemaFile.model_validate({"schema": mapping}).schema_
+    except ValidationError as exc:
+        raise _config_error(exc, data, str(path), skip=0 if nested else 1) from None
+
+
+def infer_campaign_schema(campaign: Campaign) -> ProfileSchema:
+    """The schema a build infers from the first chunk of the campaign's profiles."""
+    source = campaign.profiles
+    return infer_file_schema(
+        campaign.path(source.path),
+        source.resolved_format,
+        source.chunk_size,
+        id_field=source.id_field,
+        email_field=source.email_field,
+        **source.reader_options,
+    )
+
+
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign file."""
     path = Path(path)
@@ -208,17 +272,26 @@ def load_campaign(path: str | Path) -> Campaign:
     return campaign_from_mapping(data, base_dir=path.parent, file=str(path))
 
 
-def campaign_from_mapping(data: dict[str, Any], *, base_dir: Path, file: str) -> Campaign:
+def campaign_from_mapping(
+    data: dict[str, Any], *, base_dir: Path, file: str, inferred: tuple[str, ...] = ()
+) -> Campaign:
+    """A validated campaign from a mapping (``inferred``: schema fields typed from data)."""
     try:
-        return Campaign.model_validate({**data, "base_dir": base_dir, "file": file})
+        return Campaign.model_validate(
+            {**data, "base_dir": base_dir, "file": file, "inferred": inferred}
+        )
     except ValidationError as exc:
         raise _config_error(exc, data, file) from None
 
 
-def _config_error(exc: ValidationError, data: dict[str, Any], file: str) -> ConfigError:
+def _config_error(
+    exc: ValidationError, data: dict[str, Any], file: str, *, skip: int = 0
+) -> ConfigError:
+    """Each problem with its line and key path (``skip``: leading parts of pydantic's
+    location that are not in ``data``)."""
     problems = []
     for error in exc.errors():
-        loc = list(error["loc"])
+        loc = list(error["loc"])[skip:]
         problems.append(
             (line_at(data, _yaml_keys(loc)), f"{_dotted(loc) or '(top level)'}: {error['msg']}")
         )
@@ -255,8 +328,14 @@ def adhoc_campaign(
     preheader: str = "",
     delimiter: str = ",",
     encoding: str = "utf-8",
+    schema: Path | None = None,
 ) -> Campaign:
-    """A campaign for ``build --template --profiles``: schema inferred, no consent rules."""
+    """A campaign for ``build --template --profiles``: no consent rules, and a schema
+    inferred from the first chunk of the profiles (``infer_type`` says how), where
+    ``schema`` (a file for :func:`load_schema`) does not declare the field.
+
+    The fields typed from the data are listed in the campaign's ``inferred``.
+    """
     template = template.resolve()
     folder = template.parent
     data: dict[str, Any] = {
@@ -275,7 +354,21 @@ def adhoc_campaign(
             "blocks": [str(folder / "blocks"), str(folder.parent / "blocks")],
         },
     }
-    return campaign_from_mapping(data, base_dir=Path.cwd(), file="<command line>")
+    base_dir, file = Path.cwd(), "<command line>"
+    declared = load_schema(schema) if schema is not None else {}
+    untyped = campaign_from_mapping(data, base_dir=base_dir, file=file)
+    found = infer_campaign_schema(untyped).fields
+    fields = {
+        name: declared.get(name)
+        or FieldSpec.model_validate({"type": spec.type, "required": spec.required})
+        for name, spec in found.items()
+    }
+    return campaign_from_mapping(
+        {**data, "schema": {**fields, **declared}},  # declared fields not in the file last
+        base_dir=base_dir,
+        file=file,
+        inferred=tuple(name for name in found if name not in declared),
+    )
 
 
 def demo_campaign_path() -> Path:

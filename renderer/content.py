@@ -169,8 +169,13 @@ def _find(roots: Sequence[Path], name: str, what: str, file: str | None, line: i
             )
         if candidate.is_file():
             return candidate
-    searched = ", ".join(str(r) for r in roots) or "(none)"
-    raise TemplateError(f"{what} {name!r} not found (searched {searched})", file=file, line=line)
+    searched = ", ".join(str(r) for r in roots) or "(no folders)"
+    raise TemplateError(
+        f"{what} {name!r} not found; looked in {searched}",
+        file=file,
+        line=line,
+        hint=f"put it in one of those folders, or name its folder in paths.{what}s",
+    )
 
 
 def split_front_matter(text: str, file: str) -> tuple[LineDict | None, str, int]:

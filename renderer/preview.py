@@ -17,8 +17,10 @@ from renderer.runtime import CampaignRuntime, Rendered, render_batch
 from renderer.specs import make_validator, profile_file, schema_of
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
 from segments.errors import ConfigError, ProfileDataError
-from segments.profiles.sources import ProfileValidator, Rejection, infer_schema
+from segments.profiles.read import Rejection
+from segments.profiles.schema import infer_schema
 from segments.profiles.spool import ValidatedChunk
+from segments.profiles.validate import ProfileValidator
 
 
 def render_profile(

@@ -33,7 +33,8 @@ from segments.audience.prepass import CampaignAudience, audience_segments, prepa
 from segments.batch import SegmentedBatch, SegmentPlan
 from segments.errors import ConfigError, RecipientError, TemplateError, UndefinedFieldError
 from segments.experiments.assign import Experiment, parse_experiments
-from segments.profiles.sources import ProfileSchema, Rejection
+from segments.profiles.read import Rejection
+from segments.profiles.schema import ProfileSchema
 from segments.yamlsrc import LineDict, load_yaml
 
 _SHAPE_SEPARATOR = "\x1e"  # never in a shape key: those come from the template's own text

@@ -12,23 +12,39 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from renderer.campaign import Campaign, shipped_dir
+from renderer.campaign import Campaign, infer_campaign_schema, shipped_dir
 from renderer.content import ContentFolders
 from segments.audience.document import SegmentDocument, parse_segment_document
 from segments.audience.prepass import AudienceSpec, DriftSettings, EventsFile, ProfileFile
 from segments.errors import ConfigError
-from segments.profiles.sources import FieldDef, ProfileSchema, ProfileValidator, load_suppression
+from segments.profiles.schema import FieldDef, ProfileSchema
+from segments.profiles.validate import ProfileValidator, load_suppression
 from segments.yamlsrc import LineDict, load_yaml
 
 
 def content_folders(campaign: Campaign) -> ContentFolders:
-    """The campaign's own template and block folders first, the shipped ones last."""
-    templates = [campaign.path(p) for p in campaign.paths.templates]
+    """Templates: the campaign file's own folder, then ``paths.templates``, then the shipped
+    ones; blocks: ``paths.blocks``, then the shipped ones. Folders that do not exist are
+    left out, and a folder named twice is searched once."""
+    own = Path(campaign.file)
+    beside = [own.parent] if own.is_file() else []  # an ad-hoc build has no campaign file
+    templates = beside + [campaign.path(p) for p in campaign.paths.templates]
     blocks = [campaign.path(p) for p in campaign.paths.blocks]
     return ContentFolders(
-        templates=[p for p in templates if p.is_dir()] + [shipped_dir("templates")],
-        blocks=[p for p in blocks if p.is_dir()] + [shipped_dir("blocks")],
+        templates=_folders([*templates, shipped_dir("templates")]),
+        blocks=_folders([*blocks, shipped_dir("blocks")]),
     )
+
+
+def _folders(paths: list[Path]) -> list[Path]:
+    """The existing folders among ``paths``, each once, in order."""
+    seen: set[Path] = set()
+    found = []
+    for path in paths:
+        if path.is_dir() and path.resolve() not in seen:
+            seen.add(path.resolve())
+            found.append(path)
+    return found
 
 
 def schema_of(campaign: Campaign) -> ProfileSchema | None:
@@ -37,6 +53,15 @@ def schema_of(campaign: Campaign) -> ProfileSchema | None:
         return None
     fields = {n: FieldDef(n, s.type, s.required, s.default) for n, s in campaign.schema_.items()}
     return ProfileSchema(fields, campaign.profiles.id_field, campaign.profiles.email_field)
+
+
+def inferred_types(campaign: Campaign) -> dict[str, str]:
+    """The field types taken from the data rather than declared, by field: an ad-hoc
+    campaign's inferred fields, or every column for a campaign without ``schema:`` (from
+    the first chunk, as a build infers them)."""
+    if campaign.schema_:
+        return {name: campaign.schema_[name].type for name in campaign.inferred}
+    return infer_campaign_schema(campaign).types()
 
 
 def profile_file(campaign: Campaign) -> ProfileFile:

@@ -23,7 +23,8 @@ import pandas as pd
 
 from segments.audience.document import AudienceSegments
 from segments.experiments.assign import HOLDOUT_SUFFIX, Experiment, assign_frame, sample_mask
-from segments.profiles.sources import ProfileSchema, Rejection, to_records
+from segments.profiles.read import Rejection
+from segments.profiles.schema import ProfileSchema, to_records
 from segments.profiles.spool import ValidatedChunk
 
 

@@ -435,7 +435,7 @@ def test_frame_and_profile_evaluation_agree_on_the_audience(
     mini: tuple[Path, Path, dict[str, Any]],
 ) -> None:
     from segments.audience.prepass import audience_segments
-    from segments.profiles.sources import to_records
+    from segments.profiles.schema import to_records
 
     campaign_file, _, _ = mini
     campaign = load_campaign(campaign_file)

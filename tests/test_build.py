@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import resource
 import signal
 from pathlib import Path
@@ -62,6 +63,23 @@ def test_demo_build_counts_reconcile_and_match_the_files(
     assert rows == list(range(1, 2501))  # nobody lost, nobody twice
     assert summary["as_of"] == AS_OF.isoformat()
     assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_the_demo_never_greets_anyone_with_a_spelling_of_no_value(
+    demo_build: tuple[Path, dict[str, Any]],
+) -> None:
+    """The demo's profiles hold first names like "None", "NaN", "null" and "N/A"."""
+    out, _ = demo_build
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    spelled = re.compile(r"(?:^|Hi )(?:none|nan|null|n/a),", re.IGNORECASE)
+    greeted = 0
+    for entry in manifest:
+        if not entry["holdout"]:
+            text = (out / entry["text"]).read_text(encoding="utf-8")
+            assert not spelled.search(entry["subject"]), entry["id"]
+            assert not spelled.search(text), entry["id"]
+            greeted += "Hi " in text
+    assert greeted > 100  # the greeting is there to be checked
 
 
 def test_manifest_lines_describe_the_written_files(demo_build: tuple[Path, dict[str, Any]]) -> None:
@@ -313,7 +331,7 @@ def test_a_limited_build_equals_the_full_build_cut_at_the_limit(
 def test_the_render_pass_reads_the_pre_pass_chunks_instead_of_validating_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from segments.profiles.sources import ProfileValidator
+    from segments.profiles.validate import ProfileValidator
 
     calls = []
     validate = ProfileValidator.validate
@@ -332,7 +350,7 @@ def test_the_render_pass_reads_the_pre_pass_chunks_instead_of_validating_again(
 def test_chunk_spool_gives_back_the_chunks_in_order(tmp_path: Path) -> None:
     import pandas as pd
 
-    from segments.profiles.sources import Rejection
+    from segments.profiles.read import Rejection
     from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
     spool = ChunkSpool(tmp_path)
@@ -475,3 +493,63 @@ def test_cli_warns_when_the_profile_file_has_no_rows(tmp_path: Path) -> None:
     result = runner.invoke(app, [*command, "--out", str(tmp_path / "o"), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "has no profile rows" in result.output
+
+
+def adhoc_files(tmp_path: Path, total_spent: list[str]) -> list[str]:
+    """An ad-hoc template, CSV and segments file (a numeric rule): the build command."""
+    template = tmp_path / "t.mjml"
+    template.write_text(
+        "<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ first_name }}"
+        "{% if 'big' in segments %}, big spender{% endif %}</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    rows = [f"{i},p{i}@example.com,P{i},{v},0{i}134" for i, v in enumerate(total_spent, 1)]
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email,first_name,total_spent,zip\n" + "\n".join(rows) + "\n")
+    segments = tmp_path / "s.yaml"
+    segments.write_text("segments:\n  big: {field: total_spent, op: gte, value: 500}\n")
+    return [
+        "build",
+        "--template",
+        str(template),
+        "--profiles",
+        str(profiles),
+        "--segments",
+        str(segments),
+        "--out",
+        str(tmp_path / "o"),
+        "--quiet",
+    ]
+
+
+def test_cli_adhoc_build_types_numbers_for_segment_rules(tmp_path: Path) -> None:
+    result = runner.invoke(app, [*adhoc_files(tmp_path, ["750.50", "20", ""]), "--verbose"])
+    assert result.exit_code == 0, result.output
+    manifest = [
+        json.loads(line) for line in (tmp_path / "o/manifest.jsonl").read_text().splitlines()
+    ]
+    assert [m["segments"] for m in manifest] == [["big"], [], []]
+    assert "inferred total_spent: float" in result.stderr
+    assert "inferred zip: string" in result.stderr  # leading zeros
+    assert "inferred" not in result.stdout
+
+
+def test_cli_adhoc_schema_file_types_what_inference_leaves_as_text(tmp_path: Path) -> None:
+    command = adhoc_files(tmp_path, ["750.50", "unknown"])
+    failed = runner.invoke(app, command)
+    assert failed.exit_code == 2 and "string field 'total_spent'" in failed.stderr
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("total_spent: float\n")
+    result = runner.invoke(app, [*command, "--schema", str(schema), "--verbose"])
+    assert result.exit_code == 0, result.output
+    assert "inferred first_name: string" in result.stderr
+    assert "total_spent" not in result.stderr  # declared, not inferred
+    errors = (tmp_path / "o/errors.jsonl").read_text().splitlines()
+    assert [json.loads(e)["field"] for e in errors] == ["total_spent"]
+
+
+def test_cli_schema_is_for_adhoc_builds_only(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("total_spent: float\n")
+    result = runner.invoke(app, ["build", "--schema", str(schema), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--schema is for an ad-hoc build" in result.stderr

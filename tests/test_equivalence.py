@@ -16,7 +16,8 @@ from renderer.campaign import demo_campaign_path
 from renderer.naive import NaivePipeline
 from renderer.specs import make_validator, schema_of
 from segments.errors import RecipientError
-from segments.profiles.sources import read_chunks, to_records
+from segments.profiles.read import read_chunks
+from segments.profiles.schema import to_records
 from tests.conftest import AS_OF, examples, normalize_html
 
 

@@ -32,3 +32,33 @@ def test_errors_share_one_root() -> None:
         "UndefinedFieldError",
     ):
         assert issubclass(getattr(renderer, name), renderer.MailsmithError)
+
+
+def test_profiles_exports() -> None:
+    import segments.profiles
+
+    assert set(segments.profiles.__all__) == {
+        "DEFAULT_NA_VALUES",
+        "ChunkSpool",
+        "FieldDef",
+        "ProfileSchema",
+        "ProfileValidator",
+        "RawChunk",
+        "Rejection",
+        "SeenTexts",
+        "TextIndex",
+        "ValidatedChunk",
+        "column_hint",
+        "convert",
+        "count_rows",
+        "infer_file_schema",
+        "infer_schema",
+        "infer_type",
+        "load_suppression",
+        "missing_mask",
+        "parse_json",
+        "read_chunks",
+        "to_records",
+    }
+    for name in segments.profiles.__all__:
+        assert getattr(segments.profiles, name) is not None

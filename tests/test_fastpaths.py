@@ -22,7 +22,7 @@ from renderer.build.output import dumps, dumps_line
 from renderer.campaign import adhoc_campaign
 from renderer.compile.ascii import ascii_html
 from renderer.env import make_environment, render_shared, with_globals
-from segments.profiles.sources import parse_json
+from segments.profiles.schema import parse_json
 from tests.conftest import Content, examples, normalize_html, wrap
 
 

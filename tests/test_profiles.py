@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from segments.errors import ProfileDataError
-from segments.profiles.sources import (
+from segments.profiles import (
     FieldDef,
     ProfileSchema,
     ProfileValidator,
     count_rows,
+    infer_file_schema,
     infer_schema,
     read_chunks,
     to_records,
@@ -37,7 +38,7 @@ CSV = """id,email,first_name,total_spent,orders,opt_in,signed_up_at,cart
 1,ana@example.com,Ana,10.5,2,true,2026-01-02T03:04:05Z,"[{""sku"": ""A""}]"
 2,bo@example.com,,,,yes,2026-01-02,
 3,not-an-email,Cy,1,1,no,,
-4,dee@example.com,Dee,n/a,1,true,,
+4,dee@example.com,Dee,12O.50,1,true,,
 5,eve@example.com,Eve,1,1.5,true,,
 6,fay@example.com,Fay,1,1,maybe,,
 7,gus@example.com,Gus,1,1,true,2026-02-30T10:00:00Z,
@@ -90,7 +91,7 @@ def test_every_row_is_valid_or_rejected_with_row_field_and_reason(csv_file: Path
     assert sorted(valid.index) == [1, 2]
     assert len(valid) + len(rejected) == 13
     for rejection in rejected:  # reasons name fields, never values
-        assert "n/a" not in str(rejection["detail"]) and "not json" not in str(rejection["detail"])
+        assert "12O" not in str(rejection["detail"]) and "not json" not in str(rejection["detail"])
 
 
 def test_values_are_typed_and_missing_values_are_absent(csv_file: Path) -> None:
@@ -204,7 +205,7 @@ def test_count_rows_counts_data_rows(csv_file: Path) -> None:
 def test_to_records_gives_plain_python_values_and_leaves_missing_out() -> None:
     from datetime import UTC, datetime
 
-    from segments.profiles.sources import to_records
+    from segments.profiles.schema import to_records
 
     frame = pd.DataFrame(
         {
@@ -253,7 +254,7 @@ def test_an_unreadable_profile_file_is_a_profile_error(
 
 def test_suppression_list_dialects_and_their_hints(tmp_path: Path) -> None:
     from segments.errors import ConfigError
-    from segments.profiles.sources import load_suppression
+    from segments.profiles.validate import load_suppression
 
     path = tmp_path / "suppressed.csv"
     path.write_bytes("email;reason\nJOSÉ@example.com;bounce\n".encode("cp1252"))
@@ -264,3 +265,115 @@ def test_suppression_list_dialects_and_their_hints(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no 'email' column") as caught:
         load_suppression(path, "email", encoding="cp1252")
     assert "suppression.delimiter" in str(caught.value)
+
+
+NA_CSV = """id,email,first_name,last_name,country,total_spent
+1,a@example.com,None,NA,NA,n/a
+2,b@example.com, NaN ,Na,US,#N/A
+3,c@example.com,null,Kim,US,NULL
+4,d@example.com,n/A,Lee,US,-
+5,e@example.com,<NA>,Nil,US,5
+"""
+
+
+def test_csv_spellings_of_no_value_are_missing_in_any_case_and_padding(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(NA_CSV, encoding="utf-8")
+    frame = next(read_chunks(path, "csv", 10)).frame
+    assert list(frame["first_name"]) == ["", "", "", "", ""]
+    assert list(frame["total_spent"]) == ["", "", "", "-", "5"]
+    # "NA" is Namibia and a surname, "Nil" a given name, "-" a value some fields use
+    assert list(frame["country"]) == ["NA", "US", "US", "US", "US"]
+    assert list(frame["last_name"]) == ["NA", "Na", "Kim", "Lee", "Nil"]
+
+
+def test_na_values_can_be_chosen_or_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(NA_CSV, encoding="utf-8")
+    off = next(read_chunks(path, "csv", 10, na_values=[])).frame
+    assert list(off["first_name"]) == ["None", " NaN ", "null", "n/A", "<NA>"]
+    own = next(read_chunks(path, "csv", 10, na_values=["na", " - "])).frame
+    assert list(own["country"]) == ["", "US", "US", "US", "US"]
+    assert list(own["total_spent"]) == ["n/a", "#N/A", "NULL", "", "5"]
+
+
+def test_jsonl_strings_spelling_no_value_are_missing(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    rows = [
+        {"id": "1", "email": "a@example.com", "first_name": " None ", "tags": ["null"]},
+        {"id": "2", "email": "b@example.com", "first_name": "N/A", "total_spent": "NaN"},
+        {"id": "3", "email": "c@example.com", "first_name": "Ana", "total_spent": 4},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    valid, rejected = validate(path, "jsonl")
+    assert rejected == []
+    first, second, third = to_records(valid, SCHEMA.types())
+    assert "first_name" not in first and "first_name" not in second
+    assert second["total_spent"] == 0.0 and third == {**third, "first_name": "Ana"}
+    raw = next(read_chunks(path, "jsonl", 10, na_values=[])).frame
+    assert list(raw["first_name"]) == [" None ", "N/A", "Ana"]
+
+
+INFER_CSV = """id,email,zip,orders,total,opt_in,signed_up_at,birthday,phone,code,account,mixed,bad_date,answer
+007,a@example.com,02134,3,10.50,true,2026-01-02T03:04:05Z,1990-01-02,+14155551234,1E10,1234567890123456,1,2026-02-30,yes
+8,b@example.com,10001,,0,FALSE,2026-01-02 03:04,1991-12-31,+442079460000,2E10,1,x,2026-02-01,No
+9,c@example.com,,12,-3,N/A,2026-01-02,,,,,2,,
+"""
+
+
+def test_inferred_csv_types_need_every_present_value_to_parse(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(INFER_CSV, encoding="utf-8")
+    schema = infer_file_schema(path, "csv", 10)
+    assert schema.types() == {
+        "id": "string",  # ids and addresses are text, whatever they look like
+        "email": "string",
+        "zip": "string",  # a leading zero
+        "orders": "int",
+        "total": "float",
+        "opt_in": "bool",
+        "signed_up_at": "datetime",
+        "birthday": "date",
+        "phone": "string",  # a leading +
+        "code": "string",  # no exponents
+        "account": "string",  # more than 15 digits
+        "mixed": "string",
+        "bad_date": "string",  # 2026-02-30 is no date
+        "answer": "bool",
+    }
+    assert schema.fields["id"].required and schema.fields["email"].required
+    assert not schema.fields["orders"].required
+    validator = ProfileValidator(schema, file=str(path))
+    valid, rejected = validator.validate(next(read_chunks(path, "csv", 10)))
+    assert rejected == []
+    first, second, third = to_records(valid, schema.types())
+    assert first["id"] == "007" and first["zip"] == "02134" and first["total"] == 10.5
+    assert second["opt_in"] is False and "opt_in" not in third and third["orders"] == 12
+    assert first["birthday"].isoformat() == "1990-01-02"
+
+
+def test_inferred_jsonl_and_parquet_types_keep_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    rows = [
+        {"id": 1, "email": "a@example.com", "vip": True, "n": 2, "x": 1.5, "day": "2026-01-02"},
+        {"id": 2, "email": "b@example.com", "vip": None, "n": 3, "x": 2, "day": None},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert infer_file_schema(path, "jsonl", 10).types() == {
+        "id": "string",
+        "email": "string",
+        "vip": "bool",
+        "n": "int",
+        "x": "float",
+        "day": "date",
+    }
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "email": ["a@example.com", "b@example.com"],
+            "since": [pd.Timestamp("2026-01-02").date(), None],
+        }
+    )
+    frame.to_parquet(tmp_path / "p.parquet")
+    types = infer_file_schema(tmp_path / "p.parquet", "parquet", 10).types()
+    assert types == {"id": "string", "email": "string", "since": "date"}

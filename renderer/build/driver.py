@@ -37,12 +37,8 @@ from segments.errors import ConfigError
 from segments.experiments.assign import (
     sample_ratio_mismatch,
 )
-from segments.profiles.sources import (
-    ProfileSchema,
-    RawChunk,
-    infer_schema,
-    read_chunks,
-)
+from segments.profiles.read import RawChunk, read_chunks
+from segments.profiles.schema import ProfileSchema, infer_schema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
 

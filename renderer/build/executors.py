@@ -28,7 +28,7 @@ from typing import Protocol
 from renderer.build.output import EmailFiles, holdout_line
 from renderer.runtime import CampaignRuntime, Rendered, render_batch
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
-from segments.profiles.sources import Rejection
+from segments.profiles.read import Rejection
 from segments.profiles.spool import ValidatedChunk
 
 SUB_BATCH = 250  # rows rendered before their files are written: memory stays flat

@@ -24,7 +24,7 @@ from renderer.build.folder import MARKER as MARKER  # where scripts and tests fo
 from renderer.build.folder import OWNER, FolderLock, ReplaceableFolder, remove_stale
 from renderer.runtime import Rendered
 from segments.errors import ConfigError, OutputError
-from segments.profiles.sources import Rejection
+from segments.profiles.read import Rejection
 
 
 def write_failed(exc: OSError, path: str | os.PathLike[str] | None) -> OutputError:

@@ -41,7 +41,8 @@ from segments.audience.prepass import (
     raise_for_warnings,
 )
 from segments.batch import SegmentPlan, segment_chunk
-from segments.profiles.sources import ProfileSchema, infer_schema, read_chunks
+from segments.profiles.read import read_chunks
+from segments.profiles.schema import ProfileSchema, infer_schema
 from segments.profiles.spool import ValidatedChunk
 
 LIFECYCLE_ORDER = ("new", "active", "at_risk", "lapsed")

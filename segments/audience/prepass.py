@@ -45,14 +45,10 @@ from segments.audience.hierarchy import size_warnings
 from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
 from segments.features.eventstream import stream_events
 from segments.features.scores import FeatureConfig
-from segments.profiles.sources import (
-    ProfileSchema,
-    ProfileValidator,
-    RawChunk,
-    Rejection,
-    read_chunks,
-)
+from segments.profiles.read import RawChunk, Rejection, read_chunks
+from segments.profiles.schema import ProfileSchema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
+from segments.profiles.validate import ProfileValidator
 from segments.rules.ruleset import parse_segments
 from segments.yamlsrc import LineDict
 
@@ -136,7 +132,7 @@ class ProfileFile:
     path: Path
     format: str
     chunk_size: int
-    reader_options: Mapping[str, str] = field(default_factory=dict)
+    reader_options: Mapping[str, Any] = field(default_factory=dict)
 
     def chunks(self) -> Iterator[RawChunk]:
         return read_chunks(self.path, self.format, self.chunk_size, **self.reader_options)

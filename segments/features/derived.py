@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segments.profiles.sources import to_records
+from segments.profiles.schema import to_records
 from segments.profiles.textindex import TextIndex
 
 

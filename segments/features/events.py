@@ -38,7 +38,7 @@ import pandas as pd
 from pyarrow.lib import ArrowException
 
 from segments.errors import ConfigError, ProfileDataError
-from segments.profiles.sources import column_hint
+from segments.profiles.read import column_hint
 from segments.profiles.textindex import TextIndex
 
 REQUIRED_COLUMNS = ("profile_id", "type", "timestamp")

@@ -25,7 +25,7 @@ from typing import IO
 
 import pandas as pd
 
-from segments.profiles.sources import Rejection
+from segments.profiles.read import Rejection
 
 
 @dataclass

@@ -1,0 +1,271 @@
+"""Reading profile files: CSV, JSONL and Parquet in chunks of raw values.
+
+A chunk's frame is indexed by 1-based data row number, so every later rejection
+names the row of the file. Lines of a JSONL file that are not JSON objects are
+rejected here; everything else is typed and validated by
+:mod:`segments.profiles.validate`.
+
+Exports write "no value" in many ways. A CSV cell or a JSONL string whose trimmed
+text is one of ``na_values`` (compared case-insensitively; default
+:data:`DEFAULT_NA_VALUES`) is read as missing, like an empty cell or a JSON null.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segments.errors import ConfigError, ProfileDataError
+
+DEFAULT_NA_VALUES: tuple[str, ...] = (
+    "none",
+    "null",
+    "nan",
+    "-nan",
+    "n/a",
+    "#n/a",
+    "#n/a n/a",
+    "#na",
+    "<na>",
+    "1.#ind",
+    "-1.#ind",
+    "1.#qnan",
+    "-1.#qnan",
+)
+"""Spellings of "no value" read as missing: pandas' default ``na_values`` without "NA".
+
+"NA" is a real value too often to be missing by default (Namibia's country code, the
+Korean surname Na), and "-", "nil" are left out for the same reason (a placeholder that
+some fields use as a value, a Catalan and Turkish given name). Empty and whitespace-only
+text is missing whatever the list says.
+"""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A row that will not be rendered, and why (never the offending value).
+
+    Defined with the readers because the first rejections (JSONL lines that are not
+    objects) are made while reading; :mod:`segments.profiles.validate` adds the rest.
+    """
+
+    row: int
+    id: str | None
+    field: str | None
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "id": self.id,
+            "field": self.field,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class RawChunk:
+    """Raw values of consecutive rows, and the rows the reader already rejected."""
+
+    frame: pd.DataFrame  # index: 1-based data row numbers
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def read_chunks(
+    path: str | Path,
+    fmt: str,
+    chunk_size: int,
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    na_values: Iterable[str] = DEFAULT_NA_VALUES,
+) -> Generator[RawChunk, None, None]:
+    """Read a profile file in chunks; the frame index is the 1-based data row number.
+
+    ``delimiter`` applies to CSV, ``encoding`` to CSV and JSONL (Parquet says its own),
+    ``na_values`` to CSV cells and JSONL strings (Parquet has nulls of its own).
+    """
+    path = Path(path)
+    na = frozenset(value.strip().lower() for value in na_values)
+    if not path.is_file():
+        raise ProfileDataError(
+            "profile file not found",
+            file=str(path),
+            hint="check `profiles:` in the campaign file or --profiles",
+        )
+    readers: dict[str, Callable[[], Iterator[RawChunk]]] = {
+        "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding, na),
+        "jsonl": lambda: _jsonl_chunks(path, chunk_size, encoding, na),
+        "parquet": lambda: _parquet_chunks(path, chunk_size),
+    }
+    reader = readers.get(fmt)
+    if reader is None:
+        raise ConfigError(
+            f"unknown profile format {fmt!r}",
+            file=str(path),
+            hint="use a .csv, .jsonl or .parquet file, or set profiles.format",
+        )
+    try:
+        yield from reader()
+    except OSError as exc:  # permissions, I/O: the readers report their own parse errors
+        raise ProfileDataError(
+            f"cannot read the profile file: {exc.strerror}", file=str(path)
+        ) from None
+
+
+def _csv_chunks(
+    path: Path, chunk_size: int, delimiter: str, encoding: str, na: frozenset[str]
+) -> Iterator[RawChunk]:
+    start = 1
+    try:
+        with pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            chunksize=chunk_size,
+            sep=delimiter,
+            encoding=encoding,
+        ) as reader:
+            for frame in reader:
+                frame.index = pd.RangeIndex(start, start + len(frame))
+                start += len(frame)
+                yield RawChunk(_without_na(frame, na, ""))
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, f"CSV near data row {start}", encoding, exc) from None
+    except pd.errors.ParserError as exc:
+        raise ProfileDataError(
+            f"cannot parse CSV near data row {start}: {exc}",
+            file=str(path),
+            hint="if the file is not comma-separated, set profiles.delimiter in the campaign "
+            "(--delimiter for an ad-hoc build)",
+        ) from None
+    except pd.errors.EmptyDataError:
+        return
+
+
+def _without_na(frame: pd.DataFrame, na: frozenset[str], missing: Any) -> pd.DataFrame:
+    """``frame`` with each text value spelled as in ``na`` replaced by ``missing`` (for CSV
+    the empty string, as an empty cell reads; for JSONL None, as a JSON null)."""
+    if not na:
+        return frame
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.StringDtype):
+            hit = values.str.strip().str.lower().isin(na).to_numpy(dtype=bool, na_value=False)
+        elif values.dtype == object:
+            hit = values.map(lambda v: isinstance(v, str) and v.strip().lower() in na)
+            hit = hit.to_numpy(dtype=bool)
+        else:
+            continue
+        if hit.any():
+            frame[column] = values.where(~hit, missing)
+    return frame
+
+
+def _not_text(path: Path, where: str, encoding: str, exc: UnicodeDecodeError) -> ProfileDataError:
+    return ProfileDataError(
+        f"cannot read {where}: not {encoding} text ({exc.reason})",
+        file=str(path),
+        hint="set profiles.encoding in the campaign (spreadsheet exports are often cp1252 "
+        "or latin-1; --encoding for an ad-hoc build), or save the file as UTF-8",
+    )
+
+
+def column_hint(columns: Any, default: str, key: str = "profiles.delimiter") -> str:
+    """``default``, unless the header is one column that looks split by another delimiter
+    (then: set ``key`` in the campaign)."""
+    names = [str(c) for c in columns]
+    if len(names) == 1:
+        for mark, label in ((";", "';'"), ("\t", "'\\t' (tab)"), ("|", "'|'")):
+            if mark in names[0]:
+                adhoc = " (--delimiter for an ad-hoc build)" if key.startswith("profiles") else ""
+                return f"the header looks {label}-separated: set {key} in the campaign{adhoc}"
+    return default
+
+
+def _jsonl_chunks(
+    path: Path, chunk_size: int, encoding: str, na: frozenset[str]
+) -> Iterator[RawChunk]:
+    number = 0
+    try:
+        with path.open(encoding=encoding) as handle:
+            rows: list[dict[str, Any]] = []
+            numbers: list[int] = []
+            rejections: list[Rejection] = []
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    rejections.append(Rejection(number, None, None, "invalid_json", "empty line"))
+                else:
+                    try:
+                        value = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        rejections.append(
+                            Rejection(number, None, None, "invalid_json", f"not JSON: {exc.msg}")
+                        )
+                        value = None
+                    else:
+                        if isinstance(value, dict):
+                            rows.append(value)
+                            numbers.append(number)
+                        else:
+                            rejections.append(
+                                Rejection(number, None, None, "invalid_json", "not a JSON object")
+                            )
+                if len(rows) + len(rejections) >= chunk_size:
+                    yield _jsonl_chunk(rows, numbers, rejections, na)
+                    rows, numbers, rejections = [], [], []
+            if rows or rejections:
+                yield _jsonl_chunk(rows, numbers, rejections, na)
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, f"JSONL after line {number}", encoding, exc) from None
+
+
+def _jsonl_chunk(
+    rows: list[dict[str, Any]], numbers: list[int], rejections: list[Rejection], na: frozenset[str]
+) -> RawChunk:
+    frame = pd.DataFrame.from_records(rows, index=numbers)
+    return RawChunk(_without_na(frame, na, None), rejections)
+
+
+def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
+    import pyarrow.parquet as pq
+
+    start = 1
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several unrelated types
+        raise ProfileDataError(f"cannot read Parquet: {exc}", file=str(path)) from None
+    for batch in parquet.iter_batches(batch_size=chunk_size):
+        frame = batch.to_pandas(types_mapper=None)
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        start += len(frame)
+        yield RawChunk(frame)
+
+
+def count_rows(path: str | Path, fmt: str) -> int | None:
+    """Rows in a profile file, cheaply, for progress bars (None when unknown).
+
+    CSV counts lines, so a quoted value holding a newline makes it an estimate.
+    """
+    path = Path(path)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        with path.open("rb") as handle:
+            lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+            size = handle.tell()
+            handle.seek(max(0, size - 1))
+            unterminated = size > 0 and handle.read(1) != b"\n"
+    except OSError:
+        return None
+    lines += int(unterminated)
+    return max(0, lines - 1) if fmt == "csv" else lines

@@ -1,0 +1,229 @@
+"""Validating typed profile rows: every input row is valid or rejected, with a reason.
+
+Every input row ends up either in a valid chunk or as a :class:`Rejection` with
+its row number, field and reason; nothing is dropped silently.
+
+Rejection reasons, in the order they are checked (a row gets the first):
+``invalid_json``, ``missing_required``, ``invalid_value``, ``invalid_email``,
+``duplicate_id``, ``no_consent``, ``suppressed``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from email_validator import EmailNotValidError, validate_email
+
+from segments.errors import ConfigError, ProfileDataError
+from segments.profiles.read import RawChunk, Rejection, column_hint
+from segments.profiles.schema import FieldDef, ProfileSchema, convert
+from segments.profiles.textindex import SeenTexts
+
+
+class ProfileValidator:
+    """Types and validates raw chunks; remembers ids across chunks to catch duplicates.
+
+    Duplicate detection keeps every accepted id (as text, with its hash: about 30
+    bytes per recipient, :class:`segments.profiles.textindex.SeenTexts`); everything else
+    is per chunk.
+    """
+
+    def __init__(
+        self,
+        schema: ProfileSchema,
+        *,
+        file: str,
+        consent_field: str | None = None,
+        suppressed_emails: frozenset[str] = frozenset(),
+        suppressed_ids: frozenset[str] = frozenset(),
+    ) -> None:
+        self.schema = schema
+        self.file = file
+        self.consent_field = consent_field
+        self.suppressed_emails = suppressed_emails
+        self.suppressed_ids = suppressed_ids
+        self._seen = SeenTexts()
+        self._checked_columns = False
+
+    def validate(self, chunk: RawChunk) -> tuple[pd.DataFrame, list[Rejection]]:
+        """Return the typed valid rows and the rejections of this chunk."""
+        frame = chunk.frame
+        rejections = list(chunk.rejections)
+        if not self._checked_columns and len(frame.columns):
+            self._check_columns(frame)
+        reason = pd.Series("", index=frame.index, dtype=object)
+        where = pd.Series(None, index=frame.index, dtype=object)
+        typed = pd.DataFrame(index=frame.index)
+        for name, spec in self.schema.fields.items():
+            column = (
+                frame[name]
+                if name in frame.columns
+                else pd.Series(None, index=frame.index, dtype=object)
+            )
+            values, invalid = convert(column, spec.type)
+            absent = (
+                values.isna()
+                if spec.type not in ("list", "dict")
+                else values.map(lambda v: v is None).astype(bool)
+            )
+            if spec.required:
+                _flag(reason, where, absent, "missing_required", name)
+            elif spec.default is not None:
+                values = _fill_default(values, absent, spec)
+            _flag(reason, where, invalid, "invalid_value", name)
+            typed[name] = values
+        self._check_rows(typed, reason, where)
+        ids = typed[self.schema.id_field]
+        for row in reason.index[reason != ""]:
+            rejections.append(
+                Rejection(
+                    int(row),
+                    _safe_id(ids.get(row)),
+                    where[row],
+                    reason[row],
+                    _detail(reason[row], where[row], self.schema),
+                )
+            )
+        rejections.sort(key=lambda r: r.row)
+        return typed[reason == ""], rejections
+
+    def _check_columns(self, frame: pd.DataFrame) -> None:
+        self._checked_columns = True
+        for name, spec in self.schema.fields.items():
+            if spec.required and name not in frame.columns:
+                raise ProfileDataError(
+                    f"required column {name!r} is not in the file",
+                    file=self.file,
+                    field=name,
+                    hint=column_hint(
+                        frame.columns, "add the column or make the field optional in the schema"
+                    ),
+                )
+
+    def _check_rows(self, typed: pd.DataFrame, reason: pd.Series, where: pd.Series) -> None:
+        email_field, id_field = self.schema.email_field, self.schema.id_field
+        emails = typed[email_field]
+        bad_email = pd.Series([not _valid_email(e) for e in emails], index=typed.index)
+        _flag(reason, where, bad_email & emails.notna(), "invalid_email", email_field)
+        self._flag_duplicates(typed[id_field], reason, where)
+        if self.consent_field:
+            consent = (
+                typed[self.consent_field]
+                if self.consent_field in typed
+                else pd.Series(pd.NA, index=typed.index)
+            )
+            _flag(
+                reason, where, ~consent.fillna(False).astype(bool), "no_consent", self.consent_field
+            )
+        if self.suppressed_emails:
+            lowered = emails.map(lambda e: e.strip().lower() if isinstance(e, str) else None)
+            _flag(reason, where, lowered.isin(self.suppressed_emails), "suppressed", email_field)
+        if self.suppressed_ids:
+            _flag(reason, where, typed[id_field].isin(self.suppressed_ids), "suppressed", id_field)
+
+    def _flag_duplicates(self, ids: pd.Series, reason: pd.Series, where: pd.Series) -> None:
+        """A row whose id (as text) was in an earlier row that was not rejected before it."""
+        pending = np.flatnonzero((reason == "").to_numpy() & ids.notna().to_numpy())
+        texts = pd.Series([str(value) for value in ids.to_numpy()[pending]], dtype=object)
+        repeated = texts.duplicated(keep="first").to_numpy() | self._seen.contains(texts)
+        self._seen.add(texts[~repeated])
+        duplicate = np.zeros(len(ids), dtype=bool)
+        duplicate[pending[repeated]] = True
+        _flag(
+            reason,
+            where,
+            pd.Series(duplicate, index=ids.index),
+            "duplicate_id",
+            self.schema.id_field,
+        )
+
+
+def _flag(reason: pd.Series, where: pd.Series, mask: pd.Series, code: str, name: str) -> None:
+    hit = mask.astype(bool) & (reason == "")
+    reason[hit] = code
+    where[hit] = name
+
+
+def _fill_default(values: pd.Series, absent: pd.Series, spec: FieldDef) -> pd.Series:
+    filled, _ = convert(pd.Series([spec.default], dtype=object), spec.type)
+    return values.where(~absent, filled.iloc[0])
+
+
+_PLAIN_EMAIL_RE = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"(?!(?:arpa|invalid|local|localhost|onion|test)$)[A-Za-z]{2,63}"
+)
+
+
+def _valid_email(value: Any) -> bool:
+    """email-validator's syntax check, with a fast path for plain ASCII addresses.
+
+    Addresses matching the strict plain pattern (and its length limits) are
+    ones email-validator accepts; everything else goes to email-validator.
+    """
+    if not isinstance(value, str):
+        return False
+    if _PLAIN_EMAIL_RE.fullmatch(value) and len(value) <= 254 and value.index("@") <= 64:
+        return True
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def _safe_id(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
+_DETAILS = {
+    "missing_required": "required field '{field}' has no value",
+    "invalid_value": "field '{field}' is not a valid {type}",
+    "invalid_email": "field '{field}' is not a valid email address",
+    "duplicate_id": "id already seen in an earlier row",
+    "no_consent": "no marketing consent in field '{field}'",
+    "suppressed": "on the suppression list",
+}
+
+
+def _detail(reason: str, name: str | None, schema: ProfileSchema) -> str:
+    spec = schema.fields.get(name or "")
+    return _DETAILS[reason].format(field=name, type=spec.type if spec else "value")
+
+
+def load_suppression(
+    path: str | Path, column: str, *, delimiter: str = ",", encoding: str = "utf-8"
+) -> frozenset[str]:
+    """Emails (lower-cased) or ids from a suppression CSV with that column."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, sep=delimiter, encoding=encoding
+        )
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read suppression list: not {encoding} text ({exc.reason})",
+            file=str(path),
+            hint="set suppression.encoding in the campaign (e.g. cp1252), or save it as UTF-8",
+        ) from None
+    except (OSError, pd.errors.ParserError) as exc:
+        raise ConfigError(f"cannot read suppression list: {exc}", file=str(path)) from None
+    if column not in frame.columns:
+        raise ConfigError(
+            f"suppression list has no {column!r} column",
+            file=str(path),
+            field=column,
+            hint=column_hint(
+                frame.columns, "set suppression.column: email or id", "suppression.delimiter"
+            ),
+        )
+    values = frame[column].str.strip()
+    values = values[values != ""]
+    return frozenset(values.str.lower() if column == "email" else values)
