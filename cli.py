@@ -2,7 +2,11 @@
 
 Each command parses its options, makes one library call and prints. Errors
 cross one boundary (:func:`_run`) that prints ``Error: ...`` to stderr and exits
-with the error's code.
+with the error's code; :func:`_fail` is the one place that prints it.
+
+The library is imported lazily (``import renderer`` resolves names on first use),
+so ``--help``, ``--version`` and usage errors never load pandas, scipy or MJML.
+Everything printed is literal text: no rich markup is read from data.
 """
 
 from __future__ import annotations
@@ -145,7 +149,10 @@ def build(
     ] = None,
     max_rejected: Annotated[
         str | None,
-        typer.Option(help="Fail when more rows are rejected: a count (100) or share (5%)."),
+        typer.Option(
+            help="Fail (exit 6) when more rows are rejected: a count (100) or share (5%). "
+            "Default: fail when rows were rejected and nothing was rendered."
+        ),
     ] = None,
     template: Annotated[
         Path | None, typer.Option(help="Ad-hoc build: an MJML template file.")
@@ -198,6 +205,7 @@ def build(
     ] = None,
 ) -> None:
     """Render every recipient of a campaign into files, a manifest and a summary."""
+    # Over 60 lines for its options only: the body parses them, makes one build, prints.
     # Every option value is checked before anything is read or written.
     from segments import parse_share
 
@@ -323,7 +331,8 @@ def _drive_build(campaign: Campaign, options: BuildOptions, quiet: bool) -> Camp
     return run
 
 
-def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
+def _summary_table(summary: dict[str, Any]) -> Table:
+    """Where every input row went (reasons of rejection included), segments, experiments."""
     table = Table(title=f"{summary['campaign']} ({summary['template']}, as of {summary['as_of']})")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
@@ -345,7 +354,12 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     rendered = summary["rendered"] or 1
     for name, count in summary["segments"].items():
         table.add_row(f"segment {name}", str(count), f"{count / rendered:.1%} of rendered")
-    for key, info in summary.get("experiments", {}).items():
+    _add_experiments(table, summary.get("experiments", {}))
+    return table
+
+
+def _add_experiments(table: Table, experiments: dict[str, Any]) -> None:
+    for key, info in experiments.items():
         table.add_section()
         assigned = sum(info["counts"].values()) or 1
         for variant, count in info["counts"].items():
@@ -359,7 +373,10 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
         if srm:
             verdict = "MISMATCH: do not trust" if srm["mismatch"] else "ok"
             table.add_row(f"{key} sample ratio", verdict, f"p = {srm['p_value']:.3g}")
-    out.print(table)
+
+
+def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
+    out.print(_summary_table(summary))
     timing = summary["timing"]
     accounted = sum(
         summary.get(k, 0) for k in ("rendered", "rejected", "holdout", "excluded", "not_sampled")
