@@ -2,7 +2,11 @@
 
 Each command parses its options, makes one library call and prints. Errors
 cross one boundary (:func:`_run`) that prints ``Error: ...`` to stderr and exits
-with the error's code.
+with the error's code; :func:`_fail` is the one place that prints it.
+
+The library is imported lazily (``import renderer`` resolves names on first use),
+so ``--help``, ``--version`` and usage errors never load pandas, scipy or MJML.
+Everything printed is literal text: no rich markup is read from data.
 """
 
 from __future__ import annotations
@@ -15,35 +19,27 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from renderer import (
-    BuildOptions,
-    Campaign,
-    MailsmithError,
-    adhoc_campaign,
-    demo_campaign_path,
-    iter_build,
-    load_campaign,
-    render_profile,
-    render_segment,
-    too_many_rejected,
-)
-from renderer.reports.ab import report_from_manifest, reports_html
-from renderer.reports.segments import (
-    ProfileExplanation,
-    SegmentReport,
-    explain_profile,
-    segment_report,
-)
-from renderer.specs import inferred_types
-from segments.experiments.assign import parse_share
-from segments.profiles.read import count_rows
+# The library's public API, resolved lazily: pandas, scipy, Jinja and MJML load
+# when a command first uses them, so --help, --version and usage errors are instant.
+import renderer
+
+if TYPE_CHECKING:
+    from renderer import (
+        AbReport,
+        BuildOptions,
+        Campaign,
+        CampaignBuild,
+        ProfileExplanation,
+        Rendered,
+        SegmentReport,
+    )
 
 app = typer.Typer(
     help="mailsmith: personalized email rendering (segments + Jinja + MJML, compiled once).",
@@ -51,9 +47,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Everything printed is literal (file names, messages and profile values may hold
+# "[...]", which rich would take for markup) and never wrapped (a wrapped path or
+# message cannot be copied or grepped); tables still fit the terminal.
+out = Console(markup=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 T = TypeVar("T")
+VERSION = "0.1.0"  # shown when mailsmith runs from a source tree that is not installed
 TOO_MANY_REJECTED = 6
 INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report a SIGINT
 
@@ -70,19 +70,71 @@ AsOf = Annotated[
 
 
 def _run(action: Callable[[], T]) -> T:
+    """The error boundary: a library error prints as ``Error: ...`` and exits with its code."""
     try:
         return action()
-    except MailsmithError as exc:
-        err.print(f"[bold red]Error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    except renderer.MailsmithError as exc:
+        _fail(str(exc), exc.exit_code)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """The one way the CLI reports a failure: ``Error: message`` on stderr, exit ``code``."""
+    err.print(Text.assemble(("Error:", "bold red"), " ", message))
+    raise typer.Exit(code)
 
 
 def _campaign(path: Path | None) -> Campaign:
-    return load_campaign(path or demo_campaign_path())
+    return renderer.load_campaign(path or renderer.demo_campaign_path())
 
 
 def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    """``["exp=B"]`` -> ``{"exp": "B"}``; raises ConfigError for anything else."""
+    pairs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise renderer.ConfigError(f"{option} {item!r} must look like experiment=variant")
+        pairs[key] = value
+    return pairs
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a file the user named; failing to is an OutputError, never a traceback."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise renderer.OutputError(
+            f"cannot write the file: {exc.strerror or exc}", file=str(path)
+        ) from None
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("mailsmith")
+    except PackageNotFoundError:
+        number = VERSION
+    out.print(f"mailsmith {number}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 @app.command()
@@ -97,7 +149,10 @@ def build(
     ] = None,
     max_rejected: Annotated[
         str | None,
-        typer.Option(help="Fail when more rows are rejected: a count (100) or share (5%)."),
+        typer.Option(
+            help="Fail (exit 6) when more rows are rejected: a count (100) or share (5%). "
+            "Default: fail when rows were rejected and nothing was rendered."
+        ),
     ] = None,
     template: Annotated[
         Path | None, typer.Option(help="Ad-hoc build: an MJML template file.")
@@ -168,16 +223,32 @@ def build(
     ] = False,
 ) -> None:
     """Render every recipient of a campaign into files, a manifest and a summary."""
-    if (template is None) != (profiles is None):
-        err.print("Error: an ad-hoc build needs both --template and --profiles")
-        raise typer.Exit(2)
-    if schema is not None and template is None:
-        err.print("Error: --schema is for an ad-hoc build; a campaign file has `schema:`")
-        raise typer.Exit(2)
+    # Over 60 lines for its options only: the body parses them, makes one build, prints.
+    # Every option value is checked before anything is read or written.
+    from segments import parse_share
+
+    def parse() -> BuildOptions:
+        if (template is None) != (profiles is None):
+            raise renderer.ConfigError("an ad-hoc build needs both --template and --profiles")
+        if max_rejected is not None:
+            renderer.parse_max_rejected(max_rejected)
+        return renderer.BuildOptions(
+            out=out_dir,
+            as_of=_utc(as_of),
+            limit=limit,
+            sample=parse_share(sample) if sample else None,
+            winner=_pairs(winner, "--winner"),
+            exclude=list(exclude or []),
+            workers=workers or _cores(),
+            strict=strict,
+            refit=refit,
+            baseline=baseline,
+            force=force,
+        )
 
     def load() -> Campaign:
         if template is not None and profiles is not None:
-            return adhoc_campaign(
+            return renderer.adhoc_campaign(
                 template,
                 profiles,
                 segments,
@@ -188,31 +259,18 @@ def build(
             )
         return _campaign(campaign)
 
+    options = _run(parse)
     chosen = _run(load)
     if verbose:
+        from renderer.specs import inferred_types
+
         for name, kind in _run(lambda: inferred_types(chosen)).items():
-            err.print(f"inferred {name}: {kind}", markup=False, highlight=False)
-    options = BuildOptions(
-        out=out_dir,
-        as_of=_utc(as_of),
-        limit=limit,
-        sample=_run(lambda: parse_share(sample)) if sample else None,
-        winner=_pairs(winner, "--winner"),
-        exclude=list(exclude or []),
-        workers=workers or _cores(),
-        strict=strict,
-        refit=refit,
-        baseline=baseline,
-        force=force,
-    )
-    summary = _run(lambda: _drive(chosen, options, quiet))
-    _print_summary(summary, chosen)
-    problem = too_many_rejected(summary, max_rejected) if max_rejected else None
-    if max_rejected:
-        problem = _run(lambda: too_many_rejected(summary, max_rejected))
+            err.print(f"inferred {name}: {kind}")
+    run = _run(lambda: _drive(chosen, options, quiet))
+    _print_summary(run.summary, chosen)
+    problem = _rejection_problem(run.summary, max_rejected)
     if problem:
-        err.print(f"Error: {problem}. See {options.out or chosen.output.dir}/errors.jsonl")
-        raise typer.Exit(TOO_MANY_REJECTED)
+        _fail(f"{problem}; see {run.out / 'errors.jsonl'}", TOO_MANY_REJECTED)
 
 
 def _cores() -> int:
@@ -222,15 +280,17 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
-    pairs = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            err.print(f"Error: {option} {item!r} must look like experiment=variant")
-            raise typer.Exit(2)
-        pairs[key] = value
-    return pairs
+def _rejection_problem(summary: dict[str, Any], max_rejected: str | None) -> str | None:
+    """Why rejected rows fail the build: more than --max-rejected or, without that
+    option, nothing rendered while rows were rejected (an empty file is no failure)."""
+    if max_rejected is not None:
+        return renderer.too_many_rejected(summary, max_rejected)  # parsed before the build
+    if summary["rendered"] or not summary["rejected"]:
+        return None
+    reasons: dict[str, int] = summary["rejected_by_reason"]
+    mostly = max(reasons, key=lambda reason: reasons[reason])
+    rows = summary["input_rows"]
+    return f"nothing was rendered: {summary['rejected']} of {rows} rows rejected (mostly {mostly})"
 
 
 @contextmanager
@@ -248,7 +308,7 @@ def _terminate_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _drive(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict[str, Any]:
+def _drive(campaign: Campaign, options: BuildOptions, quiet: bool) -> CampaignBuild:
     try:
         with _terminate_cleanly():
             return _drive_build(campaign, options, quiet)
@@ -260,20 +320,32 @@ def _drive(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict[str, 
         raise typer.Exit(INTERRUPTED) from None
 
 
-def _drive_build(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict[str, Any]:
+def _drive_build(campaign: Campaign, options: BuildOptions, quiet: bool) -> CampaignBuild:
+    """The build, with a progress bar on stderr; returns the finished build."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from segments import count_rows
+
     source = campaign.profiles
     total = count_rows(campaign.path(source.path), source.resolved_format)
     if options.limit is not None and total is not None:
         total = min(total, options.limit)
-    run, progress_events = iter_build(campaign, options)
+    run, progress_events = renderer.iter_build(campaign, options)
     columns = [
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("rendered {task.fields[rendered]}, rejected {task.fields[rejected]}"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=err, disable=quiet, transient=False) as bar:
+    console = Console(stderr=True)  # its own: err never wraps, a bar must fit the terminal
+    with Progress(*columns, console=console, disable=quiet, transient=False) as bar:
         task = bar.add_task(f"Building {campaign.name}", total=total, rendered=0, rejected=0)
         for step in progress_events:
             bar.update(task, completed=step.rows, rendered=step.rendered, rejected=step.rejected)
@@ -281,10 +353,11 @@ def _drive_build(campaign: Campaign, options: BuildOptions, quiet: bool) -> dict
     if run.audience is not None and run.audience.fitted:
         fitted = ", ".join(run.audience.fitted)
         err.print(f"Fitted cluster model(s) {fitted}; saved to {run.audience.model_path}")
-    return run.summary
+    return run
 
 
-def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
+def _summary_table(summary: dict[str, Any]) -> Table:
+    """Where every input row went (reasons of rejection included), segments, experiments."""
     table = Table(title=f"{summary['campaign']} ({summary['template']}, as of {summary['as_of']})")
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
@@ -306,7 +379,12 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     rendered = summary["rendered"] or 1
     for name, count in summary["segments"].items():
         table.add_row(f"segment {name}", str(count), f"{count / rendered:.1%} of rendered")
-    for key, info in summary.get("experiments", {}).items():
+    _add_experiments(table, summary.get("experiments", {}))
+    return table
+
+
+def _add_experiments(table: Table, experiments: dict[str, Any]) -> None:
+    for key, info in experiments.items():
         table.add_section()
         assigned = sum(info["counts"].values()) or 1
         for variant, count in info["counts"].items():
@@ -320,7 +398,10 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
         if srm:
             verdict = "MISMATCH: do not trust" if srm["mismatch"] else "ok"
             table.add_row(f"{key} sample ratio", verdict, f"p = {srm['p_value']:.3g}")
-    out.print(table)
+
+
+def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
+    out.print(_summary_table(summary))
     timing = summary["timing"]
     accounted = sum(
         summary.get(k, 0) for k in ("rendered", "rejected", "holdout", "excluded", "not_sampled")
@@ -333,9 +414,6 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     if not summary["input_rows"]:
         source = campaign.path(campaign.profiles.path)
         err.print(f"Warning: {source} has no profile rows; nothing was rendered")
-    elif not summary["rendered"] and summary["rejected"]:
-        reason = max(summary["rejected_by_reason"].items(), key=lambda kv: kv[1])[0]
-        err.print(f"Warning: every row was rejected (mostly {reason}); see errors.jsonl")
     if accounted == summary["input_rows"]:
         out.print(
             "Reconciled: input rows = rendered + rejected + holdout + excluded + not sampled."
@@ -349,7 +427,7 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
             f"rejected (see events_errors.jsonl)."
         )
     for warning in summary.get("warnings", []):
-        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+        err.print(f"warning: {warning}")
 
 
 @app.command()
@@ -376,20 +454,26 @@ def render(
 ) -> None:
     """Render one recipient's email (subject, preheader and HTML or text) for a designer:
     exactly what the build writes for them (the same variants, unless --variant)."""
-    if (profile is None) == (segment is None):
-        err.print("Error: give one of --profile ID or --segment NAME")
-        raise typer.Exit(2)
-    forced = _pairs(variant, "--variant")
+
+    def parse() -> dict[str, str]:
+        if (profile is None) == (segment is None):
+            raise renderer.ConfigError("give one of --profile ID or --segment NAME")
+        return _pairs(variant, "--variant")
+
+    forced = _run(parse)
     chosen = _run(lambda: _campaign(campaign))
     moment = _utc(as_of)
-    if profile is not None:
-        email = _run(lambda: render_profile(chosen, profile, as_of=moment, variants=forced))
-    else:
-        assert segment is not None
-        email = _run(lambda: render_segment(chosen, segment, as_of=moment, variants=forced))
+
+    def render_one() -> Rendered:
+        if profile is not None:
+            return renderer.render_profile(chosen, profile, as_of=moment, variants=forced)
+        assert segment is not None  # parse() saw to it
+        return renderer.render_segment(chosen, segment, as_of=moment, variants=forced)
+
+    email = _run(render_one)
     body = email.text if text else email.html
     if output is not None:
-        output.write_text(body, encoding="utf-8")
+        _run(lambda: _write(output, body))
         err.print(f"Wrote {output} ({len(body.encode())} bytes)")
     segments = ", ".join(email.segments) or "-"
     variants = ", ".join(f"{k}={v}" for k, v in email.variants.items()) or "-"
@@ -429,18 +513,18 @@ def segments_command(
     """Every segment's size, share and flags; exclusive groups; clusters; or one profile."""
     chosen = _run(lambda: _campaign(campaign))
     if explain is not None:
-        _print_explanation(_run(lambda: explain_profile(chosen, explain, _utc(as_of))))
+        _print_explanation(_run(lambda: renderer.explain_profile(chosen, explain, _utc(as_of))))
         return
-    result = _run(lambda: segment_report(chosen, _utc(as_of), refit=refit))
+    result = _run(lambda: renderer.segment_report(chosen, _utc(as_of), refit=refit))
     _print_segments(result)
     if report is not None:
         page = _run(lambda: result.to_html(x=x, y=y))
-        report.write_text(page, encoding="utf-8")
+        _run(lambda: _write(report, page))
         err.print(f"Wrote {report}")
     if strict:
         _run(result.raise_for_warnings)
     for warning in result.warnings:
-        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+        err.print(f"warning: {warning}")
 
 
 def _print_segments(report: SegmentReport) -> None:
@@ -462,7 +546,8 @@ def _print_segments(report: SegmentReport) -> None:
         out.print(counts)
     for cluster in report.clusters:
         how = "fitted now" if cluster.fitted else "loaded"
-        out.print(f"[bold]cluster {cluster.name}[/] (k = {cluster.k}, {how}: {cluster.model_file})")
+        title = (f"cluster {cluster.name}", "bold")
+        out.print(Text.assemble(title, f" (k = {cluster.k}, {how}: {cluster.model_file})"))
         for line in cluster.descriptions:
             out.print(f"  {line}", highlight=False)
     for threshold in report.thresholds:
@@ -475,10 +560,10 @@ def _print_segments(report: SegmentReport) -> None:
 
 
 def _print_explanation(result: ProfileExplanation) -> None:
-    out.print(f"[bold]Profile {result.profile_id}[/] as of {result.as_of}", highlight=False)
+    out.print(Text.assemble((f"Profile {result.profile_id}", "bold"), f" as of {result.as_of}"))
     for check in result.segments:
-        verdict = "[green]yes[/]" if check.matched else "[red]no[/]"
-        table = Table(title=f"{check.name}: {verdict}", title_justify="left")
+        verdict = ("yes", "green") if check.matched else ("no", "red")
+        table = Table(title=Text.assemble(f"{check.name}: ", verdict), title_justify="left")
         for column in ("field", "op", "threshold", "value", "matched"):
             table.add_column(column)
         for cond in check.conditions:
@@ -531,18 +616,18 @@ def ab_report_command(
 ) -> None:
     """Per variant and metric: rate, lift, interval, p-value, sample size, verdict."""
     reports = _run(
-        lambda: report_from_manifest(
+        lambda: renderer.ab_report(
             results, manifest, experiment=experiment, metrics=metric, alpha=alpha
         )
     )
     for report in reports:
         _print_report(report)
     if html is not None:
-        html.write_text(reports_html(reports), encoding="utf-8")
+        _run(lambda: _write(html, renderer.ab_reports_html(reports)))
         err.print(f"Wrote {html}")
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: AbReport) -> None:
     table = Table(title=f"{report.experiment}: {report.verdict}")
     for column in (
         "metric",
@@ -559,7 +644,7 @@ def _print_report(report: Any) -> None:
             column, justify="left" if column in ("metric", "variant", "verdict") else "right"
         )
     for row in report.rows:
-        if row.ci_low is None:
+        if row.ci_low is None or row.ci_high is None:
             ci = ""
         elif row.kind == "binary":
             ci = f"[{row.ci_low * 100:+.2f}, {row.ci_high * 100:+.2f}] pp"

@@ -1,55 +1,165 @@
-"""mailsmith's content side: templates, blocks, compile-once rendering, builds."""
+"""mailsmith's content side: templates, blocks, compile-once rendering, builds.
 
-from renderer.build.driver import BuildOptions as BuildOptions
-from renderer.build.driver import CampaignBuild as CampaignBuild
-from renderer.build.driver import Progress as Progress
-from renderer.build.driver import build_campaign as build_campaign
-from renderer.build.driver import iter_build as iter_build
-from renderer.build.driver import too_many_rejected as too_many_rejected
-from renderer.campaign import Campaign as Campaign
-from renderer.campaign import adhoc_campaign as adhoc_campaign
-from renderer.campaign import demo_campaign_path as demo_campaign_path
-from renderer.campaign import load_campaign as load_campaign
-from renderer.compile import CompiledTemplate as CompiledTemplate
-from renderer.compile import compile_template as compile_template
-from renderer.naive import NaivePipeline as NaivePipeline
-from renderer.preview import render_profile as render_profile
-from renderer.preview import render_segment as render_segment
-from renderer.runtime import CampaignRuntime as CampaignRuntime
-from renderer.runtime import Rendered as Rendered
-from segments.errors import ConfigError as ConfigError
-from segments.errors import MailsmithError as MailsmithError
-from segments.errors import MjmlError as MjmlError
-from segments.errors import OutputError as OutputError
-from segments.errors import ProfileDataError as ProfileDataError
-from segments.errors import SegmentRuleError as SegmentRuleError
-from segments.errors import TemplateError as TemplateError
-from segments.errors import UndefinedFieldError as UndefinedFieldError
+The public API, one function per CLI command::
+
+    build / iter_build              mailsmith build (to the end / as Progress events)
+    render_profile / render_segment mailsmith render --profile / --segment
+    segment_report / explain_profile mailsmith segments / segments --explain
+    ab_report / ab_reports_html     mailsmith ab report (--html)
+
+plus the campaign loaders, the options and result types, and the error tree.
+
+Names resolve lazily (PEP 562): ``import renderer`` costs nothing, and pandas,
+scipy, Jinja and MJML load only when a name that needs them is first used, so
+``mailsmith --help`` answers at once. Type checkers see the real imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The subpackage ``renderer.build`` must be imported before the function ``build``
+# below is bound: importing a subpackage sets the parent's attribute of the same
+# name, and would otherwise replace the function with the package. Its __init__
+# is empty. Reach its modules with ``from renderer.build.driver import ...``.
+importlib.import_module("renderer.build")
+
+if TYPE_CHECKING:
+    from renderer.build.driver import BuildOptions as BuildOptions
+    from renderer.build.driver import CampaignBuild as CampaignBuild
+    from renderer.build.driver import Progress as Progress
+    from renderer.build.driver import build_campaign as build_campaign
+    from renderer.build.driver import iter_build as iter_build
+    from renderer.build.driver import parse_max_rejected as parse_max_rejected
+    from renderer.build.driver import too_many_rejected as too_many_rejected
+    from renderer.campaign import Campaign as Campaign
+    from renderer.campaign import adhoc_campaign as adhoc_campaign
+    from renderer.campaign import demo_campaign_path as demo_campaign_path
+    from renderer.campaign import load_campaign as load_campaign
+    from renderer.compile.template import CompiledTemplate as CompiledTemplate
+    from renderer.compile.template import compile_template as compile_template
+    from renderer.naive import NaivePipeline as NaivePipeline
+    from renderer.preview import render_profile as render_profile
+    from renderer.preview import render_segment as render_segment
+    from renderer.reports.ab import report_from_manifest as ab_report
+    from renderer.reports.ab import reports_html as ab_reports_html
+    from renderer.reports.segments import ProfileExplanation as ProfileExplanation
+    from renderer.reports.segments import SegmentReport as SegmentReport
+    from renderer.reports.segments import explain_profile as explain_profile
+    from renderer.reports.segments import segment_report as segment_report
+    from renderer.runtime import CampaignRuntime as CampaignRuntime
+    from renderer.runtime import Rendered as Rendered
+    from segments.errors import AudienceWarningError as AudienceWarningError
+    from segments.errors import ConfigError as ConfigError
+    from segments.errors import MailsmithError as MailsmithError
+    from segments.errors import MjmlError as MjmlError
+    from segments.errors import OutputError as OutputError
+    from segments.errors import ProfileDataError as ProfileDataError
+    from segments.errors import SegmentRuleError as SegmentRuleError
+    from segments.errors import TemplateError as TemplateError
+    from segments.errors import UndefinedFieldError as UndefinedFieldError
+    from segments.experiments.stats import AbReport as AbReport
 
 __all__ = [
+    "AbReport",
+    "AudienceWarningError",
     "BuildOptions",
     "Campaign",
     "CampaignBuild",
-    "CampaignRuntime",
-    "CompiledTemplate",
     "ConfigError",
     "MailsmithError",
     "MjmlError",
-    "NaivePipeline",
     "OutputError",
     "ProfileDataError",
+    "ProfileExplanation",
     "Progress",
     "Rendered",
+    "SegmentReport",
     "SegmentRuleError",
     "TemplateError",
     "UndefinedFieldError",
+    "ab_report",
+    "ab_reports_html",
     "adhoc_campaign",
-    "build_campaign",
-    "compile_template",
+    "build",
     "demo_campaign_path",
+    "explain_profile",
     "iter_build",
     "load_campaign",
+    "parse_max_rejected",
     "render_profile",
     "render_segment",
+    "segment_report",
     "too_many_rejected",
 ]
+
+# name -> (module, attribute): where each lazily resolved name lives.
+_LAZY: dict[str, tuple[str, str]] = {
+    "AbReport": ("segments.experiments.stats", "AbReport"),
+    "AudienceWarningError": ("segments.errors", "AudienceWarningError"),
+    "BuildOptions": ("renderer.build.driver", "BuildOptions"),
+    "Campaign": ("renderer.campaign", "Campaign"),
+    "CampaignBuild": ("renderer.build.driver", "CampaignBuild"),
+    "ConfigError": ("segments.errors", "ConfigError"),
+    "MailsmithError": ("segments.errors", "MailsmithError"),
+    "MjmlError": ("segments.errors", "MjmlError"),
+    "OutputError": ("segments.errors", "OutputError"),
+    "ProfileDataError": ("segments.errors", "ProfileDataError"),
+    "ProfileExplanation": ("renderer.reports.segments", "ProfileExplanation"),
+    "Progress": ("renderer.build.driver", "Progress"),
+    "Rendered": ("renderer.runtime", "Rendered"),
+    "SegmentReport": ("renderer.reports.segments", "SegmentReport"),
+    "SegmentRuleError": ("segments.errors", "SegmentRuleError"),
+    "TemplateError": ("segments.errors", "TemplateError"),
+    "UndefinedFieldError": ("segments.errors", "UndefinedFieldError"),
+    "ab_report": ("renderer.reports.ab", "report_from_manifest"),
+    "ab_reports_html": ("renderer.reports.ab", "reports_html"),
+    "adhoc_campaign": ("renderer.campaign", "adhoc_campaign"),
+    "demo_campaign_path": ("renderer.campaign", "demo_campaign_path"),
+    "explain_profile": ("renderer.reports.segments", "explain_profile"),
+    "iter_build": ("renderer.build.driver", "iter_build"),
+    "load_campaign": ("renderer.campaign", "load_campaign"),
+    "parse_max_rejected": ("renderer.build.driver", "parse_max_rejected"),
+    "render_profile": ("renderer.preview", "render_profile"),
+    "render_segment": ("renderer.preview", "render_segment"),
+    "segment_report": ("renderer.reports.segments", "segment_report"),
+    "too_many_rejected": ("renderer.build.driver", "too_many_rejected"),
+}
+
+# Names exported before the API was curated, still importable for existing callers
+# (tests, benchmarks) but not part of __all__: import them from their modules.
+_FORMER: dict[str, tuple[str, str]] = {
+    "build_campaign": ("renderer.build.driver", "build_campaign"),
+    "CampaignRuntime": ("renderer.runtime", "CampaignRuntime"),
+    "CompiledTemplate": ("renderer.compile.template", "CompiledTemplate"),
+    "compile_template": ("renderer.compile.template", "compile_template"),
+    "NaivePipeline": ("renderer.naive", "NaivePipeline"),
+}
+
+
+def build(campaign: Campaign, options: BuildOptions | None = None) -> dict[str, Any]:
+    """Build ``campaign`` to the end and return its summary (what summary.json holds).
+
+    :func:`iter_build` runs the same build as a generator of :class:`Progress`.
+    """
+    from renderer.build.driver import build_campaign
+
+    return build_campaign(campaign, options)
+
+
+if not TYPE_CHECKING:  # hidden from mypy, so a misspelt name stays a type error
+
+    def __getattr__(name: str) -> Any:
+        """Import the module behind ``name`` on first use (PEP 562)."""
+        try:
+            module, attribute = _LAZY.get(name) or _FORMER[name]
+        except KeyError:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -284,7 +284,7 @@ def test_a_failure_in_a_worker_leaves_no_partial_output(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "p.csv", "t.mjml"]
 
 
-def test_cli_warns_when_every_row_is_rejected(tmp_path: Path) -> None:
+def test_cli_fails_when_every_row_is_rejected(tmp_path: Path) -> None:
     template = tmp_path / "t.mjml"
     template.write_text(
         "<mjml><mj-body><mj-section><mj-column><mj-text>{{ nickname }}</mj-text>"
@@ -305,8 +305,8 @@ def test_cli_warns_when_every_row_is_rejected(tmp_path: Path) -> None:
             "--quiet",
         ],
     )
-    assert result.exit_code == 0
-    assert "every row was rejected (mostly missing_field)" in result.stderr
+    assert result.exit_code == 6  # nothing rendered while rows were rejected
+    assert "2 of 2 rows rejected (mostly missing_field); see " in result.stderr
     errors = (tmp_path / "o" / "errors.jsonl").read_text().splitlines()
     assert len(errors) == 2 and all("t.mjml:1: 'nickname' is undefined" in e for e in errors)
 
@@ -485,14 +485,17 @@ def test_cli_workers_zero_means_one_per_core(tmp_path: Path) -> None:
 
 
 def test_cli_warns_when_the_profile_file_has_no_rows(tmp_path: Path) -> None:
-    template = tmp_path / "t.mjml"
+    folder = tmp_path / ("long-folder-name-" * 6)  # a warning longer than the terminal
+    folder.mkdir()
+    template = folder / "t.mjml"
     template.write_text("<mjml><mj-body><mj-text>Hi</mj-text></mj-body></mjml>")
-    profiles = tmp_path / "p.csv"
+    profiles = folder / "p.csv"
     profiles.write_text("id,email\n")
     command = ["build", "--template", str(template), "--profiles", str(profiles)]
     result = runner.invoke(app, [*command, "--out", str(tmp_path / "o"), "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "has no profile rows" in result.output
+    warning = f"Warning: {profiles} has no profile rows; nothing was rendered"
+    assert warning in result.stderr.splitlines()
 
 
 def adhoc_files(tmp_path: Path, total_spent: list[str]) -> list[str]:
