@@ -11,7 +11,6 @@ Everything printed is literal text: no rich markup is read from data.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -223,13 +222,17 @@ def build(
     ] = False,
 ) -> None:
     """Render every recipient of a campaign into files, a manifest and a summary."""
-    # Over 60 lines for its options only: the body parses them, makes one build, prints.
+    # long: over 60 lines for its options only: the body parses them, makes one build, prints.
     # Every option value is checked before anything is read or written.
     from segments import parse_share
 
     def parse() -> BuildOptions:
         if (template is None) != (profiles is None):
             raise renderer.ConfigError("an ad-hoc build needs both --template and --profiles")
+        if schema is not None and template is None:
+            raise renderer.ConfigError(
+                "--schema is for an ad-hoc build; a campaign file has `schema:`"
+            )
         if max_rejected is not None:
             renderer.parse_max_rejected(max_rejected)
         return renderer.BuildOptions(
@@ -239,7 +242,7 @@ def build(
             sample=parse_share(sample) if sample else None,
             winner=_pairs(winner, "--winner"),
             exclude=list(exclude or []),
-            workers=workers or _cores(),
+            workers=workers,
             strict=strict,
             refit=refit,
             baseline=baseline,
@@ -262,22 +265,13 @@ def build(
     options = _run(parse)
     chosen = _run(load)
     if verbose:
-        from renderer.specs import inferred_types
-
-        for name, kind in _run(lambda: inferred_types(chosen)).items():
+        for name, kind in _run(lambda: renderer.inferred_types(chosen)).items():
             err.print(f"inferred {name}: {kind}")
     run = _run(lambda: _drive(chosen, options, quiet))
     _print_summary(run.summary, chosen)
     problem = _rejection_problem(run.summary, max_rejected)
     if problem:
         _fail(f"{problem}; see {run.out / 'errors.jsonl'}", TOO_MANY_REJECTED)
-
-
-def _cores() -> int:
-    """The cores this process may run on (all of the machine's where that is unknown)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _rejection_problem(summary: dict[str, Any], max_rejected: str | None) -> str | None:
@@ -362,42 +356,12 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("", style="bold")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
-    rows = summary["input_rows"] or 1
-    table.add_row("input rows", str(summary["input_rows"]), "100.0%")
-    table.add_row("rendered", str(summary["rendered"]), f"{summary['rendered'] / rows:.1%}")
-    for key, label in (
-        ("holdout", "holdout (no email)"),
-        ("excluded", "excluded (--exclude)"),
-        ("not_sampled", "not in --sample"),
-    ):
-        if summary.get(key):
-            table.add_row(label, str(summary[key]), f"{summary[key] / rows:.1%}")
-    table.add_row("rejected", str(summary["rejected"]), f"{summary['rejected'] / rows:.1%}")
-    for reason, count in summary["rejected_by_reason"].items():
-        table.add_row(f"  {reason}", str(count), f"{count / rows:.1%}")
-    table.add_section()
-    rendered = summary["rendered"] or 1
-    for name, count in summary["segments"].items():
-        table.add_row(f"segment {name}", str(count), f"{count / rendered:.1%} of rendered")
-    _add_experiments(table, summary.get("experiments", {}))
+    for row in renderer.summary_rows(summary):
+        if row is None:
+            table.add_section()
+        else:
+            table.add_row(*row)
     return table
-
-
-def _add_experiments(table: Table, experiments: dict[str, Any]) -> None:
-    for key, info in experiments.items():
-        table.add_section()
-        assigned = sum(info["counts"].values()) or 1
-        for variant, count in info["counts"].items():
-            share = f"{count / assigned:.1%} (weight {info['weights'][variant]:g})"
-            table.add_row(f"{key} = {variant}", str(count), share)
-        if info.get("holdout"):
-            table.add_row(
-                f"{key} holdout", str(info["holdout"]), f"{info['holdout_share']:.0%} target"
-            )
-        srm = info.get("srm")
-        if srm:
-            verdict = "MISMATCH: do not trust" if srm["mismatch"] else "ok"
-            table.add_row(f"{key} sample ratio", verdict, f"p = {srm['p_value']:.3g}")
 
 
 def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
@@ -560,6 +524,7 @@ def _print_segments(report: SegmentReport) -> None:
 
 
 def _print_explanation(result: ProfileExplanation) -> None:
+    shown = renderer.shown
     out.print(Text.assemble((f"Profile {result.profile_id}", "bold"), f" as of {result.as_of}"))
     for check in result.segments:
         verdict = ("yes", "green") if check.matched else ("no", "red")
@@ -567,32 +532,21 @@ def _print_explanation(result: ProfileExplanation) -> None:
         for column in ("field", "op", "threshold", "value", "matched"):
             table.add_column(column)
         for cond in check.conditions:
-            threshold = "" if cond.op in ("exists", "missing") else _shown(cond.threshold)
+            threshold = "" if cond.op in ("exists", "missing") else shown(cond.threshold)
             if cond.percentile:
                 threshold = f"{cond.percentile} = {threshold}"
             table.add_row(
-                cond.field, cond.op, threshold, _shown(cond.actual), "yes" if cond.matched else "no"
+                cond.field,
+                cond.op,
+                threshold,
+                renderer.shown(cond.actual),
+                "yes" if cond.matched else "no",
             )
         for name, hit in check.uses.items():
             table.add_row(f"segment {name}", "", "", "", "yes" if hit else "no")
         out.print(table)
     for name, label in {**result.groups, **result.clusters}.items():
         out.print(f"{name}: {label if label is not None else '(none)'}", highlight=False)
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "(missing)"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float):
-        return f"{value:,.6g}"
-    if isinstance(value, list | tuple) and value and isinstance(value[0], dict):
-        return f"{len(value)} item(s)"
-    if isinstance(value, list | tuple):
-        return ", ".join(_shown(item) for item in value)
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 ab_app = typer.Typer(help="A/B test results.", no_args_is_help=True)
@@ -629,49 +583,13 @@ def ab_report_command(
 
 def _print_report(report: AbReport) -> None:
     table = Table(title=f"{report.experiment}: {report.verdict}")
-    for column in (
-        "metric",
-        "variant",
-        "n",
-        "rate",
-        "lift",
-        "95% CI of lift",
-        "p (adj.)",
-        "n needed",
-        "verdict",
-    ):
-        table.add_column(
-            column, justify="left" if column in ("metric", "variant", "verdict") else "right"
-        )
-    for row in report.rows:
-        if row.ci_low is None or row.ci_high is None:
-            ci = ""
-        elif row.kind == "binary":
-            ci = f"[{row.ci_low * 100:+.2f}, {row.ci_high * 100:+.2f}] pp"
-        else:
-            ci = f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
-        table.add_row(
-            row.metric,
-            row.variant + (" (control)" if row.is_control else ""),
-            str(row.n),
-            ""
-            if row.rate is None
-            else f"{row.rate:.2%}"
-            if row.kind == "binary"
-            else f"{row.rate:.2f}",
-            "" if row.rel_lift is None else f"{row.rel_lift:+.1%}",
-            ci,
-            "" if row.p_adjusted is None else f"{row.p_adjusted:.3g}",
-            "" if row.sample_size is None else str(row.sample_size),
-            row.verdict or "",
-        )
+    for column in renderer.AB_COLUMNS:
+        left = column in ("metric", "variant", "verdict")
+        table.add_column(column, justify="left" if left else "right")
+    for row in renderer.ab_rows(report):
+        table.add_row(*row)
     out.print(table)
-    notes = list(report.warnings)
-    if report.unassigned_ids:
-        notes.append(f"{len(report.unassigned_ids)} result ids are not in the manifest (ignored)")
-    if report.missing_result_ids:
-        notes.append(f"{len(report.missing_result_ids)} assigned recipients have no result row")
-    for note in notes:
+    for note in renderer.ab_notes(report):
         err.print(f"note: {note}")
 
 

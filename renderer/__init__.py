@@ -48,8 +48,14 @@ if TYPE_CHECKING:
     from renderer.reports.segments import SegmentReport as SegmentReport
     from renderer.reports.segments import explain_profile as explain_profile
     from renderer.reports.segments import segment_report as segment_report
+    from renderer.reports.tables import AB_COLUMNS as AB_COLUMNS
+    from renderer.reports.tables import ab_notes as ab_notes
+    from renderer.reports.tables import ab_rows as ab_rows
+    from renderer.reports.tables import shown as shown
+    from renderer.reports.tables import summary_rows as summary_rows
     from renderer.runtime import CampaignRuntime as CampaignRuntime
     from renderer.runtime import Rendered as Rendered
+    from renderer.specs import inferred_types as inferred_types
     from segments.errors import AudienceWarningError as AudienceWarningError
     from segments.errors import ConfigError as ConfigError
     from segments.errors import MailsmithError as MailsmithError
@@ -62,6 +68,25 @@ if TYPE_CHECKING:
     from segments.experiments.stats import AbReport as AbReport
 
 __all__ = [
+    "AB_COLUMNS",
+    "ab_notes",
+    "ab_report",
+    "ab_reports_html",
+    "ab_rows",
+    "adhoc_campaign",
+    "build",
+    "demo_campaign_path",
+    "explain_profile",
+    "inferred_types",
+    "iter_build",
+    "load_campaign",
+    "parse_max_rejected",
+    "render_profile",
+    "render_segment",
+    "segment_report",
+    "shown",
+    "summary_rows",
+    "too_many_rejected",
     "AbReport",
     "AudienceWarningError",
     "BuildOptions",
@@ -79,23 +104,16 @@ __all__ = [
     "SegmentRuleError",
     "TemplateError",
     "UndefinedFieldError",
-    "ab_report",
-    "ab_reports_html",
-    "adhoc_campaign",
-    "build",
-    "demo_campaign_path",
-    "explain_profile",
-    "iter_build",
-    "load_campaign",
-    "parse_max_rejected",
-    "render_profile",
-    "render_segment",
-    "segment_report",
-    "too_many_rejected",
 ]
 
 # name -> (module, attribute): where each lazily resolved name lives.
 _LAZY: dict[str, tuple[str, str]] = {
+    "inferred_types": ("renderer.specs", "inferred_types"),
+    "summary_rows": ("renderer.reports.tables", "summary_rows"),
+    "ab_rows": ("renderer.reports.tables", "ab_rows"),
+    "ab_notes": ("renderer.reports.tables", "ab_notes"),
+    "AB_COLUMNS": ("renderer.reports.tables", "AB_COLUMNS"),
+    "shown": ("renderer.reports.tables", "shown"),
     "AbReport": ("segments.experiments.stats", "AbReport"),
     "AudienceWarningError": ("segments.errors", "AudienceWarningError"),
     "BuildOptions": ("renderer.build.driver", "BuildOptions"),

@@ -25,6 +25,8 @@ def test_renderer_exports() -> None:
         "Progress",
         "parse_max_rejected",
         "too_many_rejected",
+        "inferred_types",
+        "summary_rows",
         # mailsmith render
         "render_profile",
         "render_segment",
@@ -38,6 +40,10 @@ def test_renderer_exports() -> None:
         "ab_report",
         "ab_reports_html",
         "AbReport",
+        "AB_COLUMNS",
+        "ab_rows",
+        "ab_notes",
+        "shown",
         # campaigns
         "Campaign",
         "load_campaign",

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import renderer.build.driver as driver
 from cli import app
 from renderer import (
     BuildOptions,
@@ -27,6 +26,7 @@ from renderer import (
     iter_build,
     load_campaign,
 )
+from renderer.build import driver
 from renderer.campaign import Campaign, demo_campaign_path
 from tests.test_build import tree_digest
 

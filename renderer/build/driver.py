@@ -10,6 +10,7 @@ runs it to the end and returns the summary. Always::
 from __future__ import annotations
 
 import gc
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ class BuildOptions:
     out: Path | None = None
     as_of: datetime | None = None
     limit: int | None = None
-    workers: int = 1
+    workers: int = 1  # processes that render and write; 0: one per core
     sample: float | None = None
     winner: dict[str, str] = field(default_factory=dict)
     exclude: list[Path] = field(default_factory=list)
@@ -74,6 +75,10 @@ class BuildOptions:
     refit: bool = False  # fit the cluster models again instead of loading them
     baseline: Path | None = None  # an earlier build to compare feature distributions with
     force: bool = False  # replace the output folder even if files were added to it
+
+    def __post_init__(self) -> None:
+        if self.workers == 0:
+            self.workers = _cores()
 
 
 @dataclass
@@ -383,3 +388,10 @@ def build_campaign(campaign: Campaign, options: BuildOptions | None = None) -> d
     for _ in progress:
         pass
     return build.summary
+
+
+def _cores() -> int:
+    """The cores this process may run on (all of the machine's where that is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
