@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import start_run  # noqa: E402
 from make_profiles import WORK_DIR, make_bench_campaign  # noqa: E402
 
-import renderer.build.driver  # noqa: E402
 from renderer import BuildOptions, build_campaign, load_campaign  # noqa: E402
+from renderer.build import driver  # noqa: E402
 from renderer.build.output import EmailFiles, OutputWriter  # noqa: E402
 from renderer.runtime import CampaignRuntime  # noqa: E402
 
@@ -40,31 +40,51 @@ from renderer.runtime import CampaignRuntime  # noqa: E402
 WALL_PHASES = [
     (
         "audience pre-pass: read, validate, events, features",
-        renderer.build.driver,
+        driver,
         "prepare_audience",
     ),
-    ("render: headers, HTML, text (render_batch)", CampaignRuntime, "render_batch"),
+    ("render: headers, HTML, text (render_one)", CampaignRuntime, "render_one"),
     ("write: encode, SHA-256, 2 files, manifest line", EmailFiles, "write"),
-    ("write: holdout lines, errors", OutputWriter, "write_holdout"),
+    ("write: manifest lines, errors", OutputWriter, "write_lines"),
 ]
 
 # (label, file suffix, function name): the calls each phase of a chunk goes through
 PHASES = [
-    ("audience pre-pass (events, features, clusters)", "renderer/audience.py", "prepare_audience"),
+    (
+        "audience pre-pass (events, features, clusters)",
+        "segments/audience/prepass.py",
+        "prepare_audience",
+    ),
     ("runtime setup + template compile", "renderer/runtime.py", "__init__"),
-    ("read CSV chunks (pandas)", "segments/profiles.py", "_csv_chunks"),
-    ("validate + type rows (in the pre-pass if any)", "segments/profiles.py", "validate"),
-    ("  keep validated chunks for the render pass", "renderer/spool.py", "add"),
-    ("read the validated chunks back", "renderer/spool.py", "__iter__"),
-    ("evaluate segments (join derived fields + rules)", "segments/audience.py", "evaluate_frame"),
-    ("  rules, vectorized (SegmentSet.evaluate_frame)", "segments/rules.py", "evaluate_frame"),
-    ("typed frame -> dict records", "segments/profiles.py", "to_records"),
-    ("render (CampaignRuntime.render_batch)", "renderer/runtime.py", "render_batch"),
-    ("  compiled HTML+text (CompiledTemplate)", "renderer/compiler.py", "render_layout|render"),
+    ("read CSV chunks (pandas)", "segments/profiles/read.py", "_csv_chunks"),
+    ("validate + type rows (in the pre-pass if any)", "segments/profiles/validate.py", "validate"),
+    ("  keep validated chunks for the render pass", "segments/profiles/spool.py", "add"),
+    ("read the validated chunks back", "segments/profiles/spool.py", "__iter__"),
+    (
+        "evaluate segments (join derived fields + rules)",
+        "segments/audience/document.py",
+        "evaluate_frame",
+    ),
+    (
+        "  rules, vectorized (SegmentSet.evaluate_frame)",
+        "segments/rules/ruleset.py",
+        "evaluate_frame",
+    ),
+    ("typed frame -> dict records", "segments/profiles/schema.py", "to_records"),
+    ("render (render_batch)", "renderer/runtime.py", "render_batch"),
+    (
+        "  compiled HTML+text (CompiledTemplate)",
+        "renderer/compile/template.py",
+        "render_layout|render",
+    ),
     ("  subject/preheader/unsubscribe", "renderer/runtime.py", "_render_headers"),
-    ("write files + manifest lines (EmailFiles.write)", "renderer/output.py", "write"),
-    ("audience report + drift (finish_audience)", "renderer/audience.py", "finish_audience"),
-    ("swap output in (OutputWriter.commit)", "renderer/output.py", "commit"),
+    ("write files + manifest lines (EmailFiles.write)", "renderer/build/output.py", "write"),
+    (
+        "audience report + drift (finish_audience)",
+        "segments/audience/prepass.py",
+        "finish_audience",
+    ),
+    ("swap output in (OutputWriter.commit)", "renderer/build/output.py", "commit"),
 ]
 
 
