@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Template, meta
-from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import TemplateSyntaxError
 
 from renderer.campaign import Campaign
 from renderer.compile import CompiledTemplate, compile_template
@@ -238,7 +238,7 @@ class CampaignRuntime:
         """[subject, preheader, unsubscribe URL] and, when merged in, the shape key."""
         try:
             output = render_shared(self._headers_for(context["variants"]), context)
-        except (UndefinedError, SecurityError):
+        except RENDER_ERRORS:
             for key, template in self.headers.items():
                 self._render_field(key, template, context)  # raises with the key's position
             if self._shape_with_headers:

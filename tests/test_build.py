@@ -556,3 +556,17 @@ def test_cli_schema_is_for_adhoc_builds_only(tmp_path: Path) -> None:
     schema.write_text("total_spent: float\n")
     result = runner.invoke(app, ["build", "--schema", str(schema), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--schema is for an ad-hoc build" in result.stderr
+
+
+def test_a_type_error_in_the_subject_rejects_the_recipient(tmp_path: Path) -> None:
+    template = tmp_path / "t.mjml"
+    template.write_text("<mjml><mj-body><mj-text>Hi</mj-text></mj-body></mjml>")
+    profiles = tmp_path / "p.csv"
+    profiles.write_text("id,email,n\n1,a@example.com,x\n")
+    command = ["build", "--template", str(template), "--profiles", str(profiles)]
+    command += ["--subject", "{{ n + 1 }} picks", "--out", str(tmp_path / "o"), "--quiet"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 6, result.output  # nothing rendered, one row rejected
+    (line,) = (tmp_path / "o/errors.jsonl").read_text().splitlines()
+    assert json.loads(line)["reason"] == "render_error"
+    assert "subject: TypeError while rendering" in json.loads(line)["detail"]
