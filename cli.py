@@ -45,6 +45,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help and usage errors: typer's rich panels import rich.markdown
+    # and pygments, which doubles the time `--help` or a mistyped option takes
+    # (docs/performance.md, "Start-up").
+    rich_markup_mode=None,
 )
 # Everything printed is literal (file names, messages and profile values may hold
 # "[...]", which rich would take for markup) and never wrapped (a wrapped path or
@@ -549,7 +553,7 @@ def _print_explanation(result: ProfileExplanation) -> None:
         out.print(f"{name}: {label if label is not None else '(none)'}", highlight=False)
 
 
-ab_app = typer.Typer(help="A/B test results.", no_args_is_help=True)
+ab_app = typer.Typer(help="A/B test results.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(ab_app, name="ab")
 
 

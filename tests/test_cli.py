@@ -18,8 +18,19 @@ from tests.conftest import DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()  # an 80-column terminal
-# not pydantic: typer itself imports it to convert parameters
-HEAVY = ("pandas", "numpy", "scipy", "sklearn", "jinja2", "mjml")
+# pydantic: typer 0.29 converts every parameter with it (+0.18 s), hence typer<0.29;
+# rich.markdown and pygments: typer's rich help panels (+0.2 s), hence plain help
+HEAVY = (
+    "pandas",
+    "numpy",
+    "scipy",
+    "sklearn",
+    "jinja2",
+    "mjml",
+    "pydantic",
+    "rich.markdown",
+    "pygments",
+)
 TEMPLATE = "<mjml><mj-body><mj-text>Hi {{ first_name }}</mj-text></mj-body></mjml>"
 
 
