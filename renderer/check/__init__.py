@@ -1,0 +1,1 @@
+"""Pre-send quality gates: ``mailsmith check`` (lint) and its findings."""
