@@ -11,6 +11,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from renderer.campaign import shipped_dir
 from renderer.check.caniemail import (
@@ -18,13 +20,15 @@ from renderer.check.caniemail import (
     Client,
     caniemail_data,
     caniemail_license,
+    feature_index,
     lint_template,
     resolve_clients,
 )
 from renderer.check.findings import Finding, Severity
+from renderer.check.usage import markup_uses
 from renderer.content import ContentFolders, assemble
 from segments.errors import ConfigError
-from tests.conftest import Content
+from tests.conftest import Content, examples
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTLOOK = resolve_clients(["outlook.windows"])
@@ -302,3 +306,74 @@ def test_the_refresh_script_reads_a_checkout(tmp_path: Path) -> None:
     assert feature["notes"] == {"1": "Use VML.", "2": "No elliptical corners."}
     assert data["source_commit"] == "abc" and data["platforms"]["macos"] == "macOS"
     assert (out / "caniemail.LICENSE").read_text(encoding="utf-8") == "MIT License\n"
+
+
+BROKEN = [
+    "<mj-style>.a { color: red; </mj-style>",
+    "<mj-style>}}} .a {{ b: c }</mj-style>",
+    "<mj-style>.a { content: '}' ; background: url(data:image/png;base64,AA==) }</mj-style>",
+    "<mj-style>@media { .a { .b { color: red } } } @import url(x.css)</mj-style>",
+    '<mj-style>.a { color: "unclosed }</mj-style>',
+    "<mj-style>@keyframes spin { from { opacity: 0 } to { opacity: 1 } }</mj-style>",
+    '<p style="color:;;: ;display:">x</p><td width height=3 "bad">',
+    "<mj-section border-radius=4px padding>x</mj-section><!-- <mj-style> -->",
+    "<input type=checkbox><button><video src=a.webm></video>",
+]
+
+
+@pytest.mark.parametrize("text", BROKEN)
+def test_broken_markup_and_css_never_raise(text: str) -> None:
+    uses = list(markup_uses(text, feature_index()))
+    assert all(0 <= use.offset < len(text) for use in uses)
+
+
+@settings(max_examples=examples(300))
+@given(st.text(alphabet="<>{}:;='\"/@!#.*-() \nabmjstylepx%", max_size=80))
+def test_any_text_scans_with_offsets_inside_it(text: str) -> None:
+    uses = list(
+        markup_uses(f"<mj-style>{text}</mj-style><p style='{text}'>{text}", feature_index())
+    )
+    assert all(use.offset >= 0 for use in uses)
+
+
+def test_each_kind_of_feature_is_recognized() -> None:
+    css = (
+        "@media (prefers-color-scheme: dark) { .a > b + i ~ u, #x[href]:hover::before "
+        "{ display: grid; width: calc(100% - 2rem) !important; --gap: 4px; } } "
+        "@font-face { font-family: X; src: url(x.woff2) }"
+    )
+    html = (
+        f"<mj-style>{css}</mj-style><mj-image src='a.webp' /><ul><li>x</li></ul>"
+        "<a href='mailto:x@y.test'>m</a><img srcset='a.png 2x' loading='lazy'>"
+        "<input type='radio'><mj-section background-url='b.gif' direction='rtl' />"
+    )
+    slugs = {use.slug for use in markup_uses(html, feature_index())}
+    assert slugs >= {
+        "css-at-media",
+        "css-at-media-prefers-color-scheme",
+        "css-selector-child",
+        "css-selector-adjacent-sibling",
+        "css-selector-general-sibling",
+        "css-selector-grouping",
+        "css-selector-id",
+        "css-selector-attribute",
+        "css-selector-chaining",
+        "css-pseudo-class-hover",
+        "css-pseudo-element-before",
+        "css-display-grid",
+        "css-unit-calc",
+        "css-unit-rem",
+        "css-important",
+        "css-variables",
+        "css-at-font-face",
+        "image-webp",
+        "image-gif",
+        "html-lists",
+        "html-mailto-links",
+        "html-srcset",
+        "html-loading-attribute",
+        "html-input-radio",
+        "css-background-image",
+        "css-direction",
+    }
+    assert "css-display" not in slugs and "css-display-flex" not in slugs

@@ -28,8 +28,9 @@ comments, ``role`` and ``cellpadding`` attributes) is not the designer's to chan
 it never produces a finding. A use is reported only when the compiled email really
 contains the feature, so an attribute MJML ignores stays silent too.
 
-One finding per feature and file, at the first line that writes it; the message lists
-the other lines.
+A warning is reported at every line that writes the feature (each can be annotated,
+and ignored, on its own); partial support is one info per feature and file, at the
+first line that writes it, its message listing the others.
 """
 
 from __future__ import annotations
@@ -220,22 +221,26 @@ def lint_css_support(
 def _findings(
     slug: str, file: str, written: list[tuple[int, str]], clients: Sequence[Client]
 ) -> list[Finding]:
+    """A warning at each line writing a feature some clients lack; one info per file
+    for partial support (nearly every property is partial somewhere: one per line
+    would bury the warnings)."""
     feature = caniemail_data()["features"][slug]
     by_support: dict[str, list[tuple[Client, list[str]]]] = {"n": [], "a": []}
     for client in clients:
         result = feature["stats"].get(client.family, {}).get(client.platform, "u")
-        support = result[:1]
-        if support in by_support:
-            by_support[support].append((client, _NOTE_RE.findall(result)))
+        if result[:1] in by_support:
+            by_support[result[:1]].append((client, _NOTE_RE.findall(result)))
     found = []
-    for support, rule, severity, verb in (
-        ("n", UNSUPPORTED, Severity.WARNING, "is not supported by"),
-        ("a", PARTIAL, Severity.INFO, "is only partly supported by"),
-    ):
-        if by_support[support]:
-            message = _message(feature, written, verb, by_support[support])
-            hint = _hint(slug, rule, written[0][0])
-            found.append(Finding(file, written[0][0], rule, severity, message, hint))
+    if by_support["n"]:
+        hint = _hint(slug, UNSUPPORTED)
+        first_per_line = {line: (line, what) for line, what in reversed(written)}
+        for line, what in sorted(first_per_line.values()):
+            message = _message(feature, [(line, what)], "is not supported by", by_support["n"])
+            found.append(Finding(file, line, UNSUPPORTED, Severity.WARNING, message, hint))
+    if by_support["a"]:
+        hint = _hint(slug, PARTIAL)
+        message = _message(feature, written, "is only partly supported by", by_support["a"])
+        found.append(Finding(file, written[0][0], PARTIAL, Severity.INFO, message, hint))
     return found
 
 
@@ -264,10 +269,11 @@ def _message(
     return message
 
 
-def _hint(slug: str, rule: str, line: int) -> str:
+def _hint(slug: str, rule: str) -> str:
     return (
-        f"see {FEATURE_URL.format(slug=slug)}; give these clients a fallback, drop them from "
-        f"check.clients, or silence the rule with check: {{ignore: [{rule}]}}"
+        f"see {FEATURE_URL.format(slug=slug)}; give these clients a fallback or accept how "
+        f"they degrade ({{# mailsmith: ignore[{rule}] #}}), or name the clients you test "
+        "for in check.clients"
     )
 
 

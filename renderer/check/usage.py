@@ -151,7 +151,7 @@ _MJML_SPECIAL = {
 }
 
 _COMMENT_RE = re.compile(r"<!--(.*?)-->", re.DOTALL)
-_MARKER_COMMENT_RE = re.compile(r"MSJ\d+Z")
+_MARKER_RE = re.compile(r"MSJ\d+Z")
 _STYLE_RE = re.compile(r"<(mj-style|style)\b[^>]*>(.*?)</\1\s*>", re.DOTALL | re.IGNORECASE)
 _TAG_RE = re.compile(r"""<([a-zA-Z][\w:.-]*)((?:[^<>"']|"[^"]*"|'[^']*')*)>""")
 _ATTR_RE = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
@@ -211,7 +211,8 @@ def css_uses(css: str, index: FeatureIndex, base: int = 0) -> Iterator[Use]:
     """The features a style sheet uses; offsets are ``base`` plus the offset in ``css``."""
     for match in _CSS_COMMENT_RE.finditer(css):
         yield Use("css-comments", base + match.start(), "/* */")
-    css = _CSS_COMMENT_RE.sub(lambda m: " " * len(m.group(0)), css)
+    # comments, and the markers standing for Jinja tags, as spaces: offsets stay true
+    css = _CSS_COMMENT_RE.sub(_spaces, _MARKER_RE.sub(_spaces, css))
     stack: list[str] = []  # kinds of the open blocks: "rules", "decls", "frames"
     start = 0
     for match in _CSS_TOKEN_RE.finditer(css):
@@ -235,13 +236,23 @@ def css_uses(css: str, index: FeatureIndex, base: int = 0) -> Iterator[Use]:
         yield from declaration_uses(tail.strip(), index, base + start)
 
 
+def _spaces(match: re.Match[str]) -> str:
+    return " " * len(match.group(0))
+
+
 def _body_kind(prelude: str, inside: str) -> str:
     if inside == "frames":
         return "decls"
-    name = prelude[1:].split(None, 1)[0].lower() if prelude.startswith("@") else ""
+    name = _at_name(prelude) if prelude.startswith("@") else ""
     if name in ("media", "supports"):
         return "rules"
     return "frames" if name.endswith("keyframes") else "decls"
+
+
+def _at_name(text: str) -> str:
+    """``media`` for ``@media screen``, ``""`` for a bare ``@``."""
+    match = re.match(r"@([\w-]*)", text)
+    return match.group(1).lower() if match else ""
 
 
 def _prelude(text: str, inside: str, offset: int, index: FeatureIndex) -> Iterator[Use]:
@@ -262,7 +273,7 @@ def _statement(text: str, offset: int, index: FeatureIndex) -> Iterator[Use]:
 
 
 def _at_rule(text: str, offset: int, index: FeatureIndex) -> Iterator[Use]:
-    name = text[1:].split(None, 1)[0].split("(", 1)[0].lower()
+    name = _at_name(text)
     slug = _AT_RULES.get(name)
     if index.known(slug):
         yield Use(str(slug), offset, f"@{name}")
@@ -361,7 +372,7 @@ def property_uses(name: str, value: str, index: FeatureIndex, offset: int) -> It
 
 def value_uses(value: str, index: FeatureIndex, offset: int) -> Iterator[Use]:
     """Functions, units, keywords and ``!important`` in a CSS value."""
-    value = _MARKER_COMMENT_RE.sub(" ", value)
+    value = _MARKER_RE.sub(" ", value)
     found: dict[str, str] = {}
     if "!important" in value.replace(" ", "").lower():
         found["css-important"] = "!important"
@@ -386,7 +397,7 @@ def markup_uses(source: str, index: FeatureIndex) -> Iterator[Use]:
     """Every feature of an MJML or HTML document: style sheets, tags, attributes."""
     for match in _COMMENT_RE.finditer(source):
         body = match.group(1)
-        if not _MARKER_COMMENT_RE.fullmatch(body) and not body.startswith(("[if", "<![")):
+        if not _MARKER_RE.fullmatch(body) and not body.startswith(("[if", "<![")):
             yield Use("html-comments", match.start(), "<!-- -->")
     masked = _COMMENT_RE.sub(_blank, source)  # same length: offsets stay true
     for match in _STYLE_RE.finditer(masked):
