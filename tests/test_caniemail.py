@@ -377,3 +377,17 @@ def test_each_kind_of_feature_is_recognized() -> None:
         "css-direction",
     }
     assert "css-display" not in slugs and "css-display-flex" not in slugs
+
+
+def test_mj_font_is_reported_as_the_import_it_produces(content: Content) -> None:
+    template = (
+        "<mjml>\n<mj-head>\n"
+        '<mj-font name="Raleway" href="https://fonts.example.test/raleway.css" />\n'
+        '</mj-head>\n<mj-body><mj-section><mj-column><mj-text font-family="Raleway, Arial">'
+        "Hi</mj-text></mj-column></mj-section></mj-body>\n</mjml>\n"
+    )
+    name = content.template("font.mjml", template)
+    gmail = resolve_clients(["gmail.desktop-webmail"])
+    imports = [f for f in lint(content, name, gmail) if "@import" in f.message]
+    assert [(f.line, f.rule) for f in imports] == [(3, "css-unsupported")]
+    assert "Gmail Desktop Webmail" in imports[0].message

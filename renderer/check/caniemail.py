@@ -119,6 +119,7 @@ def caniemail_license() -> str:
     return resources.files("renderer.check").joinpath(LICENSE_FILE).read_text(encoding="utf-8")
 
 
+@cache
 def known_clients() -> tuple[Client, ...]:
     """Every client the data has a result for."""
     found = {

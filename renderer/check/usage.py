@@ -150,6 +150,16 @@ _MJML_SPECIAL = {
     "icon-size": ("width", "height"),
 }
 
+# MJML elements that stand for HTML or CSS of their own.
+_MJML_ELEMENTS = {
+    "mj-style": (("html-style", "<mj-style> (a <style> element)"),),
+    "mj-font": (
+        ("html-link", "<mj-font> (a <link> element)"),
+        ("css-at-import", "<mj-font> (an @import rule)"),
+    ),
+    "mj-breakpoint": (("css-at-media", "<mj-breakpoint> (an @media rule)"),),
+}
+
 _COMMENT_RE = re.compile(r"<!--(.*?)-->", re.DOTALL)
 _MARKER_RE = re.compile(r"MSJ\d+Z")
 _STYLE_RE = re.compile(r"<(mj-style|style)\b[^>]*>(.*?)</\1\s*>", re.DOTALL | re.IGNORECASE)
@@ -418,8 +428,11 @@ def tag_uses(tag: str, attributes: str, offset: int, index: FeatureIndex) -> Ite
     """The features of one tag: its element and its attributes (MJML ones as the CSS
     or HTML they produce)."""
     mjml = tag.startswith("mj-") or tag == "mjml"
-    if tag == "mj-style" and index.known("html-style"):
-        yield Use("html-style", offset, "<mj-style> (a <style> element)")
+    for generated, what in _MJML_ELEMENTS.get(tag, ()):
+        if index.known(generated):
+            yield Use(generated, offset, what)
+    if tag in ("mj-font", "mj-breakpoint"):
+        return  # their attributes are a font's name and URL, the breakpoint's width
     if not mjml:
         slug = _ELEMENTS.get(tag)
         if tag in ("input", "button"):
