@@ -391,3 +391,10 @@ def test_mj_font_is_reported_as_the_import_it_produces(content: Content) -> None
     imports = [f for f in lint(content, name, gmail) if "@import" in f.message]
     assert [(f.line, f.rule) for f in imports] == [(3, "css-unsupported")]
     assert "Gmail Desktop Webmail" in imports[0].message
+
+
+def test_signs_inside_attribute_selectors_and_spaced_styles_are_read_right() -> None:
+    html = "<mj-style>a[rel~=x] { color: red }</mj-style>\n<p style = 'display:flex'>x</p>"
+    uses = {use.slug: use.offset for use in markup_uses(html, feature_index())}
+    assert "css-selector-attribute" in uses and "css-selector-general-sibling" not in uses
+    assert html[uses["css-display-flex"] :].startswith("display:flex")

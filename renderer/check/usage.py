@@ -307,7 +307,8 @@ def selector_uses(selectors: str, index: FeatureIndex, offset: int) -> Iterator[
             slug = f"css-pseudo-{'element' if element else 'class'}-{name}"
             if slug in index.slugs:
                 found[slug] = f"{kind}{name}"
-        plain = _PSEUDO_RE.sub("", group)
+        # pseudo-classes and attribute selectors' contents ([rel~=x]) hold no combinator
+        plain = re.sub(r"\[[^\]]*\]", "[]", _PSEUDO_RE.sub("", group))
         for sign, slug, what in (
             (">", "css-selector-child", "'>' combinator"),
             ("+", "css-selector-adjacent-sibling", "'+' combinator"),
@@ -441,10 +442,13 @@ def tag_uses(tag: str, attributes: str, offset: int, index: FeatureIndex) -> Ite
             yield Use(str(slug), offset, f"<{tag}>")
     for match in _ATTR_RE.finditer(attributes):
         name = match.group(1).lower()
-        value = next((g for g in match.groups()[1:] if g is not None), "")
+        group = next((g for g in (2, 3, 4) if match.group(g) is not None), 0)
+        value = match.group(group) if group else ""
         at = offset + match.start()
         if mjml:
             yield from _mjml_attribute(name, value, index, at)
+        elif name == "style":
+            yield from _style_attribute(value, index, offset + match.start(group))
         else:
             yield from _html_attribute(name, value, index, at)
 
@@ -456,9 +460,7 @@ def _typed_element(tag: str, attributes: str) -> str:
 
 
 def _html_attribute(name: str, value: str, index: FeatureIndex, offset: int) -> Iterator[Use]:
-    if name == "style":
-        yield from _style_attribute(value, index, offset + len(name) + 2)
-    elif name in ("href", "src", "background"):
+    if name in ("href", "src", "background"):
         yield from _url_uses(value, index, offset)
     slug = _ATTRIBUTES.get(name)
     if index.known(slug):
@@ -478,7 +480,7 @@ def _style_attribute(value: str, index: FeatureIndex, offset: int) -> Iterator[U
 
 def _url_uses(value: str, index: FeatureIndex, offset: int) -> Iterator[Use]:
     url = value.strip().lower()
-    slug = None
+    slug, what = None, ""
     if url.startswith("mailto:"):
         slug, what = "html-mailto-links", "mailto: link"
     elif url.startswith("#") and len(url) > 1:
