@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import time
+import tomllib
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -217,9 +219,9 @@ def test_an_unknown_client_is_a_config_error_listing_the_valid_names() -> None:
     assert "'gmial'" in error.message and "did you mean 'gmail'" in error.message
     assert error.hint is not None
     assert "outlook.windows" in error.hint and "samsung-email.android" in error.hint
-    for name in ("*", "outlook.linux", "nomail.ios"):
+    for names in (["*"], ["outlook.linux"], ["nomail.ios"], []):
         with pytest.raises(ConfigError):
-            resolve_clients([name])
+            resolve_clients(names)
 
 
 def test_the_vendored_data_loads_with_its_provenance() -> None:
@@ -242,6 +244,16 @@ def test_the_mit_attribution_ships_beside_the_data() -> None:
     assert "caniemail.LICENSE" in caniemail_data()["license"]
     notice = (ROOT / "NOTICE").read_text(encoding="utf-8")
     assert "caniemail" in notice and "MIT" in notice
+
+
+def test_the_wheel_config_takes_the_data_along() -> None:
+    # hatch puts every file of a listed package in the wheel but what git ignores
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    wheel = config["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert "renderer" in wheel["packages"] and "exclude" not in wheel
+    data = ["renderer/check/data/caniemail.json", "renderer/check/data/caniemail.LICENSE"]
+    ignored = subprocess.run(["git", "check-ignore", *data], cwd=ROOT, capture_output=True)
+    assert ignored.stdout == b""
 
 
 def test_the_wheel_carries_the_data_and_its_licence(tmp_path: Path) -> None:

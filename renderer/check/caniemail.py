@@ -140,6 +140,14 @@ def resolve_clients(
     ``gmail.*``) or a platform in every family (``*.ios``). An unknown name is a
     :class:`ConfigError` at ``file``/``line`` listing the valid ones.
     """
+    if names is not None and not names:
+        raise ConfigError(
+            "check.clients is empty",
+            file=file,
+            line=line,
+            hint="name the clients to check for, leave the key out for the default set, or "
+            "switch the rules off with check: {ignore: [css-unsupported, css-partial]}",
+        )
     known = known_clients()
     chosen: dict[Client, None] = {}
     for name in DEFAULT_CLIENTS if names is None else names:
