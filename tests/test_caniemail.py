@@ -209,6 +209,7 @@ def test_client_names_accept_families_and_wildcards() -> None:
     ios = resolve_clients(["*.ios"])
     assert {c.platform for c in ios} == {"ios"} and len(ios) > 3
     assert resolve_clients(["Gmail.iOS", "gmail.ios"]) == (Client("gmail", "ios"),)
+    assert resolve_clients("gmail.ios") == (Client("gmail", "ios"),)
 
 
 def test_an_unknown_client_is_a_config_error_listing_the_valid_names() -> None:

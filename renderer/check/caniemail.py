@@ -140,6 +140,8 @@ def resolve_clients(
     ``gmail.*``) or a platform in every family (``*.ios``). An unknown name is a
     :class:`ConfigError` at ``file``/``line`` listing the valid ones.
     """
+    if isinstance(names, str):  # `clients: gmail` in YAML: one name, not its letters
+        names = [names]
     if names is not None and not names:
         raise ConfigError(
             "check.clients is empty",
