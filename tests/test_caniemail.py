@@ -411,3 +411,17 @@ def test_signs_inside_attribute_selectors_and_spaced_styles_are_read_right() -> 
     uses = {use.slug: use.offset for use in markup_uses(html, feature_index())}
     assert "css-selector-attribute" in uses and "css-selector-general-sibling" not in uses
     assert html[uses["css-display-flex"] :].startswith("display:flex")
+
+
+def test_jinja_inside_a_style_sheet_is_not_read_as_selectors(content: Content) -> None:
+    template = (
+        "<mjml><mj-head><mj-style>\n"
+        "{% if dark %}.a { color: red }{% endif %}\n"
+        ".b { color: {{ vars.brand }} }\n"
+        "</mj-style></mj-head><mj-body><mj-section><mj-column><mj-text>x</mj-text>"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    name = content.template("jinja.mjml", template)
+    messages = [f.message for f in lint(content, name, resolve_clients(["gmail.ios"]))]
+    assert any(m.startswith("class selector") for m in messages)
+    assert not [m for m in messages if "type selector" in m or "chained" in m]
