@@ -29,7 +29,7 @@ from renderer.check.caniemail import (
 from renderer.check.findings import Finding, Severity
 from renderer.check.usage import markup_uses
 from renderer.content import ContentFolders, assemble
-from segments.errors import ConfigError
+from segments.errors import ConfigError, TemplateError
 from tests.conftest import Content, examples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -413,15 +413,13 @@ def test_signs_inside_attribute_selectors_and_spaced_styles_are_read_right() -> 
     assert html[uses["css-display-flex"] :].startswith("display:flex")
 
 
-def test_jinja_inside_a_style_sheet_is_not_read_as_selectors(content: Content) -> None:
+def test_a_template_the_build_refuses_is_refused_as_the_build_does(content: Content) -> None:
     template = (
         "<mjml><mj-head><mj-style>\n"
         "{% if dark %}.a { color: red }{% endif %}\n"
-        ".b { color: {{ vars.brand }} }\n"
-        "</mj-style></mj-head><mj-body><mj-section><mj-column><mj-text>x</mj-text>"
-        "</mj-column></mj-section></mj-body></mjml>"
+        "</mj-style></mj-head><mj-body></mj-body></mjml>"
     )
     name = content.template("jinja.mjml", template)
-    messages = [f.message for f in lint(content, name, resolve_clients(["gmail.ios"]))]
-    assert any(m.startswith("class selector") for m in messages)
-    assert not [m for m in messages if "type selector" in m or "chained" in m]
+    with pytest.raises(TemplateError) as caught:
+        lint(content, name, OUTLOOK)
+    assert (caught.value.file, caught.value.line) == (str(content.templates / name), 2)
