@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Protocol
 
 from renderer.build.output import EmailFiles, holdout_line
@@ -75,6 +76,7 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk) -> ChunkResult:
         holdouts=Counter(batch.holdouts()),
     )
     rejected = list(batch.rejected)
+    written: list[Rendered] = []
     email_field = job.plan.schema.email_field
     for start in range(0, len(batch), SUB_BATCH):
         part = batch.take(range(start, min(start + SUB_BATCH, len(batch))))
@@ -91,18 +93,22 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk) -> ChunkResult:
                 result.holdout += 1
             elif item is not None and item.row == row:
                 result.lines.append(job.files.write(item))
-                _count(result, item)
+                written.append(item)
                 item = next(rendered, None)
     result.rejected = sorted(rejected, key=lambda r: r.row)
+    _count(result, written)
     return result
 
 
-def _count(result: ChunkResult, item: Rendered) -> None:
-    result.rendered += 1
-    result.layouts.add(item.layout)
-    result.segments.update(s for s in item.segments if not s.startswith("block:"))
-    for key, name in item.variants.items():
-        result.variants.setdefault(key, Counter())[str(name)] += 1
+def _count(result: ChunkResult, written: list[Rendered]) -> None:
+    """Counts of the rendered recipients, once per chunk (not a call per recipient)."""
+    result.rendered = len(written)
+    result.layouts = {item.layout for item in written}
+    segments = Counter(chain.from_iterable(item.segments for item in written))
+    result.segments = Counter({s: n for s, n in segments.items() if not s.startswith("block:")})
+    pairs = Counter(chain.from_iterable(item.variants.items() for item in written))
+    for (key, name), count in pairs.items():
+        result.variants.setdefault(key, Counter())[str(name)] += count
 
 
 class Executor(Protocol):
