@@ -271,8 +271,11 @@ def prepare_fixtures(
     reuse, else the campaign's pre-pass runs here)."""
     fixtures = read_fixtures(campaign)
     schema = fixture_schema(campaign, fixtures)
-    valid = validate_fixtures(campaign, fixtures, schema) if fixtures else pd.DataFrame()
     moment = campaign.reference_time(as_of)
+    if not fixtures:  # no personas: the runtime alone (a preview may still want it)
+        runtime = CampaignRuntime(campaign, schema, moment, real)
+        return FixtureSet([], runtime, ValidatedChunk(pd.DataFrame(), []))
+    valid = validate_fixtures(campaign, fixtures, schema)
     if real is None and campaign.path(campaign.profiles.path).is_file():
         real = prepare_audience(audience_spec(campaign, schema), moment)
     audience = fixture_audience(campaign, fixtures, valid, schema, moment, real)
@@ -297,7 +300,7 @@ def fixture_audience(
         return real  # nothing audience-wide: the personas need no derived fields
     if real is None and not (spec.events or document.needs_population):
         return CampaignAudience(document, schema.id_field, spec.model_path)
-    ids = valid[schema.id_field].astype(str) if len(valid) else pd.Series([], dtype=str)
+    ids = valid[schema.id_field].astype(str)
     events = _fixture_events(campaign, fixtures, pd.Index(ids), as_of)
     population = valid
     models = load_cluster_models(spec.model_path) if document.clusters else {}

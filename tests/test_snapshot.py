@@ -169,6 +169,24 @@ def test_persona_events_need_an_events_source(tmp_path: Path) -> None:
     assert caught.value.line == 3
 
 
+def test_a_campaign_without_fixtures_has_no_personas(tmp_path: Path) -> None:
+    path = tiny_campaign(tmp_path)
+    path.write_text(TINY_CAMPAIGN.replace("fixtures: fixtures.yaml\n", ""), encoding="utf-8")
+    campaign = load_campaign(path)
+    assert load_fixtures(campaign) == [] and prepare_fixtures(campaign).names() == []
+    report = snapshot(campaign)
+    assert report.cases == [] and not report.differs
+    assert report.warnings == ["nothing to snapshot: add `fixtures:` to the campaign"]
+
+
+def test_cli_reports_a_bad_persona_as_an_error(tmp_path: Path) -> None:
+    path = tiny_campaign(tmp_path)
+    (tmp_path / "fixtures.yaml").write_text("ada:\n  profile: {first_name: Ada}\n  age: 3\n")
+    result = runner.invoke(app, ["snapshot", str(path)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "fixtures.yaml:3: persona 'ada': unknown key 'age'" in result.stderr
+
+
 # --- the normalizer ---------------------------------------------------------------------
 
 
