@@ -4,6 +4,7 @@ snapshots in Chromium, and the pytest plugin in a temporary project (pytester)."
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -177,6 +178,24 @@ def test_a_campaign_without_fixtures_has_no_personas(tmp_path: Path) -> None:
     report = snapshot(campaign)
     assert report.cases == [] and not report.differs
     assert report.warnings == ["nothing to snapshot: add `fixtures:` to the campaign"]
+
+
+def test_a_hostile_persona_stays_escaped_in_every_file(tmp_path: Path) -> None:
+    path = tiny_campaign(tmp_path)
+    hostile = "<script>alert('x')</script> {{ 7*7 }} \u202eevil\u202c \U0001f389 " + "long" * 300
+    (tmp_path / "fixtures.yaml").write_text(
+        f"hostile:\n  profile: {{first_name: {json.dumps(hostile, ensure_ascii=False)}}}\n",
+        encoding="utf-8",
+    )
+    report = snapshot(load_campaign(path), SnapshotOptions(update=True))
+    html = (report.folder / "hostile" / "default.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "{{ 7*7 }}" in html and "49" not in html  # data is never a template
+    assert "\U0001f389" in html and "\u202eevil" in html
+    summary = json.loads((report.folder / "hostile" / "default.json").read_text(encoding="utf-8"))
+    assert summary["subject"].startswith("Hi <script>")  # the subject is text, not HTML
+    again = snapshot(load_campaign(path))
+    assert not again.differs
 
 
 def test_cli_reports_a_bad_persona_as_an_error(tmp_path: Path) -> None:

@@ -82,26 +82,33 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def screenshot(browser: Any, html: str, width: int) -> bytes:
-    """The whole email drawn at ``width`` px, as PNG; every request is refused."""
+def new_page(browser: Any, width: int) -> Any:
+    """A page ``width`` px wide that refuses every request (the email's images too)."""
     page = browser.new_page(viewport={"width": width, "height": 800}, device_scale_factor=1)
-    try:
-        page.route("**/*", lambda route: route.abort())
-        page.set_content(html, wait_until="load")
-        data: bytes = page.screenshot(full_page=True, type="png", animations="disabled")
-        return data
-    finally:
-        page.close()
+    page.route("**/*", lambda route: route.abort())
+    return page
+
+
+def screenshot(page: Any, html: str) -> bytes:
+    """The whole email drawn in ``page``, as PNG."""
+    page.set_content(html, wait_until="load")
+    data: bytes = page.screenshot(full_page=True, type="png", animations="disabled")
+    return data
 
 
 def screenshots(htmls: Mapping[str, str], widths: tuple[int, ...] = WIDTHS) -> dict[str, bytes]:
-    """``{stem}.{width}.png`` to PNG bytes for every HTML and width, in one browser."""
+    """``{stem}.{width}.png`` to PNG bytes for every HTML and width, in one browser (one
+    page per width: a page drawn anew for each email gives the same pixels)."""
     shots: dict[str, bytes] = {}
     with chromium() as browser:
-        for stem, html in htmls.items():
-            for width in widths:
-                shots[f"{stem}.{width}.png"] = screenshot(browser, html, width)
-    return shots
+        for width in widths:
+            page = new_page(browser, width)
+            try:
+                for stem, html in htmls.items():
+                    shots[f"{stem}.{width}.png"] = screenshot(page, html)
+            finally:
+                page.close()
+    return dict(sorted(shots.items()))
 
 
 def _pixels(png: bytes) -> np.ndarray:
