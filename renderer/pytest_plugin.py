@@ -11,7 +11,8 @@ persona x variant of each (``mailsmith::<campaign>::<persona>[<variant>]``): it
 renders the email as ``mailsmith snapshot`` does and compares it with the stored
 snapshot files; a difference fails with the unified diff. One more item per
 campaign fails on orphaned snapshots. ``--snapshot-update`` (syrupy's flag, shared
-when syrupy is installed) writes new and changed snapshots and removes orphans.
+when syrupy is installed) writes new and changed snapshots and removes orphans;
+``--mailsmith-update`` does the same where syrupy is installed but not loaded.
 Items carry the ``mailsmith`` marker: ``-m "not mailsmith"`` leaves them out.
 
 It also offers the fixture ``email_snapshot``: syrupy's ``snapshot`` with
@@ -45,13 +46,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="campaign file whose snapshots to check (repeatable; default: [tool.mailsmith] "
         "campaigns in pyproject.toml)",
     )
-    if importlib.util.find_spec("syrupy") is None:  # syrupy's plugin adds the same flag
+    group.addoption(
+        "--mailsmith-update",
+        action="store_true",
+        default=False,
+        help="write new and changed email snapshots, remove orphaned ones "
+        "(what --snapshot-update does)",
+    )
+    if importlib.util.find_spec("syrupy") is not None:
+        # syrupy's plugin adds --snapshot-update (and it means the same); adding it here
+        # as well would break syrupy when it registers after this plugin
+        return
+    try:
         group.addoption(
             "--snapshot-update",
             action="store_true",
             default=False,
             help="write new and changed email snapshots, remove orphaned ones",
         )
+    except ValueError:  # another snapshot plugin added it already: share it
+        pass
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,7 +102,8 @@ def pytest_collection_modifyitems(
 
 
 def _update(config: pytest.Config) -> bool:
-    return bool(config.getoption("--snapshot-update", default=False))
+    shared = config.getoption("--snapshot-update", default=False)
+    return bool(shared or config.getoption("--mailsmith-update"))
 
 
 class CampaignSnapshots(pytest.Collector):
