@@ -19,6 +19,7 @@ from renderer.fixtures import prepare_fixtures
 from renderer.snapshots.cases import collect_cases
 from renderer.snapshots.normalize import normalize_html
 from renderer.snapshots.runner import SNAPSHOTS_DIFFER
+from renderer.specs import audience_spec, schema_of
 from segments.audience.prepass import prepare_audience
 
 pytest_plugins = ["pytester"]
@@ -124,12 +125,9 @@ def test_personas_use_the_real_audience_thresholds() -> None:
     campaign = load_campaign(demo_campaign_path())
     fixtures = prepare_fixtures(campaign)
     real = fixtures.runtime.audience.definitions["engaged"]["value"]
-    spec = fixtures.runtime.campaign
-    from renderer.specs import audience_spec, schema_of
-
-    schema = schema_of(spec)
+    schema = schema_of(campaign)
     assert schema is not None
-    expected = prepare_audience(audience_spec(spec, schema), spec.reference_time())
+    expected = prepare_audience(audience_spec(campaign, schema), campaign.reference_time())
     assert real == expected.definitions["engaged"]["value"]
     assert isinstance(real, float)
 
@@ -156,6 +154,20 @@ def test_a_bad_persona_is_located(tmp_path: Path, field: str, value: str, messag
     assert error.file == str(fixtures) and error.line == 8 and error.field == field
     assert "persona 'broken'" in error.message and message in error.message
     assert value not in error.message  # messages name fields, never values
+
+
+def test_fixtures_may_be_json(tmp_path: Path) -> None:
+    path = tiny_campaign(tmp_path)
+    path.write_text(TINY_CAMPAIGN.replace("fixtures.yaml", "fixtures.json"), encoding="utf-8")
+    personas = {"ada": {"profile": {"first_name": "Ada"}}, "bad": {"profile": {"nope": 1}}}
+    text = json.dumps(personas, indent=2)
+    (tmp_path / "fixtures.json").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="persona 'bad': profile.nope") as caught:
+        load_fixtures(load_campaign(path))
+    assert caught.value.line == text.splitlines().index('      "nope": 1') + 1
+    del personas["bad"]
+    (tmp_path / "fixtures.json").write_text(json.dumps(personas), encoding="utf-8")
+    assert [f.name for f in load_fixtures(load_campaign(path))] == ["ada"]
 
 
 def test_persona_events_need_an_events_source(tmp_path: Path) -> None:
