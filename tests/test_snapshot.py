@@ -3,10 +3,13 @@ snapshots in Chromium, and the pytest plugin in a temporary project (pytester)."
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import json
 import shutil
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,8 +18,8 @@ from typer.testing import CliRunner
 from cli import app
 from renderer import ConfigError, SnapshotOptions, load_campaign, load_fixtures, snapshot
 from renderer.campaign import demo_campaign_path, shipped_dir
-from renderer.fixtures import prepare_fixtures
-from renderer.snapshots.cases import collect_cases
+from renderer.fixtures import FixtureSet, prepare_fixtures
+from renderer.snapshots.cases import fixture_cases
 from renderer.snapshots.normalize import normalize_html
 from renderer.snapshots.runner import SNAPSHOTS_DIFFER
 from renderer.specs import audience_spec, schema_of
@@ -90,10 +93,16 @@ def digest(folder: Path) -> dict[str, str]:
 # --- fixtures ---------------------------------------------------------------------------
 
 
+@functools.cache
+def demo_fixtures() -> FixtureSet:
+    """The demo's personas, prepared once for the tests that only read them."""
+    return prepare_fixtures(load_campaign(demo_campaign_path()))
+
+
 def test_demo_personas_show_every_block_and_its_fallback() -> None:
     campaign = load_campaign(demo_campaign_path())
     assert [f.name for f in load_fixtures(campaign)][:2] == ["vip_new_york", "vip_without_name"]
-    cases = collect_cases(campaign)
+    cases = list(fixture_cases(demo_fixtures()))
     blocks = {b.block for b in cases[0].blocks}
     shown = {b.block for case in cases for b in case.blocks if b.shown}
     assert (
@@ -123,7 +132,7 @@ def test_demo_personas_show_every_block_and_its_fallback() -> None:
 
 def test_personas_use_the_real_audience_thresholds() -> None:
     campaign = load_campaign(demo_campaign_path())
-    fixtures = prepare_fixtures(campaign)
+    fixtures = demo_fixtures()
     real = fixtures.runtime.audience.definitions["engaged"]["value"]
     schema = schema_of(campaign)
     assert schema is not None
@@ -352,6 +361,13 @@ def test_visual_change_detected_and_sub_pixel_change_ignored(tmp_path: Path) -> 
 # --- the pytest plugin ------------------------------------------------------------------
 
 
+def test_the_plugin_is_registered_for_pytest() -> None:
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    module = pyproject["project"]["entry-points"]["pytest11"]["mailsmith"]
+    plugin = importlib.import_module(module)
+    assert callable(plugin.pytest_addoption) and callable(plugin.pytest_collection_modifyitems)
+
+
 def plugin_project(pytester: pytest.Pytester) -> Path:
     tiny_campaign(pytester.path / "emails")
     pytester.makepyprojecttoml('[tool.mailsmith]\ncampaigns = ["emails/campaign.yaml"]\n')
@@ -359,7 +375,7 @@ def plugin_project(pytester: pytest.Pytester) -> Path:
         test_hand_written=textwrap.dedent(
             """
             from renderer import load_campaign
-            from renderer.fixtures import prepare_fixtures
+            from renderer.fixtures import FixtureSet, prepare_fixtures
 
             def test_ada(email_snapshot):
                 fixtures = prepare_fixtures(load_campaign("emails/campaign.yaml"))
