@@ -245,6 +245,12 @@ def test_normalized_html_ignores_cosmetic_changes_only() -> None:
     assert normalize_html(a.replace("red", "blue")) != normalize_html(a)
 
 
+def test_preformatted_text_keeps_its_whitespace() -> None:
+    source = "<pre>a  b\n  c</pre>"
+    assert normalize_html(source) == "<pre>\na  b\n  c\n</pre>\n"
+    assert normalize_html(source.replace("a  b", "a b")) != normalize_html(source)
+
+
 def test_conditional_comments_are_laid_out_too() -> None:
     source = "<!--[if mso | IE]><table><tr><td><![endif]--><p>x</p>"
     assert normalize_html(source).splitlines() == [

@@ -4,7 +4,8 @@
 attributes sorted by name, whitespace collapsed in text, attribute values and
 inline styles (``a:b;c:d`` becomes ``a: b; c: d``), character references decoded
 (a non-breaking space is written ``&nbsp;``), one CSS rule per line in ``<style>``,
-and the markup inside Outlook's conditional comments laid out like any other.
+and the markup inside Outlook's conditional comments laid out like any other
+(the text of ``<pre>`` and ``<textarea>`` stays as written, unindented: it shows).
 What a minifier may change without changing what a reader sees (line breaks,
 indentation, attribute order, ``&#39;`` or ``'``) leaves the result alone; any
 visible change (a word, an attribute value, a tag) shows as a changed line.
@@ -20,6 +21,7 @@ import re
 from html.parser import HTMLParser
 
 VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
+PREFORMATTED = frozenset({"pre", "textarea"})
 INDENT = "  "
 _SPACE_RE = re.compile(r"[ \t\n\r\f]+")  # HTML's whitespace: not U+00A0, which shows
 _CONDITIONAL_RE = re.compile(r"^(\[if [^\]]*\]>)(.*?)(<!\[endif\])$", re.DOTALL)
@@ -104,6 +106,10 @@ class _Normalizer(HTMLParser):
                 level -= line.startswith("}")
                 self.emit(line, self.depth + max(level, 0))
                 level += line.endswith("{")
+            return
+        if PREFORMATTED.intersection(self.stack):  # its whitespace shows: kept as written
+            for line in data.split("\n"):
+                self.emit(_text(line).rstrip() or "", 0)
             return
         text = collapse(data)
         if text:
