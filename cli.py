@@ -55,6 +55,7 @@ err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 VERSION = "0.1.0"  # shown when mailsmith runs from a source tree that is not installed
 TOO_MANY_REJECTED = 6
+SNAPSHOTS_DIFFER = 9  # mailsmith snapshot: a snapshot is new, changed or orphaned
 INTERRUPTED = 130  # Ctrl-C or SIGTERM, as shells report a SIGINT
 
 CampaignArg = Annotated[
@@ -592,6 +593,37 @@ def _print_report(report: AbReport) -> None:
     out.print(table)
     for note in renderer.ab_notes(report):
         err.print(f"note: {note}")
+
+
+@app.command()
+def snapshot(
+    campaign: CampaignArg = None,
+    update: Annotated[bool, typer.Option(help="Write new and changed snapshots.")] = False,
+    prune: Annotated[bool, typer.Option(help="Remove snapshots no persona makes.")] = False,
+    profile: Annotated[
+        list[str] | None, typer.Option("--profile", "-p", help="Add a real profile (repeatable).")
+    ] = None,
+    visual: Annotated[
+        bool, typer.Option(help="Compare screenshots too (Chromium at 600 and 375 px).")
+    ] = False,
+    tolerance: Annotated[
+        float | None, typer.Option(help="Share of pixels a screenshot may change (1e-5).")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Folder of the visual report.")] = None,
+    as_of: AsOf = None,
+) -> None:
+    """Compare each persona x variant email with its snapshot in __snapshots__/ beside the
+    campaign; exit 9 when any is new, changed or orphaned (--update writes them)."""
+    chosen = _run(lambda: _campaign(campaign))
+    options = renderer.SnapshotOptions(
+        update, prune, tuple(profile or ()), _utc(as_of), visual, tolerance, report
+    )
+    result = _run(lambda: renderer.snapshot(chosen, options))
+    sys.stdout.write("".join(line + "\n" for line in result.lines()))
+    for warning in result.warnings:
+        err.print(f"warning: {warning}")
+    if result.differs:
+        raise typer.Exit(SNAPSHOTS_DIFFER)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ The public API, one function per CLI command::
     render_profile / render_segment mailsmith render --profile / --segment
     segment_report / explain_profile mailsmith segments / segments --explain
     ab_report / ab_reports_html     mailsmith ab report (--html)
+    snapshot                        mailsmith snapshot (personas from load_fixtures)
 
 plus the campaign loaders, the options and result types, and the error tree.
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from renderer.campaign import load_campaign as load_campaign
     from renderer.compile.template import CompiledTemplate as CompiledTemplate
     from renderer.compile.template import compile_template as compile_template
+    from renderer.fixtures import Fixture as Fixture
+    from renderer.fixtures import load_fixtures as load_fixtures
     from renderer.naive import NaivePipeline as NaivePipeline
     from renderer.preview import render_profile as render_profile
     from renderer.preview import render_segment as render_segment
@@ -55,6 +58,9 @@ if TYPE_CHECKING:
     from renderer.reports.tables import summary_rows as summary_rows
     from renderer.runtime import CampaignRuntime as CampaignRuntime
     from renderer.runtime import Rendered as Rendered
+    from renderer.snapshots.runner import SnapshotOptions as SnapshotOptions
+    from renderer.snapshots.runner import SnapshotReport as SnapshotReport
+    from renderer.snapshots.runner import snapshot as snapshot
     from renderer.specs import inferred_types as inferred_types
     from segments.errors import AudienceWarningError as AudienceWarningError
     from segments.errors import ConfigError as ConfigError
@@ -85,6 +91,8 @@ __all__ = [
     "render_segment",
     "segment_report",
     "shown",
+    "snapshot",
+    "load_fixtures",
     "summary_rows",
     "too_many_rejected",
     "AbReport",
@@ -104,6 +112,9 @@ __all__ = [
     "SegmentRuleError",
     "TemplateError",
     "UndefinedFieldError",
+    "Fixture",
+    "SnapshotOptions",
+    "SnapshotReport",
 ]
 
 # name -> (module, attribute): where each lazily resolved name lives.
@@ -143,6 +154,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "render_segment": ("renderer.preview", "render_segment"),
     "segment_report": ("renderer.reports.segments", "segment_report"),
     "too_many_rejected": ("renderer.build.driver", "too_many_rejected"),
+    "snapshot": ("renderer.snapshots.runner", "snapshot"),
+    "SnapshotOptions": ("renderer.snapshots.runner", "SnapshotOptions"),
+    "SnapshotReport": ("renderer.snapshots.runner", "SnapshotReport"),
+    "load_fixtures": ("renderer.fixtures", "load_fixtures"),
+    "Fixture": ("renderer.fixtures", "Fixture"),
 }
 
 # Names exported before the API was curated, still importable for existing callers

@@ -155,6 +155,9 @@ class Campaign(_Model):
     events: EventsSpec | None = None
     features: FeatureConfig | None = None
     drift: DriftSpec | None = None
+    fixtures: str | None = Field(
+        default=None, description="YAML or JSON file of named personas (renderer/fixtures.py)."
+    )
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
     inferred: tuple[str, ...] = Field(

@@ -44,6 +44,12 @@ def test_renderer_exports() -> None:
         "ab_rows",
         "ab_notes",
         "shown",
+        # mailsmith snapshot
+        "snapshot",
+        "SnapshotOptions",
+        "SnapshotReport",
+        "load_fixtures",
+        "Fixture",
         # campaigns
         "Campaign",
         "load_campaign",
