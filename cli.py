@@ -22,22 +22,19 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 # The library's public API, resolved lazily: pandas, scipy, Jinja and MJML load
 # when a command first uses them, so --help, --version and usage errors are instant.
+import cli_output
 import renderer
 
 if TYPE_CHECKING:
     from renderer import (
-        AbReport,
         BuildOptions,
         Campaign,
         CampaignBuild,
-        ProfileExplanation,
         Rendered,
-        SegmentReport,
     )
 
 app = typer.Typer(
@@ -47,11 +44,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rich panels cost 0.2 s (docs/performance.md)
 )
-# Everything printed is literal (file names, messages and profile values may hold
-# "[...]", which rich would take for markup) and never wrapped (a wrapped path or
-# message cannot be copied or grepped); tables still fit the terminal.
-out = Console(markup=False, soft_wrap=True)
-err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+out, err = cli_output.out, cli_output.err  # literal, never wrapped: see cli_output.py
 T = TypeVar("T")
 VERSION = "0.1.0"  # shown when mailsmith runs from a source tree that is not installed
 TOO_MANY_REJECTED = 6
@@ -270,7 +263,7 @@ def build(
         for name, kind in _run(lambda: renderer.inferred_types(chosen)).items():
             err.print(f"inferred {name}: {kind}")
     run = _run(lambda: _drive(chosen, options, quiet))
-    _print_summary(run.summary, chosen)
+    cli_output.print_summary(run.summary, chosen)
     problem = _rejection_problem(run.summary, max_rejected)
     if problem:
         _fail(f"{problem}; see {run.out / 'errors.jsonl'}", TOO_MANY_REJECTED)
@@ -350,50 +343,6 @@ def _drive_build(campaign: Campaign, options: BuildOptions, quiet: bool) -> Camp
         fitted = ", ".join(run.audience.fitted)
         err.print(f"Fitted cluster model(s) {fitted}; saved to {run.audience.model_path}")
     return run
-
-
-def _summary_table(summary: dict[str, Any]) -> Table:
-    """Where every input row went (reasons of rejection included), segments, experiments."""
-    table = Table(title=f"{summary['campaign']} ({summary['template']}, as of {summary['as_of']})")
-    table.add_column("", style="bold")
-    table.add_column("count", justify="right")
-    table.add_column("share", justify="right")
-    for row in renderer.summary_rows(summary):
-        if row is None:
-            table.add_section()
-        else:
-            table.add_row(*row)
-    return table
-
-
-def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
-    out.print(_summary_table(summary))
-    timing = summary["timing"]
-    accounted = sum(
-        summary.get(k, 0) for k in ("rendered", "rejected", "holdout", "excluded", "not_sampled")
-    )
-    out.print(
-        f"{summary['rendered']} emails in {timing['duration_seconds']} s "
-        f"({timing['recipients_per_second']} rows/s); "
-        f"{summary['layouts_used']} layout(s), each compiled once."
-    )
-    if not summary["input_rows"]:
-        source = campaign.path(campaign.profiles.path)
-        err.print(f"Warning: {source} has no profile rows; nothing was rendered")
-    if accounted == summary["input_rows"]:
-        out.print(
-            "Reconciled: input rows = rendered + rejected + holdout + excluded + not sampled."
-        )
-    else:
-        err.print(f"WARNING: {summary['input_rows']} input rows but {accounted} accounted for")
-    events = summary.get("events")
-    if events:
-        out.print(
-            f"Events: {events['accepted']} of {events['rows']} rows used, {events['rejected']} "
-            f"rejected (see events_errors.jsonl)."
-        )
-    for warning in summary.get("warnings", []):
-        err.print(f"warning: {warning}")
 
 
 @app.command()
@@ -479,10 +428,12 @@ def segments_command(
     """Every segment's size, share and flags; exclusive groups; clusters; or one profile."""
     chosen = _run(lambda: _campaign(campaign))
     if explain is not None:
-        _print_explanation(_run(lambda: renderer.explain_profile(chosen, explain, _utc(as_of))))
+        cli_output.print_explanation(
+            _run(lambda: renderer.explain_profile(chosen, explain, _utc(as_of)))
+        )
         return
     result = _run(lambda: renderer.segment_report(chosen, _utc(as_of), refit=refit))
-    _print_segments(result)
+    cli_output.print_segments(result)
     if report is not None:
         page = _run(lambda: result.to_html(x=x, y=y))
         _run(lambda: _write(report, page))
@@ -491,64 +442,6 @@ def segments_command(
         _run(result.raise_for_warnings)
     for warning in result.warnings:
         err.print(f"warning: {warning}")
-
-
-def _print_segments(report: SegmentReport) -> None:
-    table = Table(title=f"{report.campaign}: {report.profiles} profiles as of {report.as_of}")
-    for column in ("segment", "size", "share", "minimum", "flags"):
-        table.add_column(column, justify="right" if column in ("size", "share") else "left")
-    for row in report.segments:
-        table.add_row(
-            row.name, str(row.size), f"{row.share:.1%}", f"{row.minimum} ({row.limit})",
-            ", ".join(row.flags),
-        )  # fmt: skip
-    out.print(table)
-    for group in report.groups:
-        counts = Table(title=f"exclusive group {group.name} (in priority order)")
-        counts.add_column("label")
-        counts.add_column("profiles", justify="right")
-        for label, count in [*group.counts.items(), ("(unassigned)", group.unassigned)]:
-            counts.add_row(label, str(count))
-        out.print(counts)
-    for cluster in report.clusters:
-        how = "fitted now" if cluster.fitted else "loaded"
-        title = (f"cluster {cluster.name}", "bold")
-        out.print(Text.assemble(title, f" (k = {cluster.k}, {how}: {cluster.model_file})"))
-        for line in cluster.descriptions:
-            out.print(f"  {line}", highlight=False)
-    for threshold in report.thresholds:
-        out.print(f"percentile: {threshold.segment}: {threshold.field} {threshold.op} {threshold}")
-    if report.events:
-        events = report.events
-        out.print(
-            f"events: {events['accepted']} of {events['rows']} used, {events['rejected']} rejected"
-        )
-
-
-def _print_explanation(result: ProfileExplanation) -> None:
-    shown = renderer.shown
-    out.print(Text.assemble((f"Profile {result.profile_id}", "bold"), f" as of {result.as_of}"))
-    for check in result.segments:
-        verdict = ("yes", "green") if check.matched else ("no", "red")
-        table = Table(title=Text.assemble(f"{check.name}: ", verdict), title_justify="left")
-        for column in ("field", "op", "threshold", "value", "matched"):
-            table.add_column(column)
-        for cond in check.conditions:
-            threshold = "" if cond.op in ("exists", "missing") else shown(cond.threshold)
-            if cond.percentile:
-                threshold = f"{cond.percentile} = {threshold}"
-            table.add_row(
-                cond.field,
-                cond.op,
-                threshold,
-                renderer.shown(cond.actual),
-                "yes" if cond.matched else "no",
-            )
-        for name, hit in check.uses.items():
-            table.add_row(f"segment {name}", "", "", "", "yes" if hit else "no")
-        out.print(table)
-    for name, label in {**result.groups, **result.clusters}.items():
-        out.print(f"{name}: {label if label is not None else '(none)'}", highlight=False)
 
 
 ab_app = typer.Typer(help="A/B test results.", no_args_is_help=True, rich_markup_mode=None)
@@ -577,22 +470,10 @@ def ab_report_command(
         )
     )
     for report in reports:
-        _print_report(report)
+        cli_output.print_report(report)
     if html is not None:
         _run(lambda: _write(html, renderer.ab_reports_html(reports)))
         err.print(f"Wrote {html}")
-
-
-def _print_report(report: AbReport) -> None:
-    table = Table(title=f"{report.experiment}: {report.verdict}")
-    for column in renderer.AB_COLUMNS:
-        left = column in ("metric", "variant", "verdict")
-        table.add_column(column, justify="left" if left else "right")
-    for row in renderer.ab_rows(report):
-        table.add_row(*row)
-    out.print(table)
-    for note in renderer.ab_notes(report):
-        err.print(f"note: {note}")
 
 
 @app.command()

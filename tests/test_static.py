@@ -34,5 +34,5 @@ def test_ruff(command: tuple[str, ...]) -> None:
 def test_mypy_strict(tmp_path: Path) -> None:
     # strictness comes from [tool.mypy] in pyproject.toml
     cache = str(tmp_path / "mypy-cache")
-    result = _run("mypy", "--cache-dir", cache, "cli.py", "renderer", "segments")
+    result = _run("mypy", "--cache-dir", cache, "cli.py", "cli_output.py", "renderer", "segments")
     assert result.returncode == 0, result.stdout + result.stderr
