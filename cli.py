@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -224,6 +225,14 @@ def build(
             "(they are deleted with it).",
         ),
     ] = False,
+    no_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-check",
+            help="Skip the static part of `mailsmith check`, which otherwise refuses to "
+            "start (exit 8) on errors such as a misspelled field.",
+        ),
+    ] = False,
 ) -> None:
     """Render every recipient of a campaign into files, a manifest and a summary."""
     # long: over 60 lines for its options only: the body parses them, makes one build, prints.
@@ -251,20 +260,12 @@ def build(
             refit=refit,
             baseline=baseline,
             force=force,
+            check=not no_check,
         )
 
     def load() -> Campaign:
-        if template is not None and profiles is not None:
-            return renderer.adhoc_campaign(
-                template,
-                profiles,
-                segments,
-                subject=subject,
-                delimiter="\t" if delimiter in ("tab", "\\t") else delimiter,
-                encoding=encoding,
-                schema=schema,
-            )
-        return _campaign(campaign)
+        adhoc = _Adhoc(template, profiles, segments, subject, delimiter, encoding, schema)
+        return _load_campaign(campaign, adhoc)
 
     options = _run(parse)
     chosen = _run(load)
@@ -276,6 +277,36 @@ def build(
     problem = _rejection_problem(run.summary, max_rejected)
     if problem:
         _fail(f"{problem}; see {run.out / 'errors.jsonl'}", TOO_MANY_REJECTED)
+
+
+@dataclass
+class _Adhoc:
+    """The ad-hoc options ``build`` and ``check`` share (``--template`` ...)."""
+
+    template: Path | None
+    profiles: Path | None
+    segments: Path | None
+    subject: str
+    delimiter: str
+    encoding: str
+    schema: Path | None
+
+
+def _load_campaign(campaign: Path | None, adhoc: _Adhoc) -> Campaign:
+    """The campaign file, or the ad-hoc campaign the options describe."""
+    if (adhoc.template is None) != (adhoc.profiles is None):
+        raise renderer.ConfigError("an ad-hoc campaign needs both --template and --profiles")
+    if adhoc.template is not None and adhoc.profiles is not None:
+        return renderer.adhoc_campaign(
+            adhoc.template,
+            adhoc.profiles,
+            adhoc.segments,
+            subject=adhoc.subject,
+            delimiter="\t" if adhoc.delimiter in ("tab", "\\t") else adhoc.delimiter,
+            encoding=adhoc.encoding,
+            schema=adhoc.schema,
+        )
+    return _campaign(campaign)
 
 
 def _rejection_problem(summary: dict[str, Any], max_rejected: str | None) -> str | None:
@@ -396,6 +427,49 @@ def _print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
         )
     for warning in summary.get("warnings", []):
         err.print(f"warning: {warning}")
+
+
+@app.command()
+def check(
+    campaign: CampaignArg = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table (default), json, or github (annotations).")
+    ] = "table",
+    strict: Annotated[bool, typer.Option(help="Fail (exit 8) on warnings too.")] = False,
+    as_of: AsOf = None,
+    template: Annotated[Path | None, typer.Option(help="Ad-hoc: an MJML template file.")] = None,
+    profiles: Annotated[Path | None, typer.Option(help="Ad-hoc: the profiles file.")] = None,
+    segments: Annotated[Path | None, typer.Option(help="Ad-hoc: a segments YAML file.")] = None,
+    subject: Annotated[str, typer.Option(help="Ad-hoc: the subject (Jinja).")] = "",
+    delimiter: Annotated[str, typer.Option(help="Ad-hoc: the CSV field separator.")] = ",",
+    encoding: Annotated[str, typer.Option(help="Ad-hoc: the profiles' text encoding.")] = "utf-8",
+    schema: Annotated[Path | None, typer.Option(help="Ad-hoc: field types (YAML).")] = None,
+) -> None:
+    """Lint a campaign before sending: names, data, rendered emails. Exit 8 on errors."""
+    if fmt not in ("table", "json", "github"):
+        _fail(f"--format {fmt!r}: use table, json or github", 2)
+    adhoc = _Adhoc(template, profiles, segments, subject, delimiter, encoding, schema)
+    chosen = _run(lambda: _load_campaign(campaign, adhoc))
+    report = _run(lambda: renderer.check_campaign(chosen, as_of=_utc(as_of)))
+    if fmt == "table":
+        _print_findings(report)
+    else:
+        sys.stdout.write(renderer.format_findings(report.findings, fmt))
+    raise typer.Exit(report.exit_code(strict))
+
+
+def _print_findings(report: renderer.CheckReport) -> None:
+    for file, findings in renderer.findings_by_file(report.findings).items():
+        table = Table(title=file, title_justify="left")
+        for column in ("line", "severity", "rule", "message", "hint"):
+            table.add_column(column, justify="right" if column == "line" else "left")
+        for f in findings:
+            table.add_row(str(f.line or ""), f.severity.value, f.rule, f.message, f.hint)
+        out.print(table)
+    out.print(
+        f"{report.campaign}: {report.errors} error(s), {report.warnings} warning(s) over "
+        f"{report.representatives} representative email(s); {report.ignored} ignored."
+    )
 
 
 @app.command()

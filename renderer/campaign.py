@@ -132,7 +132,7 @@ class CheckSpec(_Model):
     """``check:``: settings of ``mailsmith check`` for this campaign."""
 
     ignore: list[str] = Field(default_factory=list, description="Rule ids switched off.")
-    clients: list[str] | None = Field(None, description="Email clients the CSS must suit.")
+    clients: list[str] | None = Field(default=None, description="Email clients the CSS must suit.")
 
 
 class PathsSpec(_Model):
@@ -162,7 +162,7 @@ class Campaign(_Model):
     events: EventsSpec | None = None
     features: FeatureConfig | None = None
     drift: DriftSpec | None = None
-    check: CheckSpec = Field(default_factory=CheckSpec)
+    check: CheckSpec = CheckSpec()
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
     inferred: tuple[str, ...] = Field(

@@ -44,6 +44,14 @@ def test_renderer_exports() -> None:
         "ab_rows",
         "ab_notes",
         "shown",
+        # mailsmith check
+        "check_campaign",
+        "CheckReport",
+        "Finding",
+        "Severity",
+        "format_findings",
+        "findings_by_file",
+        "CheckFailedError",
         # campaigns
         "Campaign",
         "load_campaign",
