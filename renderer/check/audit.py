@@ -85,7 +85,7 @@ def _printed(body: list[nodes.Node], guards: set[str]) -> Iterator[tuple[str, no
 def _tested(test: nodes.Node) -> set[str]:
     """Fields a condition reads: a true test means they hold a value (``if city``,
     ``has_fields('city')``, ``city is defined``)."""
-    names = {n.name for n in test.find_all(nodes.Name)}
+    names = {n.name for n in [test, *test.find_all(nodes.Name)] if isinstance(n, nodes.Name)}
     for call in test.find_all(nodes.Call):
         if isinstance(call.node, nodes.Name) and call.node.name == "has_fields":
             names |= {a.value for a in call.args if isinstance(a, nodes.Const)}
@@ -127,8 +127,10 @@ def count_missing(campaign: Campaign, fields: set[str]) -> tuple[int, dict[str, 
 def _missing(column: pd.Series) -> pd.Series:
     """Missing as the renderer sees it: null, or text that is empty after trimming."""
     empty = column.isna()
-    if column.dtype == object:
-        empty |= column.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+    if column.dtype == object:  # mixed values (JSONL): only text can be blank
+        return empty | column.map(lambda v: isinstance(v, str) and not v.strip()).astype(bool)
+    if pd.api.types.is_string_dtype(column.dtype):
+        return empty | column.str.strip().eq("").fillna(False).astype(bool)
     return empty
 
 

@@ -126,7 +126,7 @@ def _header_sources(campaign: Campaign) -> Iterator[Source]:
     lines = data if isinstance(data, LineDict) else LineDict()
     for key in HEADER_KEYS:
         text = getattr(campaign, key) or ""
-        if text:
+        if text or key in lines:  # an empty one too: a finding about it needs its line
             yield Source(campaign.file, text, line_at(lines, [key]) or 1, key)
     for e, experiment in enumerate(campaign.experiments):
         for v, variant in enumerate(experiment.get("variants") or []):
