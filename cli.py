@@ -15,7 +15,6 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -264,8 +263,10 @@ def build(
         )
 
     def load() -> Campaign:
-        adhoc = _Adhoc(template, profiles, segments, subject, delimiter, encoding, schema)
-        return _load_campaign(campaign, adhoc)
+        return _load_campaign(
+            campaign, template, profiles, segments=segments, subject=subject,
+            delimiter=delimiter, encoding=encoding, schema=schema,
+        )  # fmt: skip
 
     options = _run(parse)
     chosen = _run(load)
@@ -279,33 +280,16 @@ def build(
         _fail(f"{problem}; see {run.out / 'errors.jsonl'}", TOO_MANY_REJECTED)
 
 
-@dataclass
-class _Adhoc:
-    """The ad-hoc options ``build`` and ``check`` share (``--template`` ...)."""
-
-    template: Path | None
-    profiles: Path | None
-    segments: Path | None
-    subject: str
-    delimiter: str
-    encoding: str
-    schema: Path | None
-
-
-def _load_campaign(campaign: Path | None, adhoc: _Adhoc) -> Campaign:
-    """The campaign file, or the ad-hoc campaign the options describe."""
-    if (adhoc.template is None) != (adhoc.profiles is None):
+def _load_campaign(
+    campaign: Path | None, template: Path | None, profiles: Path | None, **adhoc: Any
+) -> Campaign:
+    """The campaign file, or the ad-hoc campaign of ``--template`` and ``--profiles``."""
+    if (template is None) != (profiles is None):
         raise renderer.ConfigError("an ad-hoc campaign needs both --template and --profiles")
-    if adhoc.template is not None and adhoc.profiles is not None:
-        return renderer.adhoc_campaign(
-            adhoc.template,
-            adhoc.profiles,
-            adhoc.segments,
-            subject=adhoc.subject,
-            delimiter="\t" if adhoc.delimiter in ("tab", "\\t") else adhoc.delimiter,
-            encoding=adhoc.encoding,
-            schema=adhoc.schema,
-        )
+    if template is not None and profiles is not None:
+        if adhoc.get("delimiter") in ("tab", "\\t"):
+            adhoc["delimiter"] = "\t"
+        return renderer.adhoc_campaign(template, profiles, **adhoc)
     return _campaign(campaign)
 
 
@@ -448,8 +432,9 @@ def check(
     """Lint a campaign before sending: names, data, rendered emails. Exit 8 on errors."""
     if fmt not in ("table", "json", "github"):
         _fail(f"--format {fmt!r}: use table, json or github", 2)
-    adhoc = _Adhoc(template, profiles, segments, subject, delimiter, encoding, schema)
-    chosen = _run(lambda: _load_campaign(campaign, adhoc))
+    adhoc = {"segments": segments, "subject": subject, "delimiter": delimiter}
+    adhoc |= {"encoding": encoding, "schema": schema}
+    chosen = _run(lambda: _load_campaign(campaign, template, profiles, **adhoc))
     report = _run(lambda: renderer.check_campaign(chosen, as_of=_utc(as_of)))
     if fmt == "table":
         _print_findings(report)
