@@ -299,3 +299,31 @@ def test_cli_build_refuses_and_no_check_skips(tmp_path: Path) -> None:
     assert "unknown-name" in result.stderr and not out.exists()
     result = runner.invoke(cli.app, ["build", str(path), "--out", str(out), "-q", "--no-check"])
     assert result.exit_code == 0, result.output
+
+
+def test_cli_check_ad_hoc(tmp_path: Path) -> None:
+    body = CLEAN_BODY.replace("first_name | fallback", "frist_name | fallback")
+    make_campaign(tmp_path, body)
+    template, profiles = tmp_path / "templates" / "t.mjml", tmp_path / "profiles.csv"
+    args = ["check", "--template", str(template), "--profiles", str(profiles)]
+    result = CliRunner().invoke(cli.app, [*args, "--format", "json"])
+    assert result.exit_code == 8, result.output
+    first, second = json.loads(result.stdout)
+    assert (first["rule"], first["line"]) == ("unknown-name", 5)
+    assert first["hint"] == "did you mean 'first_name'?"
+    # an ad-hoc campaign has no unsubscribe URL: every recipient would be rejected
+    assert (second["line"], second["hint"]) == (6, "set `unsubscribe_url:` in the campaign file")
+
+
+def test_rules_hook_reports_and_ignores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from renderer.check import runner
+
+    def custom(context: runner.CheckContext) -> list[Finding]:
+        file = context.assembled.file
+        return [Finding(file, 4, "custom", Severity.WARNING, "seen", "")]
+
+    monkeypatch.setattr(runner, "RULES", [custom])
+    path = make_campaign(tmp_path, CLEAN_BODY)
+    assert at(check_campaign(load_campaign(path)).findings, "custom") == [("t.mjml", 4)]
+    path = make_campaign(tmp_path, CLEAN_BODY, check={"ignore": ["custom"]})
+    assert check_campaign(load_campaign(path)).findings == []

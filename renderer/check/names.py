@@ -133,6 +133,10 @@ def _did_you_mean(name: str, candidates: set[str] | Mapping[str, Any], what: str
     guess = closest(name, candidates)
     if guess is not None:
         return f"did you mean '{guess}'?"
+    if name == "unsubscribe_url":
+        return "set `unsubscribe_url:` in the campaign file"
+    if len(candidates) > 12:
+        return f"no {what[:-1] if what.endswith('s') else what} is close: check the spelling"
     return f"known {what}: {', '.join(sorted(candidates)) or '(none)'}"
 
 

@@ -54,6 +54,7 @@ class CheckContext:
 
     campaign: Campaign
     sources: CampaignSources
+    assembled: AssembledTemplate  # as the designer wrote it, every block in place
     runtime: CampaignRuntime | None = None
     emails: list[Rendered] = field(default_factory=list)
 
@@ -107,6 +108,7 @@ def error_finding(exc: MailsmithError, campaign: Campaign) -> Finding:
 class _Static:
     findings: list[Finding]
     sources: CampaignSources | None = None
+    assembled: AssembledTemplate | None = None
     tokens: list[BareToken] = field(default_factory=list)  # for the data audit
 
 
@@ -135,7 +137,7 @@ def _static(campaign: Campaign) -> _Static:
     findings += subject_source_findings(sources)
     guards = {spec.file: set(spec.fields) for spec in assembled.blocks.values()}
     tokens = bare_tokens(parsed, optional_fields(scope.fields), guards)
-    return _Static(findings, sources, tokens)
+    return _Static(findings, sources, assembled, tokens)
 
 
 def _kept(
@@ -182,13 +184,17 @@ def check_campaign(campaign: Campaign, *, as_of: datetime | None = None) -> Chec
     static = _static(campaign)
     findings = list(static.findings)
     count = 0
-    if static.sources is not None and not any(f.severity is Severity.ERROR for f in findings):
+    if (
+        static.sources is not None
+        and static.assembled is not None
+        and not any(f.severity is Severity.ERROR for f in findings)
+    ):
         try:
             findings += audit_findings(campaign, static.tokens)
             runtime, emails = representatives(campaign, as_of)
             count = len(emails)
             findings += rendered_findings(emails, static.sources, campaign)
-            context = CheckContext(campaign, static.sources, runtime, emails)
+            context = CheckContext(campaign, static.sources, static.assembled, runtime, emails)
             for rule in RULES:
                 findings += rule(context)
         except MailsmithError as exc:
