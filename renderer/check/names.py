@@ -26,6 +26,7 @@ from renderer.check.sources import Source, closest
 from renderer.content import ContentFolders, split_front_matter
 from renderer.runtime import load_experiments
 from renderer.specs import schema_of, segment_document
+from segments.errors import SegmentRuleError
 from segments.features.scores import FEATURE_TYPES
 from segments.yamlsrc import LineDict
 
@@ -71,6 +72,14 @@ def name_scope(campaign: Campaign, env: SandboxedEnvironment) -> NameScope:
     derived |= {spec.name for spec in document.clusters}
     derived |= {group.name for group in document.exclusive}
     derived |= {name for e in experiments for v in e.variants for name in v.tokens}
+    for group in document.exclusive:  # as the audience stage refuses it, before any read
+        if group.name in specs:
+            raise SegmentRuleError(
+                f"exclusive group '{group.name}' has the name of a profile field",
+                file=group.file,
+                line=group.line,
+                hint="the group becomes a field of that name: rename the group",
+            )
     segments = {*document.segment_names, *(c for g in document.exclusive for c in g.columns)}
     return NameScope(
         fields=specs,

@@ -110,6 +110,7 @@ class _Static:
     sources: CampaignSources | None = None
     assembled: AssembledTemplate | None = None
     tokens: list[BareToken] = field(default_factory=list)  # for the data audit
+    failure: MailsmithError | None = None  # what stopped the static part, as raised
 
 
 def _static(campaign: Campaign) -> _Static:
@@ -119,7 +120,7 @@ def _static(campaign: Campaign) -> _Static:
         folders = content_folders(campaign)
         overrides = block_overrides(load_experiments(campaign))
     except MailsmithError as exc:
-        return _Static([error_finding(exc, campaign)])
+        return _Static([error_finding(exc, campaign)], failure=exc)
     try:
         assembled: AssembledTemplate | None = assemble(folders, campaign.template, overrides)
     except MailsmithError as exc:
@@ -129,7 +130,7 @@ def _static(campaign: Campaign) -> _Static:
     if assembled is None:
         if not any(f.rule == "fallback-cycle" for f in findings):
             findings.append(error_finding(failure, campaign))
-        return _Static(findings)
+        return _Static(findings, failure=failure)
     sources = campaign_sources(campaign, assembled)
     parsed, syntax = parse_sources([*sources.content, *sources.headers], env)
     findings += syntax
@@ -161,8 +162,16 @@ def static_findings(campaign: Campaign) -> list[Finding]:
 
 
 def raise_for_static_errors(campaign: Campaign) -> None:
-    """Raise :class:`CheckFailedError` listing the static errors, if any (``build``)."""
-    errors = [f for f in static_findings(campaign) if f.severity is Severity.ERROR]
+    """Raise :class:`CheckFailedError` listing the static errors, if any (``build``).
+
+    An error that stopped the static part (an invalid segments file, a missing
+    template) is raised as it is, with its own exit code, as the build would raise it.
+    """
+    static = _static(campaign)
+    if static.failure is not None:
+        raise static.failure
+    findings = _kept(campaign, static.sources, static.findings)
+    errors = [f for f in findings if f.severity is Severity.ERROR]
     if not errors:
         return
     listed = "\n  ".join(f"{_where(f)}: {f.message} [{f.rule}]" for f in errors[:20])
