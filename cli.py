@@ -215,6 +215,14 @@ def build(
             "(they are deleted with it).",
         ),
     ] = False,
+    no_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-check",
+            help="Skip the static part of `mailsmith check`, which otherwise refuses to "
+            "start (exit 8) on errors such as a misspelled field.",
+        ),
+    ] = False,
 ) -> None:
     """Render every recipient of a campaign into files, a manifest and a summary."""
     # long: over 60 lines for its options only: the body parses them, makes one build, prints.
@@ -242,20 +250,14 @@ def build(
             refit=refit,
             baseline=baseline,
             force=force,
+            check=not no_check,
         )
 
     def load() -> Campaign:
-        if template is not None and profiles is not None:
-            return renderer.adhoc_campaign(
-                template,
-                profiles,
-                segments,
-                subject=subject,
-                delimiter="\t" if delimiter in ("tab", "\\t") else delimiter,
-                encoding=encoding,
-                schema=schema,
-            )
-        return _campaign(campaign)
+        return _load_campaign(
+            campaign, template, profiles, segments=segments, subject=subject,
+            delimiter=delimiter, encoding=encoding, schema=schema,
+        )  # fmt: skip
 
     options = _run(parse)
     chosen = _run(load)
@@ -267,6 +269,19 @@ def build(
     problem = _rejection_problem(run.summary, max_rejected)
     if problem:
         _fail(f"{problem}; see {run.out / 'errors.jsonl'}", TOO_MANY_REJECTED)
+
+
+def _load_campaign(
+    campaign: Path | None, template: Path | None, profiles: Path | None, **adhoc: Any
+) -> Campaign:
+    """The campaign file, or the ad-hoc campaign of ``--template`` and ``--profiles``."""
+    if (template is None) != (profiles is None):
+        raise renderer.ConfigError("an ad-hoc campaign needs both --template and --profiles")
+    if template is not None and profiles is not None:
+        if adhoc.get("delimiter") in ("tab", "\\t"):
+            adhoc["delimiter"] = "\t"
+        return renderer.adhoc_campaign(template, profiles, **adhoc)
+    return _campaign(campaign)
 
 
 def _rejection_problem(summary: dict[str, Any], max_rejected: str | None) -> str | None:
@@ -343,6 +358,37 @@ def _drive_build(campaign: Campaign, options: BuildOptions, quiet: bool) -> Camp
         fitted = ", ".join(run.audience.fitted)
         err.print(f"Fitted cluster model(s) {fitted}; saved to {run.audience.model_path}")
     return run
+
+
+@app.command()
+def check(
+    campaign: CampaignArg = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table (default), json, or github (annotations).")
+    ] = "table",
+    strict: Annotated[bool, typer.Option(help="Fail (exit 8) on warnings too.")] = False,
+    infos: Annotated[bool, typer.Option(help="Show infos in the table too.")] = False,
+    as_of: AsOf = None,
+    template: Annotated[Path | None, typer.Option(help="Ad-hoc: an MJML template file.")] = None,
+    profiles: Annotated[Path | None, typer.Option(help="Ad-hoc: the profiles file.")] = None,
+    segments: Annotated[Path | None, typer.Option(help="Ad-hoc: a segments YAML file.")] = None,
+    subject: Annotated[str, typer.Option(help="Ad-hoc: the subject (Jinja).")] = "",
+    delimiter: Annotated[str, typer.Option(help="Ad-hoc: the CSV field separator.")] = ",",
+    encoding: Annotated[str, typer.Option(help="Ad-hoc: the profiles' text encoding.")] = "utf-8",
+    schema: Annotated[Path | None, typer.Option(help="Ad-hoc: field types (YAML).")] = None,
+) -> None:
+    """Lint a campaign before sending: names, data, rendered emails. Exit 8 on errors."""
+    if fmt not in ("table", "json", "github"):
+        _fail(f"--format {fmt!r}: use table, json or github", 2)
+    adhoc = {"segments": segments, "subject": subject, "delimiter": delimiter}
+    adhoc |= {"encoding": encoding, "schema": schema}
+    chosen = _run(lambda: _load_campaign(campaign, template, profiles, **adhoc))
+    report = _run(lambda: renderer.check_campaign(chosen, as_of=_utc(as_of)))
+    if fmt == "table":
+        cli_output.print_findings(report, infos=infos)
+    else:
+        sys.stdout.write(renderer.format_findings(report.findings, fmt))
+    raise typer.Exit(report.exit_code(strict))
 
 
 @app.command()

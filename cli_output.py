@@ -15,7 +15,7 @@ from rich.text import Text
 import renderer
 
 if TYPE_CHECKING:
-    from renderer import AbReport, Campaign, ProfileExplanation, SegmentReport
+    from renderer import AbReport, Campaign, CheckReport, ProfileExplanation, SegmentReport
 
 # Everything printed is literal (file names, messages and profile values may hold
 # "[...]", which rich would take for markup) and never wrapped (a wrapped path or
@@ -136,3 +136,21 @@ def print_report(report: AbReport) -> None:
     out.print(table)
     for note in renderer.ab_notes(report):
         err.print(f"note: {note}")
+
+
+def print_findings(report: CheckReport, *, infos: bool = False) -> None:
+    """``mailsmith check``: one table per file (infos only with ``infos``), then counts."""
+    shown = [f for f in report.findings if infos or f.severity.value != "info"]
+    for file, findings in renderer.findings_by_file(shown).items():
+        table = Table(title=file, title_justify="left")
+        for column in ("line", "severity", "rule", "message", "hint"):
+            table.add_column(column, justify="right" if column == "line" else "left")
+        for f in findings:
+            table.add_row(str(f.line or ""), f.severity.value, f.rule, f.message, f.hint)
+        out.print(table)
+    hidden = len(report.findings) - len(shown)
+    out.print(
+        f"{report.campaign}: {report.errors} error(s), {report.warnings} warning(s) over "
+        f"{report.representatives} representative email(s); {report.ignored} ignored"
+        + (f"; {hidden} info(s) not shown (--infos)." if hidden else ".")
+    )

@@ -7,6 +7,7 @@ The public API, one function per CLI command::
     segment_report / explain_profile mailsmith segments / segments --explain
     ab_report / ab_reports_html     mailsmith ab report (--html)
     snapshot                        mailsmith snapshot (personas from load_fixtures)
+    check_campaign                  mailsmith check (format_findings: --format json/github)
 
 plus the campaign loaders, the options and result types, and the error tree.
 
@@ -38,6 +39,12 @@ if TYPE_CHECKING:
     from renderer.campaign import adhoc_campaign as adhoc_campaign
     from renderer.campaign import demo_campaign_path as demo_campaign_path
     from renderer.campaign import load_campaign as load_campaign
+    from renderer.check.findings import Finding as Finding
+    from renderer.check.findings import Severity as Severity
+    from renderer.check.formats import by_file as findings_by_file
+    from renderer.check.formats import format_findings as format_findings
+    from renderer.check.runner import CheckReport as CheckReport
+    from renderer.check.runner import check_campaign as check_campaign
     from renderer.compile.template import CompiledTemplate as CompiledTemplate
     from renderer.compile.template import compile_template as compile_template
     from renderer.fixtures import Fixture as Fixture
@@ -63,6 +70,7 @@ if TYPE_CHECKING:
     from renderer.snapshots.runner import snapshot as snapshot
     from renderer.specs import inferred_types as inferred_types
     from segments.errors import AudienceWarningError as AudienceWarningError
+    from segments.errors import CheckFailedError as CheckFailedError
     from segments.errors import ConfigError as ConfigError
     from segments.errors import MailsmithError as MailsmithError
     from segments.errors import MjmlError as MjmlError
@@ -81,8 +89,11 @@ __all__ = [
     "ab_rows",
     "adhoc_campaign",
     "build",
+    "check_campaign",
     "demo_campaign_path",
     "explain_profile",
+    "findings_by_file",
+    "format_findings",
     "inferred_types",
     "iter_build",
     "load_campaign",
@@ -100,7 +111,10 @@ __all__ = [
     "BuildOptions",
     "Campaign",
     "CampaignBuild",
+    "CheckFailedError",
+    "CheckReport",
     "ConfigError",
+    "Finding",
     "MailsmithError",
     "MjmlError",
     "OutputError",
@@ -110,6 +124,7 @@ __all__ = [
     "Rendered",
     "SegmentReport",
     "SegmentRuleError",
+    "Severity",
     "TemplateError",
     "UndefinedFieldError",
     "Fixture",
@@ -130,6 +145,13 @@ _LAZY: dict[str, tuple[str, str]] = {
     "BuildOptions": ("renderer.build.driver", "BuildOptions"),
     "Campaign": ("renderer.campaign", "Campaign"),
     "CampaignBuild": ("renderer.build.driver", "CampaignBuild"),
+    "CheckFailedError": ("segments.errors", "CheckFailedError"),
+    "CheckReport": ("renderer.check.runner", "CheckReport"),
+    "check_campaign": ("renderer.check.runner", "check_campaign"),
+    "Finding": ("renderer.check.findings", "Finding"),
+    "findings_by_file": ("renderer.check.formats", "by_file"),
+    "format_findings": ("renderer.check.formats", "format_findings"),
+    "Severity": ("renderer.check.findings", "Severity"),
     "ConfigError": ("segments.errors", "ConfigError"),
     "MailsmithError": ("segments.errors", "MailsmithError"),
     "MjmlError": ("segments.errors", "MjmlError"),

@@ -128,6 +128,13 @@ class OutputSpec(_Model):
     text: bool = True
 
 
+class CheckSpec(_Model):
+    """``check:``: settings of ``mailsmith check`` for this campaign."""
+
+    ignore: list[str] = Field(default_factory=list, description="Rule ids switched off.")
+    clients: list[str] | None = Field(default=None, description="Email clients the CSS must suit.")
+
+
 class PathsSpec(_Model):
     templates: list[str] = ["templates"]
     blocks: list[str] = ["blocks"]
@@ -158,6 +165,7 @@ class Campaign(_Model):
     fixtures: str | None = Field(
         default=None, description="YAML or JSON file of named personas (renderer/fixtures.py)."
     )
+    check: CheckSpec = CheckSpec()
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
     inferred: tuple[str, ...] = Field(

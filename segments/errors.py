@@ -9,6 +9,7 @@
     │   └── MjmlError              the MJML compiler or the CSS inliner refused the template
     ├── OutputError                the output folder cannot be written safely (5)
     ├── AudienceWarningError       warnings (small segment, drift) made errors by --strict (7)
+    ├── CheckFailedError           ``check`` found errors (or warnings, with --strict) (8)
     └── RecipientError             one recipient cannot be rendered: rejected with ``reason``,
                                    never fatal to a build (it becomes a line of errors.jsonl)
 
@@ -140,6 +141,13 @@ class AudienceWarningError(MailsmithError):
     """Audience warnings (a segment below its minimum size, a drifted feature) under --strict."""
 
     exit_code = 7
+
+
+class CheckFailedError(MailsmithError):
+    """``mailsmith check`` found errors (warnings too with ``--strict``); ``build``
+    refuses to start on the errors of its static part."""
+
+    exit_code = 8
 
 
 class RecipientError(MailsmithError):

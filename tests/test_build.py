@@ -303,6 +303,7 @@ def test_cli_fails_when_every_row_is_rejected(tmp_path: Path) -> None:
             "--out",
             str(tmp_path / "o"),
             "--quiet",
+            "--no-check",  # else the unknown name refuses the build before any row is read
         ],
     )
     assert result.exit_code == 6  # nothing rendered while rows were rejected

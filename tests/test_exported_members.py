@@ -50,6 +50,14 @@ def test_renderer_exports() -> None:
         "SnapshotReport",
         "load_fixtures",
         "Fixture",
+        # mailsmith check
+        "check_campaign",
+        "CheckReport",
+        "Finding",
+        "Severity",
+        "format_findings",
+        "findings_by_file",
+        "CheckFailedError",
         # campaigns
         "Campaign",
         "load_campaign",

@@ -26,6 +26,7 @@ from renderer.build.executors import ChunkJob, ChunkResult, make_executor
 from renderer.build.inputs import InputFiles
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
 from renderer.campaign import Campaign
+from renderer.check.runner import raise_for_static_errors
 from renderer.runtime import CampaignRuntime
 from renderer.specs import audience_spec, schema_of
 from segments.audience.prepass import (
@@ -75,6 +76,7 @@ class BuildOptions:
     refit: bool = False  # fit the cluster models again instead of loading them
     baseline: Path | None = None  # an earlier build to compare feature distributions with
     force: bool = False  # replace the output folder even if files were added to it
+    check: bool = True  # refuse to start on the static errors of `check` (unknown names...)
 
     def __post_init__(self) -> None:
         if self.workers == 0:
@@ -377,8 +379,14 @@ def _limited(chunks: Iterator[ValidatedChunk], limit: int | None) -> Iterator[Va
 def iter_build(
     campaign: Campaign, options: BuildOptions | None = None
 ) -> tuple[CampaignBuild, Iterator[Progress]]:
-    """Start a build; iterate the progress, then read ``build.summary``."""
+    """Start a build; iterate the progress, then read ``build.summary``.
+
+    Unless ``options.check`` is off, the static part of ``mailsmith check`` runs first
+    and a campaign with errors raises :class:`CheckFailedError` before anything is read.
+    """
     build = CampaignBuild(campaign, options)
+    if build.options.check:
+        raise_for_static_errors(campaign)
     return build, build.run()
 
 
