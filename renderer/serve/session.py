@@ -60,6 +60,10 @@ def _rebuild_refusal(message: str, refusal: Refusal, context: dict[str, Any]) ->
     return NoEmailError(message, refusal=refusal, **context)
 
 
+class NotLoadedError(ConfigError):
+    """The campaign has not loaded yet (its files have an error): nothing to show."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """An error met while loading or compiling, as data: where, what, and the source
@@ -315,8 +319,8 @@ class PreviewSession:
         """A file whose change should reload: campaign YAML, segments, templates, blocks,
         fixtures and the campaign's data files (not editor swap files)."""
         name = Path(path).name
-        if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp")):
-            return False
+        if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp", ".clusters.json")):
+            return False  # editors' files; the cluster models a load may write
         return Path(path).suffix.lower() in (".yaml", ".yml", ".mjml", ".csv", ".jsonl", ".json")
 
     # --- what is shown ------------------------------------------------------------------
@@ -326,7 +330,7 @@ class PreviewSession:
         loaded, compiled = self.loaded, self.compiled
         if loaded is None or compiled is None:
             assert self.problem is not None
-            raise ConfigError(
+            raise NotLoadedError(
                 f"the campaign could not be loaded: {self.problem.message}",
                 file=self.problem.file,
                 line=self.problem.line,

@@ -1,0 +1,125 @@
+"""Running the preview app: uvicorn on a socket bound here, so a taken port is a
+located error (never a server log line and an exit), and tests can run it in a thread.
+
+:func:`serve_preview` is the library twin of ``mailsmith preview``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import webbrowser
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import uvicorn
+
+from renderer.serve.app import create_app
+from renderer.serve.session import PreviewSession
+from segments.errors import ConfigError
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class PreviewServer:
+    """The preview app for one campaign, bound to ``host:port`` (port 0: any free one)."""
+
+    def __init__(
+        self,
+        session: PreviewSession,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8025,
+        watch: bool = True,
+    ) -> None:
+        self.session = session
+        self.host = host
+        self.socket = _bind(host, port)
+        self.port = int(self.socket.getsockname()[1])
+        self.app = create_app(session, watch=watch)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            timeout_graceful_shutdown=2,  # open event streams end within a heartbeat
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Where the app answers."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def warnings(self) -> list[str]:
+        """Reasons to think twice: a host other than this machine's loopback."""
+        if self.host in LOCAL_HOSTS:
+            return []
+        return [
+            f"binding to {self.host}: anyone who can reach this machine sees the campaign's "
+            "profiles (use --host 127.0.0.1 to keep them local)"
+        ]
+
+    def run(self) -> None:
+        """Serve until interrupted (Ctrl-C)."""
+        self.server.run(sockets=[self.socket])
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Serve in a background thread; return once it answers."""
+        self._thread = threading.Thread(target=self.run, name="mailsmith-preview", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the preview server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop a server started with :meth:`start`."""
+        self.app.state.broadcaster.stopping.set()
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            field="port",
+            hint="choose another --port (or --port 0 for any free one)",
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_preview(
+    campaign_file: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8025,
+    open_browser: bool = False,
+    as_of: datetime | None = None,
+    on_ready: Callable[[str, list[str]], None] | None = None,
+) -> None:
+    """``mailsmith preview``: load the campaign once, serve the app until Ctrl-C.
+
+    ``on_ready(url, warnings)`` is called once the port is bound, before serving.
+    """
+    server = PreviewServer(PreviewSession(campaign_file, as_of=as_of), host=host, port=port)
+    if on_ready is not None:
+        on_ready(server.url, server.warnings)
+    if open_browser:
+        threading.Timer(0.5, webbrowser.open, args=(server.url,)).start()
+    server.run()
