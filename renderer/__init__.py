@@ -4,6 +4,7 @@ The public API, one function per CLI command::
 
     build / iter_build              mailsmith build (to the end / as Progress events)
     render_profile / render_segment mailsmith render --profile / --segment
+    serve_preview / PreviewSession  mailsmith preview (the app / its library layer)
     segment_report / explain_profile mailsmith segments / segments --explain
     ab_report / ab_reports_html     mailsmith ab report (--html)
 
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from renderer.reports.tables import summary_rows as summary_rows
     from renderer.runtime import CampaignRuntime as CampaignRuntime
     from renderer.runtime import Rendered as Rendered
+    from renderer.serve.server import serve_preview as serve_preview
+    from renderer.serve.session import PreviewSession as PreviewSession
     from renderer.specs import inferred_types as inferred_types
     from segments.errors import AudienceWarningError as AudienceWarningError
     from segments.errors import ConfigError as ConfigError
@@ -84,6 +87,7 @@ __all__ = [
     "render_profile",
     "render_segment",
     "segment_report",
+    "serve_preview",
     "shown",
     "summary_rows",
     "too_many_rejected",
@@ -97,6 +101,7 @@ __all__ = [
     "MjmlError",
     "OutputError",
     "ProfileDataError",
+    "PreviewSession",
     "ProfileExplanation",
     "Progress",
     "Rendered",
@@ -142,6 +147,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "render_profile": ("renderer.preview", "render_profile"),
     "render_segment": ("renderer.preview", "render_segment"),
     "segment_report": ("renderer.reports.segments", "segment_report"),
+    "serve_preview": ("renderer.serve.server", "serve_preview"),
+    "PreviewSession": ("renderer.serve.session", "PreviewSession"),
     "too_many_rejected": ("renderer.build.driver", "too_many_rejected"),
 }
 

@@ -6,13 +6,16 @@ located error (never a server log line and an exit), and tests can run it in a t
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import threading
 import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -21,6 +24,28 @@ from renderer.serve.session import PreviewSession
 from segments.errors import ConfigError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn, stopping on Ctrl-C or SIGTERM without raising the signal again after
+    shutdown (uvicorn does, which ends a command line in a KeyboardInterrupt traceback)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals go to the main thread: a test's or a bench's server is stopped
+            return
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            self.force_exit = self.should_exit  # a second Ctrl-C stops at once
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class PreviewServer:
@@ -45,7 +70,7 @@ class PreviewServer:
             timeout_graceful_shutdown=2,  # open event streams end within a heartbeat
             lifespan="on",
         )
-        self.server = uvicorn.Server(config)
+        self.server = _QuietServer(config)
         self._thread: threading.Thread | None = None
 
     @property
