@@ -290,8 +290,8 @@ class PreviewSession:
 
     def _is_content(self, path: Path) -> bool:
         """A template or block file: recompiling is enough."""
-        if self.loaded is None:
-            return False
+        if self.loaded is None or path.suffix.lower() != ".mjml":
+            return False  # the campaign file sits in a template folder too
         folders = content_folders(self.loaded.campaign)
         roots = [*folders.templates, *folders.blocks]
         resolved = path.resolve()
