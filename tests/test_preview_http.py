@@ -7,7 +7,10 @@ profile values never reach the app's own HTML unescaped.
 
 from __future__ import annotations
 
+import http.client
 import json
+import statistics
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,10 +20,12 @@ from urllib.parse import quote
 
 import pytest
 from markupsafe import escape
+from typer.testing import CliRunner
 
+import cli
 from renderer import BuildOptions, build_campaign, load_campaign
 from renderer.build.output import iter_manifest
-from renderer.serve.server import PreviewServer
+from renderer.serve.server import PreviewServer, bind, host_warnings
 from renderer.serve.session import PreviewSession
 from tests.conftest import HOSTILE_ID, HOSTILE_NAME, HOSTILE_REJECTED_ID, copy_demo_campaign
 
@@ -185,3 +190,38 @@ def test_fixtures_are_404_until_there_are_any(server: PreviewServer) -> None:
 def get_headers(server: PreviewServer, path: str) -> Any:
     with urllib.request.urlopen(server.url.rstrip("/") + path, timeout=30) as response:
         return {k.lower(): v for k, v in response.headers.items()}
+
+
+def test_keep_alive_answers_do_not_wait_for_delayed_acks(server: PreviewServer) -> None:
+    # The server's socket must say IPPROTO_TCP, or asyncio leaves Nagle on and every
+    # answer (headers, then body) waits ~40 ms for the client's delayed ACK.
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    timings = []
+    try:
+        for _ in range(25):
+            started = time.perf_counter()
+            connection.request("GET", "/fixture/none.html")
+            connection.getresponse().read()
+            timings.append(time.perf_counter() - started)
+    finally:
+        connection.close()
+    assert statistics.median(timings) < 0.035
+
+
+def test_the_command_refuses_a_taken_port_before_loading(tmp_path: Path) -> None:
+    taken = bind("127.0.0.1", 0)
+    try:
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(cli.app, ["preview", "--port", port])
+    finally:
+        taken.close()
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+    missing = CliRunner().invoke(cli.app, ["preview", str(tmp_path / "absent.yaml")])
+    assert missing.exit_code == 2 and "no campaign file" in missing.stderr
+
+
+def test_only_another_host_than_loopback_warns() -> None:
+    assert host_warnings("127.0.0.1") == [] and host_warnings("localhost") == []
+    (warning,) = host_warnings("0.0.0.0")
+    assert "0.0.0.0" in warning and "--host 127.0.0.1" in warning

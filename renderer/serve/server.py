@@ -58,10 +58,11 @@ class PreviewServer:
         host: str = "127.0.0.1",
         port: int = 8025,
         watch: bool = True,
+        sock: socket.socket | None = None,
     ) -> None:
         self.session = session
         self.host = host
-        self.socket = _bind(host, port)
+        self.socket = sock or bind(host, port)
         self.port = int(self.socket.getsockname()[1])
         self.app = create_app(session, watch=watch)
         config = uvicorn.Config(
@@ -81,13 +82,8 @@ class PreviewServer:
 
     @property
     def warnings(self) -> list[str]:
-        """Reasons to think twice: a host other than this machine's loopback."""
-        if self.host in LOCAL_HOSTS:
-            return []
-        return [
-            f"binding to {self.host}: anyone who can reach this machine sees the campaign's "
-            "profiles (use --host 127.0.0.1 to keep them local)"
-        ]
+        """Reasons to think twice (see :func:`host_warnings`)."""
+        return host_warnings(self.host)
 
     def run(self) -> None:
         """Serve until interrupted (Ctrl-C)."""
@@ -111,9 +107,22 @@ class PreviewServer:
             self._thread.join(timeout=10)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def host_warnings(host: str) -> list[str]:
+    """A host other than this machine's loopback shows the profiles to the network."""
+    if host in LOCAL_HOSTS:
+        return []
+    return [
+        f"binding to {host}: anyone who can reach this machine sees the campaign's "
+        "profiles (use --host 127.0.0.1 to keep them local)"
+    ]
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; a ConfigError (with a hint) when taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it every response waits for the client's delayed ACK (40 ms)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -142,7 +151,13 @@ def serve_preview(
 
     ``on_ready(url, warnings)`` is called once the port is bound, before serving.
     """
-    server = PreviewServer(PreviewSession(campaign_file, as_of=as_of), host=host, port=port)
+    sock = bind(host, port)  # first: a taken port fails before the campaign loads
+    try:
+        session = PreviewSession(campaign_file, as_of=as_of)
+    except BaseException:
+        sock.close()
+        raise
+    server = PreviewServer(session, host=host, port=port, sock=sock)
     if on_ready is not None:
         on_ready(server.url, server.warnings)
     if open_browser:

@@ -21,7 +21,9 @@ templates' caches are not meant to be filled by two threads at once).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +43,7 @@ from segments.profiles.schema import ProfileSchema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
 EXCERPT_LINES = 3  # source lines shown on each side of an error's line
+WARM_SECONDS = 60.0  # at most this long warming the caches after a (re)load
 Refusal = Literal["unknown", "rejected", "holdout"]
 
 
@@ -247,8 +250,12 @@ def force_variants(batch: SegmentedBatch, forced: Mapping[str, str]) -> Segmente
 class PreviewSession:
     """A campaign loaded once for previewing (see module docs)."""
 
-    def __init__(self, campaign_file: str | Path, *, as_of: datetime | None = None) -> None:
+    def __init__(
+        self, campaign_file: str | Path, *, as_of: datetime | None = None, warm: bool = True
+    ) -> None:
         self.campaign_file = Path(campaign_file)
+        self.warm_up = warm
+        self.warmed = threading.Event()  # set when the last (re)load's warm-up is done
         if not self.campaign_file.is_file():
             raise ConfigError("no campaign file here", file=str(self.campaign_file))
         self.as_of = as_of
@@ -256,6 +263,7 @@ class PreviewSession:
         self.compiled: Compiled | None = None
         self.problem: Problem | None = None
         self.generation = 0  # bumped by every reload that changed what is shown
+        self.timings: dict[str, float] = {}  # of the last reload: load, then compile too
         self._lock = threading.RLock()
         self.reload()
 
@@ -269,12 +277,15 @@ class PreviewSession:
         content_only = changed is not None and self.loaded is not None
         if content_only:
             content_only = all(self._is_content(Path(p)) for p in changed or ())
+        started = time.perf_counter()
         try:
             if content_only and self.loaded is not None:
                 loaded, previous = self.loaded, self.compiled
             else:
                 loaded, previous = self._load(), None
+            self.timings["load_s"] = round(time.perf_counter() - started, 2)
             compiled = compile_audience(loaded, previous)
+            self.timings["compile_s"] = round(time.perf_counter() - started, 2)
         except MailsmithError as exc:
             self.problem = problem_of(exc)
         except Exception as exc:  # a bug must not stop the server either; it is shown
@@ -283,7 +294,36 @@ class PreviewSession:
             with self._lock:
                 self.loaded, self.compiled, self.problem = loaded, compiled, None
         self.generation += 1
+        self.warmed.clear()
+        if self.warm_up and self.problem is None:
+            threading.Thread(target=self.warm, name="mailsmith-warm", daemon=True).start()
+        else:
+            self.warmed.set()
         return self.problem
+
+    def warm(self, budget: float = WARM_SECONDS) -> int:
+        """Render one recipient of each combination of segments and variants, so the
+        first request for any recipient finds the templates' caches (layouts, headers)
+        filled: the first render of a combination costs ten times the next. Stops after
+        ``budget`` seconds or when a reload replaces what it warms. Returns the renders."""
+        compiled, generation = self.compiled, self.generation
+        started, rendered = time.monotonic(), 0
+        seen: set[tuple[tuple[str, ...], tuple[tuple[str, str | None], ...]]] = set()
+        try:
+            for recipient in compiled.recipients if compiled else ():
+                combination = (recipient.segments, tuple(recipient.variants.items()))
+                if recipient.held_out or combination in seen:
+                    continue
+                if self.generation != generation or time.monotonic() - started > budget:
+                    break
+                seen.add(combination)
+                with contextlib.suppress(MailsmithError):
+                    self.render(recipient.id)
+                    rendered += 1
+        finally:
+            if self.generation == generation:
+                self.warmed.set()
+        return rendered
 
     def _load(self) -> Audience:
         return load_audience(self.campaign_file, self.as_of)
