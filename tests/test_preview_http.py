@@ -170,6 +170,10 @@ def test_recipients_search_and_segment_filter(server: PreviewServer) -> None:
     found = json.loads(body)["recipients"]
     assert len(found) == 5 and all("c00001" in r["id"].lower() for r in found)
     assert get(server, "/api/recipients?limit=many")[0] == 400
+    status, _, body = get(server, "/api/recipients?segment=value_cluster%3Dbrowsers&limit=500")
+    found = json.loads(body)["recipients"]
+    assert found and all("value_cluster=browsers" in r["clusters"] for r in found)
+    assert "value_cluster=browsers" in get(server, "/")[2].decode()  # in the filter
 
 
 def test_explain_and_matrix(server: PreviewServer) -> None:

@@ -101,6 +101,7 @@ class Recipient:
     segments: tuple[str, ...]
     variants: Mapping[str, str | None]
     held_out: tuple[str, ...]
+    clusters: tuple[str, ...] = ()  # ``cluster=label``, one per cluster model
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the id and email are the designer's own data, shown to them)."""
@@ -111,6 +112,7 @@ class Recipient:
             "segments": [s for s in self.segments if not s.startswith("block:")],
             "variants": dict(self.variants),
             "held_out": list(self.held_out),
+            "clusters": list(self.clusters),
         }
 
 
@@ -162,6 +164,7 @@ class Compiled:
 
     def __post_init__(self) -> None:
         email_field = self.runtime.schema.email_field
+        cluster_names = [c.name for c in self.runtime.audience.document.clusters]
         for number, batch in enumerate(self.batches):
             for index, rid in enumerate(batch.ids):
                 if rid in self.where:  # the validator rejects duplicates; first one wins
@@ -175,6 +178,9 @@ class Compiled:
                         segments=batch.segments[index],
                         variants=batch.variants[index],
                         held_out=batch.held_out[index],
+                        clusters=tuple(
+                            f"{name}={batch.records[index].get(name)}" for name in cluster_names
+                        ),
                     )
                 )
         self.by_id = {r.id: i for i, r in enumerate(self.recipients)}
@@ -387,12 +393,13 @@ class PreviewSession:
         raise refusal_for(loaded, recipient_id)
 
     def find(self, query: str = "", segment: str | None = None, limit: int = 50) -> list[Recipient]:
-        """Recipients whose id or email contains ``query`` (any case), in ``segment``."""
+        """Recipients whose id or email contains ``query`` (any case), in ``segment`` (a
+        segment, ``group:label`` or ``cluster=label``)."""
         _, compiled = self.state()
         needle = query.strip().lower()
         found = []
         for recipient in compiled.recipients:
-            if segment and segment not in recipient.segments:
+            if segment and segment not in recipient.segments and segment not in recipient.clusters:
                 continue
             if needle and needle not in f"{recipient.id}\t{recipient.email}".lower():
                 continue
@@ -468,9 +475,12 @@ class PreviewSession:
         return {e.key: list(e.weights) for e in compiled.runtime.experiments}
 
     def segment_names(self) -> list[str]:
-        """Segments and exclusive-group labels, as the recipient filter takes them."""
+        """Segments, exclusive-group labels (``group:label``) and cluster labels
+        (``cluster=label``), as the recipient filter takes them."""
         _, compiled = self.state()
-        return [n for n in compiled.runtime.segments.names if not n.startswith("block:")]
+        names = [n for n in compiled.runtime.segments.names if not n.startswith("block:")]
+        clusters = sorted({c for r in compiled.recipients for c in r.clusters})
+        return names + clusters
 
 
 def refusal_for(loaded: Audience, recipient_id: str) -> NoEmailError:
