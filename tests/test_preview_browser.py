@@ -22,7 +22,7 @@ import pytest
 
 from renderer.serve.server import PreviewServer
 from renderer.serve.session import PreviewSession
-from tests.conftest import copy_demo_campaign
+from tests.conftest import HOSTILE_ID, HOSTILE_NAME, HOSTILE_REJECTED_ID, copy_demo_campaign
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -243,3 +243,24 @@ def test_a_broken_template_shows_the_overlay_until_fixed(
     finally:
         template.write_text(good, encoding="utf-8")
     page.wait_for_selector("#overlay", state="hidden", timeout=WAIT)
+
+
+def test_hostile_profile_values_show_as_text(page: Any) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.fill("#search", "hostile@")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#recipient-list li').length === 1", timeout=WAIT
+    )
+    page.click("#recipient-list li")
+    page.wait_for_function(
+        "id => document.querySelector('#recipient-meta').textContent.startsWith(id + ' ')",
+        arg=HOSTILE_ID,
+        timeout=WAIT,
+    )
+    assert HOSTILE_ID in page.inner_text("#recipient-list li")  # the id, as text
+    assert page.inner_text("#inbox-subject").startswith(HOSTILE_NAME)  # the name, as text
+    assert page.locator("#recipient-list b, #inbox script, #inbox b").count() == 0
+    assert HOSTILE_REJECTED_ID in page.text_content("#rejected")  # listed (folded)
+    assert page.locator("#rejected i").count() == 0
+    assert dialogs == []
