@@ -166,13 +166,15 @@ def _page(session: PreviewSession) -> Response:
         rejected = session.rejected()
         experiments = session.experiments()
         segments = session.segment_names()
-        name = session.state()[0].campaign.name
+        loaded = session.state()[0]
+        name, total = loaded.campaign.name, len(loaded.rejections)
     except MailsmithError:
-        rejected, experiments, segments, name = [], {}, [], session.campaign_file.name
+        rejected, experiments, segments, name, total = [], {}, [], session.campaign_file.name, 0
     html = render_page(
         "preview.html.j2",
         campaign=name,
         rejected=rejected,
+        rejected_total=total,
         experiments=experiments,
         segments=segments,
         problem=session.problem,
