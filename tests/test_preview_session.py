@@ -127,3 +127,16 @@ def test_explain_lists_segments_blocks_variants_and_fallbacks(session: PreviewSe
 def test_a_missing_campaign_file_raises_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no campaign file"):
         PreviewSession(tmp_path / "absent.yaml")
+
+
+def test_only_the_campaigns_own_files_trigger_a_reload(
+    session: PreviewSession, campaign_file: Path
+) -> None:
+    folder = campaign_file.parent
+    for name in ("campaign.yaml", "segments.yaml", "profiles.csv", "events.csv",
+                 "suppression.csv", "blocks/winback.mjml", "templates/retail_weekly.mjml"):  # fmt: skip
+        assert session.is_watched(folder / name), name
+    for name in ("out/manifest.jsonl", "out/summary.json", "autumn-retail-2026.clusters.json",
+                 "blocks/.winback.mjml.swp", "blocks/winback.mjml~", "notes.yaml"):  # fmt: skip
+        assert not session.is_watched(folder / name), name
+    assert folder.resolve() in session.watched_paths()

@@ -362,12 +362,33 @@ class PreviewSession:
         return unique
 
     def is_watched(self, path: str | Path) -> bool:
-        """A file whose change should reload: campaign YAML, segments, templates, blocks,
-        fixtures and the campaign's data files (not editor swap files)."""
+        """A file whose change should reload: the campaign file and the files it names
+        (segments, profiles, events, suppression), and templates and blocks (``.mjml``
+        in their folders). Not editors' swap files, nor a build written beside them."""
         name = Path(path).name
-        if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp", ".clusters.json")):
-            return False  # editors' files; the cluster models a load may write
-        return Path(path).suffix.lower() in (".yaml", ".yml", ".mjml", ".csv", ".jsonl", ".json")
+        if name.startswith((".", "#")) or name.endswith(("~", ".swp", ".tmp")):
+            return False
+        resolved = Path(path).resolve()
+        if resolved in self._named_files():
+            return True
+        loaded = self.loaded
+        if loaded is None or resolved.suffix.lower() != ".mjml":
+            return False
+        folders = content_folders(loaded.campaign)
+        roots = [r.resolve() for r in (*folders.templates, *folders.blocks)]
+        return any(resolved.is_relative_to(root) for root in roots)
+
+    def _named_files(self) -> set[Path]:
+        files = {self.campaign_file.resolve()}
+        loaded = self.loaded
+        if loaded is not None:
+            campaign = loaded.campaign
+            named = [campaign.profiles.path]
+            named += [s.path for s in (campaign.events, campaign.suppression) if s is not None]
+            if isinstance(campaign.segments, str):
+                named.append(campaign.segments)
+            files |= {campaign.path(n).resolve() for n in named}
+        return files
 
     # --- what is shown ------------------------------------------------------------------
 
