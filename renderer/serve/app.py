@@ -262,20 +262,25 @@ def _sse(event: dict[str, Any]) -> str:
 
 
 async def _watch(session: PreviewSession, broadcaster: Broadcaster, stop: asyncio.Event) -> None:
-    """Reload on every change to a watched file; watch again when the folders change."""
+    """Reload on every change to a watched file; watch again when the folders change
+    (or a watched folder went away: live reload must outlive a renamed folder)."""
+
+    def wanted(change: Change, path: str) -> bool:
+        return session.is_watched(path)
+
     while not stop.is_set():
         paths = session.watched_paths()
-        if not paths:
-            return
-
-        def wanted(change: Change, path: str) -> bool:
-            return session.is_watched(path)
-
-        async for changes in awatch(
-            *paths, watch_filter=wanted, debounce=150, step=50, stop_event=stop
-        ):
-            changed = sorted({path for _, path in changes})
-            await run_in_threadpool(session.reload, changed)
-            broadcaster.publish(status_event(session))
-            if session.watched_paths() != paths:
-                break
+        try:
+            if not paths:  # the campaign's folder is gone: look again in a second
+                raise FileNotFoundError(session.campaign_file.parent)
+            async for changes in awatch(
+                *paths, watch_filter=wanted, debounce=150, step=50, stop_event=stop
+            ):
+                changed = sorted({path for _, path in changes})
+                await run_in_threadpool(session.reload, changed)
+                broadcaster.publish(status_event(session))
+                if session.watched_paths() != paths:
+                    break
+        except (OSError, RuntimeError):  # a watched folder vanished: look again in a second
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
