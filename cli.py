@@ -448,6 +448,26 @@ def render(
         sys.stdout.write(header)
 
 
+@app.command()
+def preview(
+    campaign: CampaignArg = None,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free one).")] = 8025,
+    host: Annotated[str, typer.Option(help="Address to bind (another host warns).")] = "127.0.0.1",
+    open_: Annotated[bool, typer.Option("--open", help="Open the app in a browser.")] = False,
+    as_of: AsOf = None,
+) -> None:
+    """Live preview app: every recipient, segment and variant, explained; reloads on edits."""
+
+    def ready(url: str, warnings: list[str]) -> None:
+        out.print(f"mailsmith preview on {url} (Ctrl-C to stop)")
+        for warning in warnings:
+            err.print(f"warning: {warning}")
+
+    path = campaign or renderer.demo_campaign_path()
+    _run(lambda: renderer.serve_preview(path, host=host, port=port, open_browser=open_,
+                                        as_of=_utc(as_of), on_ready=ready))  # fmt: skip
+
+
 @app.command("segments")
 def segments_command(
     campaign: CampaignArg = None,

@@ -4,6 +4,7 @@ The public API, one function per CLI command::
 
     build / iter_build              mailsmith build (to the end / as Progress events)
     render_profile / render_segment mailsmith render --profile / --segment
+    serve_preview / PreviewSession  mailsmith preview (the app / its library layer)
     segment_report / explain_profile mailsmith segments / segments --explain
     ab_report / ab_reports_html     mailsmith ab report (--html)
     snapshot                        mailsmith snapshot (personas from load_fixtures)
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
     from renderer.reports.tables import summary_rows as summary_rows
     from renderer.runtime import CampaignRuntime as CampaignRuntime
     from renderer.runtime import Rendered as Rendered
+    from renderer.serve.server import serve_preview as serve_preview
+    from renderer.serve.session import PreviewSession as PreviewSession
     from renderer.snapshots.runner import SnapshotOptions as SnapshotOptions
     from renderer.snapshots.runner import SnapshotReport as SnapshotReport
     from renderer.snapshots.runner import snapshot as snapshot
@@ -101,6 +104,7 @@ __all__ = [
     "render_profile",
     "render_segment",
     "segment_report",
+    "serve_preview",
     "shown",
     "snapshot",
     "load_fixtures",
@@ -119,6 +123,7 @@ __all__ = [
     "MjmlError",
     "OutputError",
     "ProfileDataError",
+    "PreviewSession",
     "ProfileExplanation",
     "Progress",
     "Rendered",
@@ -175,6 +180,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "render_profile": ("renderer.preview", "render_profile"),
     "render_segment": ("renderer.preview", "render_segment"),
     "segment_report": ("renderer.reports.segments", "segment_report"),
+    "serve_preview": ("renderer.serve.server", "serve_preview"),
+    "PreviewSession": ("renderer.serve.session", "PreviewSession"),
     "too_many_rejected": ("renderer.build.driver", "too_many_rejected"),
     "snapshot": ("renderer.snapshots.runner", "snapshot"),
     "SnapshotOptions": ("renderer.snapshots.runner", "SnapshotOptions"),

@@ -177,3 +177,50 @@ def render_body(content: Content) -> Callable[..., str]:
         return html_out
 
     return render
+
+
+# --- mailsmith preview: a small copy of the demo campaign, with its own content ---------
+
+HOSTILE_NAME = '<script>alert("x")</script>\'"&<b>bold</b>'
+HOSTILE_ID = "H<b>\"'&1"  # a valid profile: its id and first name are markup
+HOSTILE_REJECTED_ID = "R<i>\"'&2"  # a rejected one (bad address): listed with its reason
+
+
+def copy_demo_campaign(folder: Path, rows: int) -> Path:
+    """The demo campaign with its first ``rows`` profiles plus two hostile ones (see
+    HOSTILE_*), its own copies of the templates and blocks, and the demo's saved cluster
+    models (so nothing is fitted). Returns the campaign file."""
+    import csv
+    import shutil
+
+    demo = demo_campaign_path().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (
+        "segments.yaml",
+        "events.csv",
+        "suppression.csv",
+        "autumn-retail-2026.clusters.json",
+    ):
+        shutil.copy(demo / name, folder / name)
+    root = demo_campaign_path().resolve().parent.parent
+    shutil.copytree(root / "templates", folder / "templates")
+    shutil.copytree(root / "blocks", folder / "blocks")
+    with (demo / "profiles.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        kept = list(itertools.islice(reader, rows))
+    hostile = {
+        **kept[0],
+        "id": HOSTILE_ID,
+        "email": "hostile@example.com",
+        "first_name": HOSTILE_NAME,
+    }
+    rejected = {**hostile, "id": HOSTILE_REJECTED_ID, "email": "not an address"}
+    with (folder / "profiles.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        writer.writerows([*kept, hostile, rejected])
+    text = (demo / "campaign.yaml").read_text(encoding="utf-8")
+    text += "\npaths:\n  templates: [templates]\n  blocks: [blocks]\n"
+    (folder / "campaign.yaml").write_text(text, encoding="utf-8")
+    return folder / "campaign.yaml"

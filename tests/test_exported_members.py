@@ -31,6 +31,9 @@ def test_renderer_exports() -> None:
         "render_profile",
         "render_segment",
         "Rendered",
+        # mailsmith preview
+        "serve_preview",
+        "PreviewSession",
         # mailsmith segments
         "segment_report",
         "explain_profile",

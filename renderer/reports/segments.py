@@ -300,17 +300,7 @@ def explain_profile(
     plan = SegmentPlan(segments, (), schema, audience.field_types(schema), moment)
     batch = segment_chunk(ValidatedChunk(match.iloc[:1], []), plan)  # as the build does
     record, member_of = batch.records[0], set(batch.segments[0])
-    membership = {name: name in member_of for name in segments.names}
-    references = audience.document.references()
-    percentiles = {(t.segment, t.line, t.field): t for t in audience.thresholds}
-    checks = []
-    for name in segments.segment_names:
-        rows = [r for r in segments.explain_profile(name, record, moment) if r["segment"] == name]
-        conditions = [
-            _condition(row, percentiles.get((name, row.get("line"), row["field"]))) for row in rows
-        ]
-        uses = {ref: membership[ref] for ref in sorted(references.get(name, ()))}
-        checks.append(SegmentCheck(name, membership[name], conditions, uses))
+    checks = segment_checks(segments, audience, record, member_of, moment)
     member = sorted(member_of)
     derived_names = audience.audience.derived.columns if audience.audience else []
     return ProfileExplanation(
@@ -321,6 +311,32 @@ def explain_profile(
         clusters={spec.name: record.get(spec.name) for spec in audience.document.clusters},
         derived={name: record.get(name) for name in derived_names},
     )
+
+
+def segment_checks(
+    segments: AudienceSegments,
+    audience: CampaignAudience,
+    record: Mapping[str, Any],
+    member_of: set[str],
+    moment: datetime,
+) -> list[SegmentCheck]:
+    """Every rule segment's conditions tested on one segmented ``record`` (its
+    ``member_of`` from :func:`segment_chunk`), percentiles resolved; blocks' inline
+    ``show_if`` rules left out."""
+    membership = {name: name in member_of for name in segments.names}
+    references = audience.document.references()
+    percentiles = {(t.segment, t.line, t.field): t for t in audience.thresholds}
+    checks = []
+    for name in segments.segment_names:
+        if name.startswith("block:"):
+            continue
+        rows = [r for r in segments.explain_profile(name, record, moment) if r["segment"] == name]
+        conditions = [
+            _condition(row, percentiles.get((name, row.get("line"), row["field"]))) for row in rows
+        ]
+        uses = {ref: membership.get(ref, False) for ref in sorted(references.get(name, ()))}
+        checks.append(SegmentCheck(name, membership[name], conditions, uses))
+    return checks
 
 
 def _condition(row: Mapping[str, Any], percentile: PercentileThreshold | None) -> ConditionCheck:
