@@ -200,6 +200,7 @@ def copy_demo_campaign(folder: Path, rows: int) -> Path:
         "events.csv",
         "suppression.csv",
         "autumn-retail-2026.clusters.json",
+        "fixtures.yaml",
     ):
         shutil.copy(demo / name, folder / name)
     root = demo_campaign_path().resolve().parent.parent

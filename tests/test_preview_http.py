@@ -187,8 +187,25 @@ def test_explain_and_matrix(server: PreviewServer) -> None:
     assert len({tuple(sorted(c["variants"].items())) for c in cells}) == 4
 
 
-def test_fixtures_are_404_until_there_are_any(server: PreviewServer) -> None:
-    assert get(server, "/fixture/new_customer.html")[:2] == (404, "text/plain; charset=utf-8")
+def test_personas_are_served_as_snapshot_renders_them(
+    server: PreviewServer, campaign_file: Path
+) -> None:
+    import json
+
+    from renderer.fixtures import prepare_fixtures
+
+    status, _, body = get(server, "/api/fixtures")
+    names = json.loads(body)["fixtures"]
+    assert status == 200 and "vip_new_york" in names
+    personas = prepare_fixtures(load_campaign(campaign_file))
+    for name in names[:3]:
+        status, kind, html = get(server, f"/fixture/{name}.html")
+        assert (status, kind) == (200, "text/html; charset=utf-8")
+        assert html == personas.render(name).html.encode("utf-8")
+    forced = get(server, f"/fixture/{names[0]}.txt?variant=subject_test%3DB")[2]
+    assert forced == personas.render(names[0], {"subject_test": "B"}).text.encode("utf-8")
+    status, _, body = get(server, "/fixture/nobody.html")
+    assert status == 404 and b"vip_new_york" in body
 
 
 def get_headers(server: PreviewServer, path: str) -> Any:

@@ -10,7 +10,8 @@ Routes (the page uses them; so can scripts and tests)::
     GET /api/matrix                one representative per group label x variants
     GET /api/events                server-sent events: reload / problem, for live reload
     GET /email/{id}.html | .txt    exactly the build's bytes; ?variant=exp=arm repeatable
-    GET /fixture/{name}.html       a named persona's email (404 without fixtures)
+    GET /api/fixtures              the campaign's persona names (``fixtures:``)
+    GET /fixture/{name}.html|.txt  a named persona's email (404 for an unknown name)
     GET /static/...                the page's script and style
 
 Ids arrive percent-encoded in the path and are only ever dictionary keys: no id
@@ -34,13 +35,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from watchfiles import Change, awatch
 
 from renderer.build.output import dumps
 from renderer.reports.pages import render_page
+from renderer.serve.personas import Personas
 from renderer.serve.session import NoEmailError, NotLoadedError, PreviewSession, parse_variants
 from segments.errors import ConfigError, MailsmithError
 
@@ -113,6 +115,7 @@ def create_app(session: PreviewSession, *, watch: bool = True) -> Starlette:
     async def events(request: Request) -> Response:
         return await _events(session, broadcaster, request)
 
+    personas = Personas(session)
     routes = [
         Route("/", guarded(lambda r: _page(session))),
         Route("/api/status", guarded(lambda r: _status(session))),
@@ -123,7 +126,9 @@ def create_app(session: PreviewSession, *, watch: bool = True) -> Starlette:
         Route("/api/events", events),
         Route("/email/{rid:path}.html", guarded(lambda r: _email(session, r, "html"))),
         Route("/email/{rid:path}.txt", guarded(lambda r: _email(session, r, "text"))),
-        Route("/fixture/{name:path}.html", guarded(_fixture)),
+        Route("/api/fixtures", guarded(lambda r: json_response({"fixtures": personas.names()}))),
+        Route("/fixture/{name:path}.html", guarded(lambda r: _fixture(personas, r, "html"))),
+        Route("/fixture/{name:path}.txt", guarded(lambda r: _fixture(personas, r, "text"))),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -229,10 +234,13 @@ def _email(session: PreviewSession, request: Request, part: str) -> Response:
     return Response(body, media_type=f"{media}; charset=utf-8", headers=headers)
 
 
-def _fixture(request: Request) -> Response:
-    # TODO(issue 12): named personas come from renderer/fixtures.py (load_fixtures),
-    # another helper's branch; serve them here once it is merged.
-    return PlainTextResponse("no fixtures", status_code=404)
+def _fixture(personas: Personas, request: Request, part: str) -> Response:
+    """A persona's email, ``?variant=`` forced as for recipients."""
+    email = personas.render(request.path_params["name"], _forced(request))
+    body = (email.html if part == "html" else email.text).encode("utf-8")
+    media = "text/html" if part == "html" else "text/plain"
+    headers = {"Content-Security-Policy": EMAIL_POLICY, "Cache-Control": "no-store"}
+    return Response(body, media_type=f"{media}; charset=utf-8", headers=headers)
 
 
 async def _events(session: PreviewSession, broadcaster: Broadcaster, request: Request) -> Response:
