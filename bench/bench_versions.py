@@ -76,7 +76,9 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line())
     print(source_line())
-    print(f"baseline: {args.baseline}; {args.n:,} rows; {args.repeat} pairs; cpu {args.cpu}")
+    runs = f"{args.repeat} pairs; cpu {args.cpu}"
+    runs = "one build each, counted" if args.instructions else runs
+    print(f"baseline: {args.baseline}; {args.n:,} rows; {runs}")
     campaign = make_bench_campaign(args.n)
     with tempfile.TemporaryDirectory(dir=args.out_root) as work:
         base = Path(work) / "checkout"
