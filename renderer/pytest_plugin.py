@@ -10,7 +10,9 @@ or from ``--mailsmith-campaign PATH`` (repeatable), and adds one test item per
 persona x variant of each (``mailsmith::<campaign>::<persona>[<variant>]``): it
 renders the email as ``mailsmith snapshot`` does and compares it with the stored
 snapshot files; a difference fails with the unified diff. One more item per
-campaign fails on orphaned snapshots. ``--snapshot-update`` (syrupy's flag, shared
+campaign fails on orphaned snapshots, and ``mailsmith check`` runs over each campaign:
+one failing item per error it finds (``check[rule:file:line]``), or one passing
+``check`` item when there is none. ``--snapshot-update`` (syrupy's flag, shared
 when syrupy is installed) writes new and changed snapshots and removes orphans;
 ``--mailsmith-update`` does the same where syrupy is installed but not loaded.
 Items carry the ``mailsmith`` marker: ``-m "not mailsmith"`` leaves them out.
@@ -117,15 +119,37 @@ class CampaignSnapshots(pytest.Collector):
         from renderer.campaign import load_campaign
         from renderer.snapshots.cases import collect_cases
         from renderer.snapshots.store import case_stem, snapshot_folder
+        from segments.errors import MailsmithError
 
         campaign = load_campaign(self.campaign_path)
+        checked = list(self._check_items(campaign))
+        failing = any(item.finding is not None for item in checked)
         folder = snapshot_folder(campaign)
-        cases = collect_cases(campaign)
+        try:
+            cases = collect_cases(campaign)
+        except MailsmithError:
+            if not failing:
+                raise
+            cases = []  # what check reports stops the renders too: its items say why
         for case in cases:
             name = f"{case.name}[{case.variant}]"
             yield CaseItem.from_parent(self, name=name, case=case, folder=folder)
-        stems = [case_stem(c.name, c.variant) for c in cases]
-        yield OrphansItem.from_parent(self, name="orphaned", folder=folder, stems=stems)
+        if cases or not failing:
+            stems = [case_stem(c.name, c.variant) for c in cases]
+            yield OrphansItem.from_parent(self, name="orphaned", folder=folder, stems=stems)
+        yield from checked
+
+    def _check_items(self, campaign: Any) -> Iterator[CheckItem]:
+        from renderer.check.findings import Severity
+        from renderer.check.runner import check_campaign
+
+        errors = [f for f in check_campaign(campaign).findings if f.severity is Severity.ERROR]
+        for finding in errors:
+            where = f"{Path(finding.file).name}:{finding.line or ''}"
+            name = f"check[{finding.rule}:{where}]"
+            yield CheckItem.from_parent(self, name=name, finding=finding)
+        if not errors:
+            yield CheckItem.from_parent(self, name="check", finding=None)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
         from segments.errors import MailsmithError
@@ -213,3 +237,31 @@ def email_snapshot(snapshot: Any) -> Any:
     from renderer.snapshots.syrupy_ext import EmailSnapshotExtension
 
     return snapshot.use_extension(EmailSnapshotExtension)
+
+
+class CheckFindingError(Exception):
+    """An error ``mailsmith check`` reports for the campaign."""
+
+
+class CheckItem(pytest.Item):
+    """One error of ``mailsmith check`` (``finding``), or the clean check (None)."""
+
+    def __init__(self, *, finding: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.finding = finding
+        self.add_marker(MARKER)
+
+    def runtest(self) -> None:
+        if self.finding is not None:
+            f = self.finding
+            where = f"{f.file}:{f.line}" if f.line else f.file
+            raise CheckFindingError(f"{where}: {f.rule}: {f.message}\n  hint: {f.hint}")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, CheckFindingError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        line = self.finding.line - 1 if self.finding and self.finding.line else None
+        return Path(self.finding.file if self.finding else "."), line, f"mailsmith {self.name}"

@@ -41,6 +41,7 @@ TINY_TEMPLATE = """<mjml>
     <mj-section><mj-column>
       <mj-text font-size="18px" line-height="1.5">Hello {{ first_name | fallback('there') }}, the autumn sale starts today.</mj-text>
       <mj-button href="https://shop.example.com/sale">Shop the sale</mj-button>
+      <mj-text><a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text>
     </mj-column></mj-section>
   </mj-body>
 </mjml>
@@ -49,6 +50,8 @@ TINY_CAMPAIGN = """name: tiny
 template: tiny.mjml
 as_of: "2026-11-20T09:00:00Z"
 subject: "Hi {{ first_name | fallback('there') }}"
+preheader: "The autumn sale starts today."
+unsubscribe_url: "https://shop.example.com/u?rid={{ recipient_id }}"
 profiles: profiles.csv
 fixtures: fixtures.yaml
 schema:
@@ -404,8 +407,8 @@ def test_pytest_plugin_in_a_project(
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     folder = plugin_project(pytester)
     first = run_plugin(pytester)
-    first.assert_outcomes(failed=3, passed=1, errors=0)  # nothing stored yet
-    run_plugin(pytester, "--snapshot-update").assert_outcomes(passed=4)
+    first.assert_outcomes(failed=3, passed=2, errors=0)  # nothing stored yet; check clean
+    run_plugin(pytester, "--snapshot-update").assert_outcomes(passed=5)
     assert sorted(p.name for p in (folder / "ada").iterdir()) == [
         "default.html",
         "default.json",
@@ -414,13 +417,14 @@ def test_pytest_plugin_in_a_project(
     assert next(pytester.path.rglob("__snapshots__/test_hand_written/test_ada.html"))
 
     passed = run_plugin(pytester)
-    passed.assert_outcomes(passed=4)
+    passed.assert_outcomes(passed=5)
     passed.stdout.fnmatch_lines(["mailsmith::emails/campaign.yaml::ada?default? PASSED*"])
+    passed.stdout.fnmatch_lines(["mailsmith::emails/campaign.yaml::check PASSED*"])
 
     template = pytester.path / "emails" / "tiny.mjml"
     template.write_text(TINY_TEMPLATE.replace("autumn sale", "winter sale"))
     failed = run_plugin(pytester)
-    failed.assert_outcomes(failed=3, passed=1)  # two personas and the hand-written test
+    failed.assert_outcomes(failed=3, passed=2)  # two personas and the hand-written test
     failed.stdout.fnmatch_lines(
         [
             "*email snapshot of persona 'ada', variant default*",
@@ -430,4 +434,13 @@ def test_pytest_plugin_in_a_project(
     )
     assert run_plugin(pytester, "-m", "not mailsmith").ret == 1  # only the syrupy test runs
     template.write_text(TINY_TEMPLATE)
-    run_plugin(pytester).assert_outcomes(passed=4)
+    run_plugin(pytester).assert_outcomes(passed=5)
+    # a misspelled field: one failing item for the check error, at its file and line
+    template.write_text(
+        TINY_TEMPLATE.replace("</mj-column>", "<mj-text>{{ frist_name }}</mj-text></mj-column>")
+    )
+    misspelled = run_plugin(pytester)
+    misspelled.stdout.fnmatch_lines(
+        ["*mailsmith::emails/campaign.yaml::check?unknown-name:tiny.mjml:* FAILED*"]
+    )
+    misspelled.stdout.fnmatch_lines(["*tiny.mjml:*: unknown-name: *frist_name*"])
