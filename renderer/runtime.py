@@ -322,17 +322,29 @@ class CampaignRuntime:
         )
 
 
-def render_batch(runtime: CampaignRuntime, batch: SegmentedBatch) -> BatchResult:
+def render_batch(
+    runtime: CampaignRuntime, batch: SegmentedBatch, *, stop_after: int = 0
+) -> BatchResult:
     """Render every row of ``batch`` that is not held out: each comes back rendered or
-    rejected with a reason. Pure: no files, nothing kept between calls."""
+    rejected with a reason. Pure: no files, nothing kept between calls.
+
+    ``stop_after``: when the batch's first that many renders all run over the render
+    limit, the template is at fault rather than the data: a :class:`TemplateError`
+    instead of grinding through every row (a build passes :data:`EARLY_STOP` for its
+    first rows).
+    """
     result = BatchResult()
+    attempts = 0
     for index, row in enumerate(batch.rows):
         if batch.held_out[index]:
             continue
         record = batch.records[index]
+        attempts += 1
         try:
             rendered = runtime.render_one(row, record, batch.segments[index], batch.variants[index])
         except RecipientError as exc:
+            if attempts == stop_after:
+                _stop_early(result, exc, stop_after)
             if runtime.campaign.missing_token == "error" and exc.reason == "missing_field":
                 raise UndefinedFieldError(
                     f"'{exc.field}' is undefined",
@@ -349,6 +361,23 @@ def render_batch(runtime: CampaignRuntime, batch: SegmentedBatch) -> BatchResult
             continue
         result.rendered.append(rendered)
     return result
+
+
+EARLY_STOP = 3  # first renders of a build that, all over the render limit, stop it
+
+
+def _stop_early(result: BatchResult, exc: RecipientError, stop_after: int) -> None:
+    """Raise when the ``stop_after``-th render (``exc``) and all before it ran over the
+    render limit."""
+    if exc.reason == "render_limit" and not result.rendered:
+        if all(r.reason == "render_limit" for r in result.rejected):
+            raise TemplateError(
+                f"the first {stop_after} recipients all ran over the render limit",
+                file=exc.file,
+                line=exc.line,
+                hint="a loop that does not end or a string that keeps growing? "
+                "Otherwise raise render: {max_seconds:, max_bytes:} in the campaign",
+            ) from None
 
 
 def check_variants(experiments: Sequence[Experiment], forced: Mapping[str, str], file: str) -> None:
