@@ -42,7 +42,8 @@ class GuardedCodeGenerator(CodeGenerator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loop_iters: set[int] = set()
-        self._url_runs: dict[int, tuple[list[nodes.Expr], str, str]] = {}
+        self._url_runs: dict[int, tuple[list[nodes.Expr], str, str]] = {}  # until written
+        self._url_outputs: set[int] = set()  # written as URL checks, not escaped again
 
     def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
         key = id(node)
@@ -54,13 +55,26 @@ class GuardedCodeGenerator(CodeGenerator):
         run = self._url_runs.pop(key, None)
         if run is not None:
             parts, kind, after = run
-            self.write("environment.url((")
-            for part in parts:
-                self.visit(part, *args, **kwargs)
-                self.write(", ")
-            self.write(f"), {kind!r}, {after!r})")
+            if len(parts) == 1:
+                self.write("environment.url(")
+                self.visit(parts[0], *args, **kwargs)
+            else:
+                self.write("environment.url_parts((")
+                for part in parts:
+                    self.visit(part, *args, **kwargs)
+                    self.write(", ")
+                self.write(")")
+            self.write(f", {kind!r}, {after!r})")
             return None
         return super().visit(node, *args, **kwargs)
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if id(node) not in self._url_outputs:  # a URL check returns escaped markup
+            super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if id(node) not in self._url_outputs:
+            super()._output_child_post(node, frame, finalize)
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         self._loop_iters.add(id(node.iter))
@@ -106,6 +120,7 @@ class GuardedCodeGenerator(CodeGenerator):
             after = scheme_part(following.data) if following is not None else ""
             run = children[index:end]
             self._url_runs[id(run[0])] = (run, str(kind), after)
+            self._url_outputs.add(id(run[0]))
             result.append(run[0])
             index = end
         return result

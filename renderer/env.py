@@ -25,11 +25,11 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import Namespace, internalcode
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from renderer.codegen import GuardedCodeGenerator
 from renderer.limits import RenderGuard, RenderLimitError
-from renderer.urls import UrlKind, guarded_url, safe_value
+from renderer.urls import FAST_SAFE, UrlKind, escaped_parts, is_safe_url, safe_value
 from segments.errors import MailsmithError, RecipientError, TemplateError
 
 MissingPolicy = Literal["reject", "blank", "error"]
@@ -202,12 +202,18 @@ class MailsmithEnvironment(SandboxedEnvironment):
         """The operators that can build a large value, within the render's budget."""
         return self.guard.binop(operator, left, right)
 
-    def url(self, parts: tuple[Any, ...], kind: UrlKind, after: str) -> Markup:
-        """The expressions that start a URL attribute's value, if the URL is safe;
-        else the safe value and a warning, or :class:`UnsafeUrlError` (the campaign's
-        ``render.unsafe_urls``)."""
-        value, safe = guarded_url(parts, kind, after)
-        if safe:
+    def url(self, value: Any, kind: UrlKind, after: str) -> Markup:
+        """The expression that starts a URL attribute's value, escaped, if the URL is
+        safe; else the safe value and a warning, or :class:`UnsafeUrlError` (the
+        campaign's ``render.unsafe_urls``)."""
+        if type(value) is str and value.startswith(FAST_SAFE):  # most URLs
+            return escape(value)
+        return self.url_parts((value,), kind, after)
+
+    def url_parts(self, parts: tuple[Any, ...], kind: UrlKind, after: str) -> Markup:
+        """:meth:`url` for several expressions in a row (``{{ a }}{{ b }}``)."""
+        value = escaped_parts(parts)
+        if value.startswith(FAST_SAFE) or is_safe_url(value + after, kind):
             return value
         if self.guard.unsafe_urls == "reject":
             raise UnsafeUrlError(kind)
@@ -239,9 +245,13 @@ class MailsmithEnvironment(SandboxedEnvironment):
         ``namespace()`` and the ``pass_context`` functions defined here are known to
         be safe, and they run for every recipient; anything else goes through the
         sandbox. Inside loops Jinja passes ``_loop_vars``: a context function then
-        takes the generic path (it needs the derived context).
+        takes the generic path (it needs the derived context). Every call ticks the
+        render's guard (render limits); what the generic path returns is size-checked.
         """
-        __self.guard.tick()
+        guard = __self.guard
+        guard.countdown -= 1
+        if guard.countdown <= 0:
+            guard.check_clock()
         if __obj is Namespace:
             kwargs.pop("_loop_vars", None)
             kwargs.pop("_block_vars", None)

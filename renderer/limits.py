@@ -79,18 +79,38 @@ class RenderGuard:
         self.deadline = math.inf
 
     def tick(self) -> None:
-        """One step of template code (a loop iteration, a call); the clock now and then."""
+        """One step of template code (a call, an operator); the clock now and then."""
         self.countdown -= 1
         if self.countdown <= 0:
-            self.countdown = CHECK_EVERY
-            if time.perf_counter() > self.deadline:
-                raise RenderLimitError("time", f"{self.max_seconds:g} s")
+            self.check_clock()
 
-    def loop(self, iterable: Iterable[Any]) -> Iterator[Any]:
-        """``iterable`` as a ``{% for %}`` loop runs it: one tick per iteration."""
-        tick = self.tick
+    def check_clock(self) -> None:
+        """RenderLimitError when the render is past its deadline (the countdown ran out)."""
+        self.countdown = CHECK_EVERY
+        if time.perf_counter() > self.deadline:
+            raise RenderLimitError("time", f"{self.max_seconds:g} s")
+
+    def loop(self, iterable: Iterable[Any]) -> Iterable[Any]:
+        """``iterable`` as a ``{% for %}`` loop runs it, one tick per iteration.
+
+        A sized iterable (a list, a dict, a range) is charged its length at once and
+        runs as it is: no cost per iteration. Its loop ends; what its body does
+        (an inner loop, a call) ticks on its own.
+        """
+        try:
+            size = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            return self._ticking(iterable)
+        self.countdown -= size
+        if self.countdown <= 0:
+            self.check_clock()
+        return iterable
+
+    def _ticking(self, iterable: Iterable[Any]) -> Iterator[Any]:
         for item in iterable:
-            tick()
+            self.countdown -= 1
+            if self.countdown <= 0:
+                self.check_clock()
             yield item
 
     def sized(self, value: Any) -> Any:
@@ -108,10 +128,13 @@ class RenderGuard:
         Repetition (``'x' * n``) and powers are refused before they allocate; sums
         and ``%`` formatting are checked after (at most twice the budget).
         """
-        self.tick()
+        self.countdown -= 1
+        if self.countdown <= 0:
+            self.check_clock()
         if operator == "*":
-            self._check_repeat(left, right)
-            self._check_repeat(right, left)
+            if isinstance(left, _SEQUENCES) or isinstance(right, _SEQUENCES):
+                self._check_repeat(left, right)
+                self._check_repeat(right, left)
             result = left * right
         elif operator == "**":
             if type(left) is int and type(right) is int and right > 0 and abs(left) > 1:
@@ -122,7 +145,10 @@ class RenderGuard:
             result = left + right
         else:
             result = left % right
-        if isinstance(result, _SEQUENCES) and len(result) > self.max_bytes:
+        if type(result) is int:
+            if result.bit_length() > 8 * self.max_bytes:  # squared again and again
+                raise self.too_big()
+        elif isinstance(result, _SEQUENCES) and len(result) > self.max_bytes:
             raise self.too_big()
         return result
 

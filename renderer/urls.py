@@ -38,7 +38,7 @@ _SCHEMES: dict[str, frozenset[str]] = {
     "href": frozenset({"http", "https", "mailto", "tel"}),
     "src": frozenset({"http", "https", "cid"}),
 }
-_FAST_SAFE = ("https://", "http://", "/", "#")  # as most values start: no decoding needed
+FAST_SAFE = ("https://", "http://", "/", "#")  # as most values start: no decoding needed
 _SCHEME_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*):")
 _LEADING_RE = re.compile(r"^[\x00-\x20]+")
 _TAB_NEWLINE_RE = re.compile(r"[\t\n\r]")
@@ -73,7 +73,7 @@ def scheme_part(after: str) -> str:
 
 def is_safe_url(value: str, kind: UrlKind) -> bool:
     """Whether ``value`` (HTML text, as it stands in the attribute) has an allowed scheme."""
-    if value.startswith(_FAST_SAFE):
+    if value.startswith(FAST_SAFE):
         return True
     text = html.unescape(value) if "&" in value else value
     text = _TAB_NEWLINE_RE.sub("", _LEADING_RE.sub("", text))
@@ -86,13 +86,9 @@ def is_safe_url(value: str, kind: UrlKind) -> bool:
     return kind == "src" and scheme == "data" and text[5:].lower().startswith("image/")
 
 
-def guarded_url(parts: tuple[Any, ...], kind: UrlKind, after: str) -> tuple[Markup, bool]:
-    """The escaped output of the expressions that start a URL attribute (``parts``), and
-    whether it is safe followed by the literal text ``after`` (see :func:`scheme_part`)."""
-    value = escape(parts[0]) if len(parts) == 1 else Markup("").join(map(escape, parts))
-    if value.startswith(_FAST_SAFE):
-        return value, True
-    return value, is_safe_url(value + after, kind)
+def escaped_parts(parts: tuple[Any, ...]) -> Markup:
+    """The expressions that start a URL attribute (``parts``), escaped and joined."""
+    return Markup("").join(map(escape, parts))
 
 
 def safe_value(kind: UrlKind) -> Markup:
@@ -100,4 +96,12 @@ def safe_value(kind: UrlKind) -> Markup:
     return Markup(SAFE_HREF if kind == "href" else SAFE_SRC)
 
 
-__all__ = ["UrlKind", "guarded_url", "is_safe_url", "safe_value", "scheme_part", "url_kind"]
+__all__ = [
+    "FAST_SAFE",
+    "UrlKind",
+    "escaped_parts",
+    "is_safe_url",
+    "safe_value",
+    "scheme_part",
+    "url_kind",
+]
