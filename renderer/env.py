@@ -14,8 +14,9 @@ the callers say where the failing token stands in the designer's file.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, NoReturn
@@ -258,7 +259,9 @@ class MailsmithEnvironment(SandboxedEnvironment):
             return Namespace(*args, **kwargs)
         if (__obj is variant or __obj is in_segment or __obj is has_fields) and not kwargs:
             return __obj(__context, *args)
-        return __self.guard.checked_call(super().call(__context, __obj, *args, **kwargs))
+        if args and isinstance(getattr(__obj, "__self__", None), str):  # 'x'.ljust(n)
+            guard.check_widths(args)
+        return guard.checked_call(super().call(__context, __obj, *args, **kwargs))
 
 
 def make_environment(
@@ -280,8 +283,25 @@ def make_environment(
         guard=guard,
     )
     env.filters.update(fallback=fallback, money=money, date=format_date)
+    for name in _PADDING_FILTERS:
+        env.filters[name] = _width_checked(env.guard, env.filters[name])
     env.globals.update(in_segment=in_segment, variant=variant, has_fields=has_fields)
     return env
+
+
+_PADDING_FILTERS = ("center", "indent", "format")  # a number argument sets the output size
+
+
+def _width_checked(guard: RenderGuard, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (a filter) refusing widths over the render's size budget."""
+
+    @functools.wraps(function)
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        guard.check_widths(args)
+        guard.check_widths(kwargs.values())
+        return function(value, *args, **kwargs)
+
+    return checked
 
 
 def with_globals(env: SandboxedEnvironment, context: Mapping[str, Any]) -> dict[str, Any]:

@@ -157,6 +157,13 @@ class RenderGuard:
             if len(sequence) * count > self.max_bytes:
                 raise self.too_big()
 
+    def check_widths(self, args: Iterable[Any]) -> None:
+        """Refuse a width or count over the size budget before a string method or a
+        padding filter allocates it (``'x'.ljust(10 ** 10)``, ``center``, ``indent``)."""
+        for arg in args:
+            if type(arg) is int and arg > self.max_bytes:
+                raise self.too_big()
+
     def checked_call(self, result: Any) -> Any:
         """What a call from a template returned, if a string or list within the budget."""
         if isinstance(result, _SEQUENCES) and len(result) > self.max_bytes:

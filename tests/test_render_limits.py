@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,13 @@ def test_a_loop_that_never_ends_rejects_the_recipient_at_its_line(tmp_path: Path
         "{{ ('x' * 10 ** 12) | length }}",
         "{{ (7 ** 1000000000) % 10 }}",
         "{% for i in range(100000) %}0123456789{% endfor %}",  # 1 MB of output
+        "{{ 'x' | center(10 ** 8) }}",
+        "{{ 'x' | indent(10 ** 8, true) }}",
+        "{{ '%*s' | format(10 ** 8, 'x') }}",
+        "{{ 'x'.ljust(10 ** 8) }}",
     ],
-    ids=["concat", "plus", "join", "format", "repeat", "power", "output"],
+    ids=["concat", "plus", "join", "format", "repeat", "power", "output"]
+    + ["center", "indent", "format-width", "ljust"],
 )
 def test_a_value_or_an_email_over_the_size_budget_rejects_the_recipient(
     tmp_path: Path, body: str
@@ -201,3 +207,28 @@ def test_sigterm_stops_a_build_within_a_second_even_mid_render(
     assert child.returncode == 130, stderr.decode()
     assert b"Interrupted" in stderr and b"Traceback" not in stderr
     assert list(parent.iterdir()) == []  # no output, no staging folder, no lock
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ 'x' | center(10 ** 8) }}",
+        "{{ '%*s' | format(10 ** 8, 'x') }}",
+        "{{ 'x'.ljust(10 ** 8) }}",
+        "{{ ('x' * 10 ** 8) | length }}",
+        DOUBLING,
+    ],
+    ids=["center", "format", "ljust", "repeat", "doubling"],
+)
+def test_a_large_value_is_refused_before_it_takes_the_memory(tmp_path: Path, body: str) -> None:
+    campaign = load_campaign(campaign_folder(tmp_path / "c", body, max_bytes=100_000))
+    runtime = CampaignRuntime(campaign, schema_of(campaign), campaign.reference_time())  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        with pytest.raises(RecipientError) as raised:
+            runtime.render_one(1, record("Ann"), (), {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert raised.value.reason == "render_limit"
+    assert peak < 10_000_000  # a 100 MB string was never built
