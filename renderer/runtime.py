@@ -271,8 +271,8 @@ class CampaignRuntime:
         try:
             output = render_shared(template, context)
         except RENDER_ERRORS:
-            for key, template in self.headers.items():
-                self._render_field(key, template, context)  # raises with the key's position
+            for key, field_template in self.headers.items():
+                self._render_field(key, field_template, context)  # raises at the key's line
             if self._shape_with_headers:
                 self.template.layout_for(context)  # raises as a render of the layout would
             raise
