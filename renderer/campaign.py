@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from renderer.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS
 from segments.errors import ConfigError
 from segments.features.scores import FeatureConfig
 from segments.profiles.read import DEFAULT_NA_VALUES
@@ -135,6 +136,20 @@ class CheckSpec(_Model):
     clients: list[str] | None = Field(default=None, description="Email clients the CSS must suit.")
 
 
+class RenderSpec(_Model):
+    """Each recipient's render budget, and what an unsafe URL in ``href``/``src`` does."""
+
+    max_seconds: float = Field(
+        default=DEFAULT_MAX_SECONDS, gt=0, description="Time one recipient's render may take."
+    )
+    max_bytes: int = Field(
+        default=DEFAULT_MAX_BYTES, ge=1_000, description="Largest string a render may build."
+    )
+    unsafe_urls: Literal["warn", "reject"] = Field(
+        default="warn", description="warn: replace the URL (a manifest warning); reject the row."
+    )
+
+
 class PathsSpec(_Model):
     templates: list[str] = ["templates"]
     blocks: list[str] = ["blocks"]
@@ -157,6 +172,7 @@ class Campaign(_Model):
     unsubscribe_url: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
     output: OutputSpec = OutputSpec()
+    render: RenderSpec = RenderSpec()
     paths: PathsSpec = PathsSpec()
     experiments: list[dict[str, Any]] = Field(default_factory=list)
     events: EventsSpec | None = None

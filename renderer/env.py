@@ -14,8 +14,9 @@ the callers say where the failing token stands in the designer's file.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, NoReturn
@@ -25,7 +26,11 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import Namespace, internalcode
+from markupsafe import Markup, escape
 
+from renderer.codegen import GuardedCodeGenerator
+from renderer.limits import RenderGuard, RenderLimitError
+from renderer.urls import FAST_SAFE, UrlKind, escaped_parts, is_safe_url, safe_value
 from segments.errors import MailsmithError, RecipientError, TemplateError
 
 MissingPolicy = Literal["reject", "blank", "error"]
@@ -163,13 +168,58 @@ def has_fields(ctx: Context, *names: str) -> bool:
     return all(not is_missing(ctx.get(name)) for name in names)
 
 
+class UnsafeUrlError(Exception):
+    """A URL attribute's value has a scheme outside the allow-list (``render:
+    {unsafe_urls: reject}``); ``kind`` is ``href`` or ``src``."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unsafe URL scheme in a {kind} attribute")
+        self.kind = kind
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.kind,))
+
+
 class MailsmithEnvironment(SandboxedEnvironment):
     """The sandbox, with a fast path for the commonest lookup: a key of a plain dict.
 
     ``{{ item.name }}`` on profile data is item access, which the sandbox allows
     anyway; only attribute access needs its checks, so dict keys are served first.
     Jinja's own loop object has only safe public attributes.
+
+    Templates compile with :class:`~renderer.codegen.GuardedCodeGenerator`: their
+    loops, calls and growing operators tick :attr:`guard` (render limits), and the
+    expressions that start a URL attribute go through :meth:`url`.
     """
+
+    code_generator_class = GuardedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, *args: Any, guard: RenderGuard | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = guard or RenderGuard()
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """The operators that can build a large value, within the render's budget."""
+        return self.guard.binop(operator, left, right)
+
+    def url(self, value: Any, kind: UrlKind, after: str) -> Markup:
+        """The expression that starts a URL attribute's value, escaped, if the URL is
+        safe; else the safe value and a warning, or :class:`UnsafeUrlError` (the
+        campaign's ``render.unsafe_urls``)."""
+        if type(value) is str and value.startswith(FAST_SAFE):  # most URLs
+            return escape(value)
+        return self.url_parts((value,), kind, after)
+
+    def url_parts(self, parts: tuple[Any, ...], kind: UrlKind, after: str) -> Markup:
+        """:meth:`url` for several expressions in a row (``{{ a }}{{ b }}``)."""
+        value = escaped_parts(parts)
+        if value.startswith(FAST_SAFE) or is_safe_url(value + after, kind):
+            return value
+        if self.guard.unsafe_urls == "reject":
+            raise UnsafeUrlError(kind)
+        self.guard.warnings.append(f"unsafe URL in a {kind} attribute replaced")
+        return safe_value(kind)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
@@ -196,24 +246,32 @@ class MailsmithEnvironment(SandboxedEnvironment):
         ``namespace()`` and the ``pass_context`` functions defined here are known to
         be safe, and they run for every recipient; anything else goes through the
         sandbox. Inside loops Jinja passes ``_loop_vars``: a context function then
-        takes the generic path (it needs the derived context).
+        takes the generic path (it needs the derived context). Every call ticks the
+        render's guard (render limits); what the generic path returns is size-checked.
         """
+        guard = __self.guard
+        guard.countdown -= 1
+        if guard.countdown <= 0:
+            guard.check_clock()
         if __obj is Namespace:
             kwargs.pop("_loop_vars", None)
             kwargs.pop("_block_vars", None)
             return Namespace(*args, **kwargs)
         if (__obj is variant or __obj is in_segment or __obj is has_fields) and not kwargs:
             return __obj(__context, *args)
-        return super().call(__context, __obj, *args, **kwargs)
+        if args and isinstance(getattr(__obj, "__self__", None), str):  # 'x'.ljust(n)
+            guard.check_widths(args)
+        return guard.checked_call(super().call(__context, __obj, *args, **kwargs))
 
 
 def make_environment(
-    missing: MissingPolicy = "reject", *, text: bool = False
-) -> SandboxedEnvironment:
+    missing: MissingPolicy = "reject", *, text: bool = False, guard: RenderGuard | None = None
+) -> MailsmithEnvironment:
     """A sandboxed environment with mailsmith's filters and globals.
 
     ``text=True`` gives the environment for plain-text parts and subjects (no
-    HTML escaping); everything else is identical.
+    HTML escaping); everything else is identical. ``guard``: the render limits
+    and warnings (a runtime's HTML and text environments share one).
     """
     undefined = BlankUndefined if missing == "blank" else MissingFieldUndefined
     env = MailsmithEnvironment(
@@ -222,10 +280,28 @@ def make_environment(
         keep_trailing_newline=True,
         auto_reload=False,
         cache_size=0,
+        guard=guard,
     )
     env.filters.update(fallback=fallback, money=money, date=format_date)
+    for name in _PADDING_FILTERS:
+        env.filters[name] = _width_checked(env.guard, env.filters[name])
     env.globals.update(in_segment=in_segment, variant=variant, has_fields=has_fields)
     return env
+
+
+_PADDING_FILTERS = ("center", "indent", "format")  # a number argument sets the output size
+
+
+def _width_checked(guard: RenderGuard, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (a filter) refusing widths over the render's size budget."""
+
+    @functools.wraps(function)
+    def checked(value: Any, *args: Any, **kwargs: Any) -> Any:
+        guard.check_widths(args)
+        guard.check_widths(kwargs.values())
+        return function(value, *args, **kwargs)
+
+    return checked
 
 
 def with_globals(env: SandboxedEnvironment, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,10 +342,15 @@ def syntax_error(
 
 
 # What a render can raise for one recipient's data: rejected, the build goes on
-# (SecurityError is the template's fault: it stops the build).
+# (SecurityError is the template's fault: it stops the build). A macro calling
+# itself for ever, or an allocation too large, is a render limit like time and size.
 RENDER_ERRORS = (
     UndefinedError,
     SecurityError,
+    RenderLimitError,
+    UnsafeUrlError,
+    RecursionError,
+    MemoryError,
     TypeError,
     ValueError,
     ArithmeticError,
@@ -305,6 +386,13 @@ def render_error(
         return TemplateError(
             f"{prefix}unsafe template code refused by the sandbox: {exc}", file=file, line=line
         )
+    if isinstance(exc, RenderLimitError | RecursionError | MemoryError):
+        detail = str(exc) if isinstance(exc, RenderLimitError) else "render limit exceeded: "
+        if not isinstance(exc, RenderLimitError):
+            detail += "recursion too deep" if isinstance(exc, RecursionError) else "out of memory"
+        return RecipientError(f"{where}{detail}", reason="render_limit", file=file, line=line)
+    if isinstance(exc, UnsafeUrlError):
+        return RecipientError(f"{where}{exc}", reason="unsafe_url", file=file, line=line)
     return RecipientError(
         f"{where}{type(exc).__name__} while rendering", reason="render_error", file=file, line=line
     )

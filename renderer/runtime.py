@@ -27,6 +27,7 @@ from renderer.compile import CompiledTemplate, compile_template
 from renderer.compile.optimize import optimize_tokens
 from renderer.content import BlockOverrides, assemble
 from renderer.env import RENDER_ERRORS, make_environment, render_error, render_shared
+from renderer.limits import RenderGuard
 from renderer.specs import audience_spec, cluster_model_path, content_folders, segment_document
 from segments.audience.document import AudienceSegments, percentile_references
 from segments.audience.prepass import CampaignAudience, audience_segments, prepare_audience
@@ -37,6 +38,8 @@ from segments.profiles.read import Rejection
 from segments.profiles.schema import ProfileSchema
 from segments.yamlsrc import LineDict, load_yaml
 
+MAX_HEADER_LENGTH = 255  # subject and preheader, in characters
+_CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), 0x7F], " ")  # then squeezed: one line
 _SHAPE_SEPARATOR = "\x1e"  # never in a shape key: those come from the template's own text
 _IN_SEGMENT_RE = re.compile(r"""in_segment\(\s*(['"])([^'"]+)\1\s*\)""")
 
@@ -84,8 +87,10 @@ class CampaignRuntime:
         self.schema = schema
         self._lines: dict[str, int] | None = None
         self.as_of = as_of
-        self.env = make_environment(campaign.missing_token)
-        self.text_env = make_environment(campaign.missing_token, text=True)
+        limits = campaign.render
+        self.guard = RenderGuard(limits.max_seconds, limits.max_bytes, limits.unsafe_urls)
+        self.env = make_environment(campaign.missing_token, guard=self.guard)
+        self.text_env = make_environment(campaign.missing_token, text=True, guard=self.guard)
         folders = content_folders(campaign)
         self.experiments = load_experiments(campaign)
         assembled = assemble(folders, campaign.template, block_overrides(self.experiments))
@@ -108,7 +113,7 @@ class CampaignRuntime:
             "unsubscribe_url": campaign.unsubscribe_url or "",
         }
         self.headers = {k: self._field_template(k, v) for k, v in self.header_sources.items()}
-        self._headers_once: dict[tuple[tuple[str, str], ...], Template] = {}
+        self._headers_once: dict[tuple[tuple[str, str], ...], tuple[Template, dict[str, str]]] = {}
         # The shape key renders with the headers (one render less per recipient)
         # unless the layout's control flow reads what the headers produce.
         shape = self.template.shape_source
@@ -174,11 +179,22 @@ class CampaignRuntime:
         """:meth:`full_context` and, when the headers render gave it, the shape key."""
         context = self.context(record, segments, variants)
         subject, preheader, unsubscribe, *shape_key = self._render_headers(context)
-        context["subject"] = _one_line(subject)
-        context["preheader"] = _one_line(preheader)
+        context["subject"] = self._header_line("subject", subject)
+        context["preheader"] = self._header_line("preheader", preheader)
         if self.campaign.unsubscribe_url:
             context["unsubscribe_url"] = unsubscribe.strip()
         return context, shape_key[0] if shape_key else None
+
+    def _header_line(self, key: str, text: str) -> str:
+        """A rendered subject or preheader on one line, without control characters,
+        cut to :data:`MAX_HEADER_LENGTH` characters (with a warning)."""
+        line = _one_line(text)
+        if not line.isprintable():
+            line = _one_line(line.translate(_CONTROL_CHARACTERS))
+        if len(line) > MAX_HEADER_LENGTH:
+            line = line[:MAX_HEADER_LENGTH].rstrip()
+            self.guard.warnings.append(f"{key} cut to {MAX_HEADER_LENGTH} characters")
+        return line
 
     def render_one(
         self,
@@ -187,11 +203,23 @@ class CampaignRuntime:
         segments: Sequence[str],
         variants: Mapping[str, str | None],
     ) -> Rendered:
-        """Render one recipient; RecipientError when the recipient must be rejected."""
-        context, shape_key = self._prepare(record, segments, variants)
-        shape, html, text = self.template.render_layout(context, shape_key)
+        """Render one recipient; RecipientError when the recipient must be rejected
+        (``render_limit`` when it runs over the campaign's ``render`` budget)."""
+        guard = self.guard
+        guard.start()
+        try:
+            context, shape_key = self._prepare(record, segments, variants)
+            shape, html, text = self.template.render_layout(context, shape_key)
+        finally:
+            guard.stop()
+        if len(html) > guard.max_bytes or len(text) > guard.max_bytes:
+            raise RecipientError(
+                f"{self.template.assembled.file}: {guard.too_big()} (the whole email)",
+                reason="render_limit",
+                file=self.template.assembled.file,
+            )
         recipient_id = context["recipient_id"]
-        warnings = []
+        warnings = list(guard.warnings)
         if len(context["subject"]) > 100:
             warnings.append("subject is longer than 100 characters")
         if not context["subject"]:
@@ -211,8 +239,9 @@ class CampaignRuntime:
             layout=shape.layout,
         )
 
-    def _headers_for(self, variants: Mapping[str, str | None]) -> Template:
-        """Subject, preheader and unsubscribe URL as one template, per variant override."""
+    def _headers_for(self, variants: Mapping[str, str | None]) -> tuple[Template, dict[str, str]]:
+        """Subject, preheader and unsubscribe URL as one template, per variant override;
+        and the source of each."""
         chosen = [
             (e.key, v)
             for e in self.experiments
@@ -220,8 +249,8 @@ class CampaignRuntime:
             and (v.subject is not None or v.preheader is not None)
         ]
         cache_key = tuple((key, v.name) for key, v in chosen)
-        template = self._headers_once.get(cache_key)
-        if template is None:
+        found = self._headers_once.get(cache_key)
+        if found is None:
             sources = dict(self.header_sources)
             for _, variant in chosen:
                 sources["subject"] = variant.subject or sources["subject"]
@@ -230,24 +259,33 @@ class CampaignRuntime:
             source = "\x1f".join(sources.values())
             if self._shape_with_headers:
                 source += _SHAPE_SEPARATOR + str(self.template.shape_source)
-            template = self._field_template("subject", source)
-            self._headers_once[cache_key] = template
-        return template
+            found = self._headers_once[cache_key] = (
+                self._field_template("subject", source),
+                sources,
+            )
+        return found
 
     def _render_headers(self, context: dict[str, Any]) -> list[str]:
         """[subject, preheader, unsubscribe URL] and, when merged in, the shape key."""
+        template, sources = self._headers_for(context["variants"])
         try:
-            output = render_shared(self._headers_for(context["variants"]), context)
+            output = render_shared(template, context)
         except RENDER_ERRORS:
-            for key, template in self.headers.items():
-                self._render_field(key, template, context)  # raises with the key's position
+            for key, field_template in self.headers.items():
+                self._render_field(key, field_template, context)  # raises at the key's line
             if self._shape_with_headers:
                 self.template.layout_for(context)  # raises as a render of the layout would
             raise
+        shape_key = None
         if self._shape_with_headers:
             output, _, shape_key = output.rpartition(_SHAPE_SEPARATOR)
-            return [*output.split("\x1f"), shape_key]
-        return output.split("\x1f")
+        fields = output.split("\x1f")
+        if len(fields) != len(sources):  # a value held the separator: one at a time
+            fields = [
+                self._render_field(k, self._field_template(k, v), context)
+                for k, v in sources.items()
+            ]
+        return fields if shape_key is None else [*fields, shape_key]
 
     def _render_field(self, key: str, template: Template, context: Mapping[str, Any]) -> str:
         try:
@@ -284,17 +322,29 @@ class CampaignRuntime:
         )
 
 
-def render_batch(runtime: CampaignRuntime, batch: SegmentedBatch) -> BatchResult:
+def render_batch(
+    runtime: CampaignRuntime, batch: SegmentedBatch, *, stop_after: int = 0
+) -> BatchResult:
     """Render every row of ``batch`` that is not held out: each comes back rendered or
-    rejected with a reason. Pure: no files, nothing kept between calls."""
+    rejected with a reason. Pure: no files, nothing kept between calls.
+
+    ``stop_after``: when the batch's first that many renders all run over the render
+    limit, the template is at fault rather than the data: a :class:`TemplateError`
+    instead of grinding through every row (a build passes :data:`EARLY_STOP` for its
+    first rows).
+    """
     result = BatchResult()
+    attempts = 0
     for index, row in enumerate(batch.rows):
         if batch.held_out[index]:
             continue
         record = batch.records[index]
+        attempts += 1
         try:
             rendered = runtime.render_one(row, record, batch.segments[index], batch.variants[index])
         except RecipientError as exc:
+            if attempts == stop_after:
+                _stop_early(result, exc, stop_after)
             if runtime.campaign.missing_token == "error" and exc.reason == "missing_field":
                 raise UndefinedFieldError(
                     f"'{exc.field}' is undefined",
@@ -311,6 +361,23 @@ def render_batch(runtime: CampaignRuntime, batch: SegmentedBatch) -> BatchResult
             continue
         result.rendered.append(rendered)
     return result
+
+
+EARLY_STOP = 3  # first renders of a build that, all over the render limit, stop it
+
+
+def _stop_early(result: BatchResult, exc: RecipientError, stop_after: int) -> None:
+    """Raise when the ``stop_after``-th render (``exc``) and all before it ran over the
+    render limit."""
+    if exc.reason == "render_limit" and not result.rendered:
+        if all(r.reason == "render_limit" for r in result.rejected):
+            raise TemplateError(
+                f"the first {stop_after} recipients all ran over the render limit",
+                file=exc.file,
+                line=exc.line,
+                hint="a loop that does not end or a string that keeps growing? "
+                "Otherwise raise render: {max_seconds:, max_bytes:} in the campaign",
+            ) from None
 
 
 def check_variants(experiments: Sequence[Experiment], forced: Mapping[str, str], file: str) -> None:

@@ -223,6 +223,9 @@ class CampaignBuild:
                 while in_flight:
                     _write_chunk(in_flight.popleft(), writer, state)
                     yield state.progress()
+        except BaseException:
+            executor.abort()  # a signal or an error: the renders under way are not waited for
+            raise
         finally:
             executor.close()
         if not spool.complete:  # this pass read the profile file

@@ -27,7 +27,7 @@ from itertools import chain
 from typing import Protocol
 
 from renderer.build.output import EmailFiles, holdout_line
-from renderer.runtime import CampaignRuntime, Rendered, render_batch
+from renderer.runtime import EARLY_STOP, CampaignRuntime, Rendered, render_batch
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
 from segments.profiles.read import Rejection
 from segments.profiles.spool import ValidatedChunk
@@ -78,9 +78,11 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk) -> ChunkResult:
     rejected = list(batch.rejected)
     written: list[Rendered] = []
     email_field = job.plan.schema.email_field
+    # the build's first renders all over the render limit: a template error, not data
+    stop_after = EARLY_STOP if 1 in chunk.row_numbers()[:1] else 0
     for start in range(0, len(batch), SUB_BATCH):
         part = batch.take(range(start, min(start + SUB_BATCH, len(batch))))
-        done = render_batch(job.runtime, part)
+        done = render_batch(job.runtime, part, stop_after=stop_after if start == 0 else 0)
         rejected.extend(done.rejected)
         rendered = iter(done.rendered)  # in row order, without the held-out and rejected rows
         item = next(rendered, None)
@@ -116,6 +118,8 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 class InProcessExecutor:
     """Runs the unit here, as the results are consumed."""
@@ -127,6 +131,9 @@ class InProcessExecutor:
         yield run_chunk(self.job, chunk)
 
     def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
         pass
 
 
@@ -148,13 +155,16 @@ def _stay_with_parent() -> None:
     """A worker leaves stopping to its parent, and does not outlive it.
 
     Ctrl-C reaches every process of the terminal's group: the parent stops the
-    pool and removes the staging folder, so workers ignore SIGINT. A parent killed
+    pool and removes the staging folder, so workers ignore SIGINT. SIGTERM ends a
+    worker at once (not the parent's handler, inherited through fork: the pool would
+    catch the KeyboardInterrupt it raises and go on). A parent killed
     outright (SIGKILL, out of memory) cannot stop them, and a worker waiting for
     work would wait for ever: on Linux the kernel sends it SIGTERM when the parent
     dies (``PR_SET_PDEATHSIG``).
     """
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -185,6 +195,25 @@ class ProcessPoolExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def abort(self) -> None:
+        """Stop the workers now, mid-render (a signal, an error): :meth:`close` would
+        wait for the renders under way, and a long one takes up to its time limit.
+        They are gone when this returns, so none writes into the staging folder after."""
+        if self._pool is not None:
+            processes = list((self._pool._processes or {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            # the renders under way are abandoned; before Python 3.12 the pool would mark
+            # the cancelled ones failed too when it sees its workers end, and its thread
+            # die of InvalidStateError (a traceback on stderr)
+            self._pool._pending_work_items.clear()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(timeout=1)
+                if process.exitcode is None:
+                    process.kill()
+                    process.join()
 
 
 def make_executor(job: ChunkJob, workers: int) -> InProcessExecutor | ProcessPoolExecutor:
