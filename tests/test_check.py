@@ -345,3 +345,14 @@ def test_check_runs_the_caniemail_lint_for_the_campaigns_clients(tmp_path: Path)
     assert not [
         f for f in check_campaign(load_campaign(apple)).findings if f.rule == "css-unsupported"
     ]
+
+
+def test_a_macro_is_a_known_name(tmp_path: Path) -> None:
+    body = CLEAN_BODY.replace(
+        "<mj-section>",
+        "{% macro shout(s) %}{{ s | upper }}{% endmacro %}<mj-section>"
+        "<mj-column><mj-text>{{ shout('hi') }}</mj-text></mj-column></mj-section><mj-section>",
+        1,
+    )
+    report = check_campaign(load_campaign(make_campaign(tmp_path, body)))
+    assert [f for f in report.findings if f.rule == "unknown-name"] == []

@@ -119,6 +119,7 @@ def check_names(scope: NameScope, parsed: list[tuple[Source, nodes.Template]]) -
     ``unknown-segment`` and ``unknown-experiment`` findings of every parsed source."""
     for _, tree in parsed:
         scope.declared |= {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+        scope.declared |= {m.name for m in tree.find_all(nodes.Macro)}  # macros are names too
     for source, tree in parsed:
         known = scope.known(header=bool(source.key))
         yield from _names(source, tree, known)
