@@ -12,7 +12,9 @@ text is one of ``na_values`` (compared case-insensitively; default
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from segments.errors import ConfigError, ProfileDataError
+from segments.profiles.guards import MAX_DEPTH, has_surrogate, json_depth_exceeds, may_be_too_deep
 
 DEFAULT_NA_VALUES: tuple[str, ...] = (
     "none",
@@ -169,10 +172,13 @@ def _without_na(frame: pd.DataFrame, na: frozenset[str], missing: Any) -> pd.Dat
     return frame
 
 
-def _not_text(path: Path, where: str, encoding: str, exc: UnicodeDecodeError) -> ProfileDataError:
+def _not_text(
+    path: Path, where: str, encoding: str, exc: UnicodeDecodeError, line: int | None = None
+) -> ProfileDataError:
     return ProfileDataError(
         f"cannot read {where}: not {encoding} text ({exc.reason})",
         file=str(path),
+        line=line,
         hint="set profiles.encoding in the campaign (spreadsheet exports are often cp1252 "
         "or latin-1; --encoding for an ad-hoc build), or save the file as UTF-8",
     )
@@ -200,31 +206,83 @@ def _jsonl_chunks(
             numbers: list[int] = []
             rejections: list[Rejection] = []
             for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    rejections.append(Rejection(number, None, None, "invalid_json", "empty line"))
-                else:
-                    try:
-                        value = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        rejections.append(
-                            Rejection(number, None, None, "invalid_json", f"not JSON: {exc.msg}")
-                        )
-                        value = None
-                    else:
-                        if isinstance(value, dict):
-                            rows.append(value)
-                            numbers.append(number)
-                        else:
-                            rejections.append(
-                                Rejection(number, None, None, "invalid_json", "not a JSON object")
-                            )
+                value = _jsonl_row(line, number, rejections)
+                if value is not None:
+                    rows.append(value)
+                    numbers.append(number)
                 if len(rows) + len(rejections) >= chunk_size:
                     yield _jsonl_chunk(rows, numbers, rejections, na)
                     rows, numbers, rejections = [], [], []
             if rows or rejections:
                 yield _jsonl_chunk(rows, numbers, rejections, na)
     except UnicodeDecodeError as exc:
-        raise _not_text(path, f"JSONL after line {number}", encoding, exc) from None
+        bad = _undecodable_line(path, encoding) or number + 1
+        raise _not_text(path, "JSONL", encoding, exc, line=bad) from None
+
+
+def _json_constant(name: str) -> float:
+    return math.nan if name == "NaN" else math.inf
+
+
+# JSON's Infinity and -Infinity (which json.loads accepts) read as inf, like 1e400: a
+# number that is not finite, invalid in every field type. NaN is missing, as everywhere.
+_JSON = json.JSONDecoder(parse_constant=_json_constant)
+
+
+def _jsonl_row(line: str, number: int, rejections: list[Rejection]) -> dict[str, Any] | None:
+    """The object on one JSONL line, or None after adding its rejection to ``rejections``.
+
+    Rejected here, besides lines that are not JSON objects: values nested past
+    :data:`~segments.profiles.guards.MAX_DEPTH` (``invalid_value``; checked before parsing
+    when the line has brackets enough, as the parser recurses) and text holding a lone
+    surrogate (``invalid_text``: no column of text can hold it).
+    """
+
+    def reject(field: str | None, reason: str, detail: str) -> None:
+        rejections.append(Rejection(number, None, field, reason, detail))
+
+    if not line.strip():
+        reject(None, "invalid_json", "empty line")
+        return None
+    if may_be_too_deep(line, MAX_DEPTH + 1):  # + 1: the line's own object
+        deep, key = json_depth_exceeds(line, MAX_DEPTH + 1)
+        if deep:
+            reject(key, "invalid_value", f"a value nests deeper than {MAX_DEPTH} levels")
+            return None
+    try:
+        value = _JSON.decode(line)
+    except json.JSONDecodeError as exc:
+        reject(None, "invalid_json", f"not JSON: {exc.msg}")
+        return None
+    if not isinstance(value, dict):
+        reject(None, "invalid_json", "not a JSON object")
+        return None
+    if "\\u" in line:  # a lone surrogate can only come from an escape
+        bad = [key for key, item in value.items() if has_surrogate(key) or has_surrogate(item)]
+        if bad:
+            field = None if has_surrogate(bad[0]) else bad[0]
+            reject(field, "invalid_text", "text holds a lone surrogate")
+            return None
+    return value
+
+
+def _undecodable_line(path: Path, encoding: str) -> int | None:
+    """The 1-based line of the first byte that is not ``encoding`` text, or None.
+
+    Decoded block by block, as a text file is, so the line is exact for any encoding
+    (a line count of raw bytes would not be, in UTF-16).
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            try:
+                text = decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                before = exc.object[: exc.start].decode(encoding, errors="replace")
+                return lines + before.count("\n") + 1
+            lines += text.count("\n")
+    return None
 
 
 def _jsonl_chunk(
