@@ -385,3 +385,94 @@ def test_a_rebuild_with_clock_words_is_byte_identical(tmp_path: Path) -> None:
     assert output_bytes(tmp_path / "one") == output_bytes(tmp_path / "two")
     digest = hashlib.sha256((tmp_path / "one" / "manifest.jsonl").read_bytes()).hexdigest()
     assert digest == hashlib.sha256((tmp_path / "two" / "manifest.jsonl").read_bytes()).hexdigest()
+
+
+# 13. malformed CSV lines --------------------------------------------------------------
+
+
+def good_rows(first: int, count: int) -> list[str]:
+    return [row(i) for i in range(first, first + count)]
+
+
+def test_a_malformed_csv_line_rejects_that_line_only(tmp_path: Path) -> None:
+    lines = [
+        *good_rows(1, 3),
+        row(4) + ",extra,fields",  # data row 4, file line 5
+        '5,p5@example.com,"never closed',  # line 6
+        *good_rows(6, 2),
+        '8,p8@example.com,"two\nlines"',  # lines 9-10: one record
+        "",  # a blank line: skipped, as pandas skips it
+        row(9),
+        '10,p10@example.com,"wide\nrecord",1,1,,,,,,',  # lines 13-14: one malformed row
+        *good_rows(11, 200),
+    ]
+    path = csv_rows(tmp_path, *lines)
+    valid, rejected = validate(path, max_malformed=0.02)
+    assert [(r["row"], r["reason"], r["detail"].split(":")[0]) for r in rejected] == [
+        (4, "malformed_row", "CSV line 5"),
+        (5, "malformed_row", "CSV line 6"),
+        (10, "malformed_row", "CSV line 13"),
+    ]
+    assert len(valid) + len(rejected) == 210
+    assert valid.loc[8, "first_name"] == "two\nlines" and valid.loc[6, "id"] == "6"
+    assert list(valid.index) == [r for r in range(1, 211) if r not in (4, 5, 10)]
+
+
+def test_malformed_lines_are_found_in_any_chunk_size(tmp_path: Path) -> None:
+    lines = [*good_rows(1, 150), row(151) + ",x", '152,p@example.com,"open', *good_rows(153, 148)]
+    path = csv_rows(tmp_path, *lines)
+    for size in (1, 2, 7, 1000):
+        validator = ProfileValidator(SCHEMA, file=str(path))
+        rows, bad = [], []
+        for chunk in read_chunks(path, "csv", size, max_malformed=0.01):
+            valid, rejections = validator.validate(chunk)
+            rows += list(valid.index)
+            bad += [(r.row, r.reason) for r in rejections]
+        assert bad == [(151, "malformed_row"), (152, "malformed_row")], size
+        assert rows == [r for r in range(1, 301) if r not in (151, 152)], size
+
+
+def test_too_many_malformed_lines_fail_the_file_with_the_delimiter_hint(tmp_path: Path) -> None:
+    path = csv_rows(tmp_path, *good_rows(1, 98), row(99) + ",x", row(100) + ",x")
+    with pytest.raises(ProfileDataError) as caught:
+        validate(path)
+    error = caught.value
+    assert error.line == 100 and "2 of 100" in error.message
+    assert error.hint is not None and "profiles.delimiter" in error.hint
+    assert "profiles.max_malformed" in error.hint
+    _, rejected = validate(path, max_malformed=0.02)
+    assert len(rejected) == 2
+
+
+def test_a_file_in_the_wrong_dialect_fails_before_it_is_read_to_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("id;email\n" + "".join(f'{i};"a,b",c\n' for i in range(5000)))
+    chunks = read_chunks(path, "csv", 100)
+    with pytest.raises(ProfileDataError, match="malformed"):
+        next(chunks)
+
+
+def test_malformed_rows_reconcile_in_a_build(tmp_path: Path) -> None:
+    lines = ["id,email,first_name"] + [f"{i},p{i}@example.com,N{i}" for i in range(1, 301)]
+    lines[50] = '50,p50@example.com,"Open'
+    lines[120] = "120,p120@example.com,Wide,1,2,3"
+    campaign = small_campaign(tmp_path, "\n".join(lines) + "\n")
+    summary = build(campaign, tmp_path / "out")
+    assert summary["input_rows"] == 300 and summary["rendered"] == 298 and reconciled(summary)
+    errors = [json.loads(e) for e in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
+    assert [(e["row"], e["reason"], e["detail"].split(":")[0]) for e in errors] == [
+        (50, "malformed_row", "CSV line 51"),
+        (120, "malformed_row", "CSV line 121"),
+    ]
+    assert "Open" not in (tmp_path / "out" / "errors.jsonl").read_text()
+
+
+def test_max_malformed_is_a_profiles_setting(tmp_path: Path) -> None:
+    profiles = "id,email,first_name\n1,a@example.com,A\n2,b@example.com,B,x\n"
+    with pytest.raises(ProfileDataError, match="max_malformed"):
+        build(small_campaign(tmp_path, profiles), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    summary = build(
+        small_campaign(tmp_path, profiles, extra=", max_malformed: 0.5"), tmp_path / "o"
+    )
+    assert summary["rendered"] == 1 and summary["rejected"] == 1 and reconciled(summary)

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from segments.errors import ConfigError, ProfileDataError
+from segments.profiles.csvread import read_csv_blocks
 from segments.profiles.guards import MAX_DEPTH, has_surrogate, json_depth_exceeds, may_be_too_deep
 
 DEFAULT_NA_VALUES: tuple[str, ...] = (
@@ -47,6 +48,10 @@ Korean surname Na), and "-", "nil" are left out for the same reason (a placehold
 some fields use as a value, a Catalan and Turkish given name). Empty and whitespace-only
 text is missing whatever the list says.
 """
+
+DEFAULT_MAX_MALFORMED = 0.01
+"""Share of a CSV file's data lines that may be malformed before the file fails: more
+is a sign of the wrong delimiter or quoting, not of a few broken lines."""
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,14 @@ def read_chunks(
     delimiter: str = ",",
     encoding: str = "utf-8",
     na_values: Iterable[str] = DEFAULT_NA_VALUES,
+    max_malformed: float = DEFAULT_MAX_MALFORMED,
 ) -> Generator[RawChunk, None, None]:
     """Read a profile file in chunks; the frame index is the 1-based data row number.
 
     ``delimiter`` applies to CSV, ``encoding`` to CSV and JSONL (Parquet says its own),
     ``na_values`` to CSV cells and JSONL strings (Parquet has nulls of its own).
+    ``max_malformed`` is the share of CSV data lines that may be malformed (each one
+    a ``malformed_row`` rejection) before the file fails.
     """
     path = Path(path)
     na = frozenset(value.strip().lower() for value in na_values)
@@ -104,7 +112,7 @@ def read_chunks(
             hint="check `profiles:` in the campaign file or --profiles",
         )
     readers: dict[str, Callable[[], Iterator[RawChunk]]] = {
-        "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding, na),
+        "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding, na, max_malformed),
         "jsonl": lambda: _jsonl_chunks(path, chunk_size, encoding, na),
         "parquet": lambda: _parquet_chunks(path, chunk_size),
     }
@@ -124,33 +132,53 @@ def read_chunks(
 
 
 def _csv_chunks(
-    path: Path, chunk_size: int, delimiter: str, encoding: str, na: frozenset[str]
+    path: Path,
+    chunk_size: int,
+    delimiter: str,
+    encoding: str,
+    na: frozenset[str],
+    max_malformed: float,
 ) -> Iterator[RawChunk]:
-    start = 1
+    """Chunks of :func:`~segments.profiles.csvread.read_csv_blocks`; a malformed line is a
+    ``malformed_row`` rejection, until more than ``max_malformed`` of the data lines are
+    (then the file fails, as soon as that is sure)."""
+    seen = malformed = 0
+    first: int | None = None
+    lines: int | None = None  # data lines in the file, counted when first needed
     try:
-        with pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            chunksize=chunk_size,
-            sep=delimiter,
-            encoding=encoding,
-        ) as reader:
-            for frame in reader:
-                frame.index = pd.RangeIndex(start, start + len(frame))
-                start += len(frame)
-                yield RawChunk(_without_na(frame, na, ""))
+        for block in read_csv_blocks(path, chunk_size, delimiter, encoding):
+            seen += block.rows
+            malformed += len(block.malformed)
+            if block.malformed:
+                first = first or block.malformed[0].line
+                if malformed > max_malformed * seen:
+                    lines = count_rows(path, "csv") if lines is None else lines
+                    if malformed > max_malformed * (lines or 0):  # it fails at the end
+                        raise _too_malformed(path, malformed, seen, first, max_malformed)
+            rejections = [
+                Rejection(m.row, None, None, "malformed_row", f"CSV line {m.line}: {m.detail}")
+                for m in block.malformed
+            ]
+            yield RawChunk(_without_na(block.frame, na, ""), rejections)
     except UnicodeDecodeError as exc:
-        raise _not_text(path, f"CSV near data row {start}", encoding, exc) from None
-    except pd.errors.ParserError as exc:
-        raise ProfileDataError(
-            f"cannot parse CSV near data row {start}: {exc}",
-            file=str(path),
-            hint="if the file is not comma-separated, set profiles.delimiter in the campaign "
-            "(--delimiter for an ad-hoc build)",
-        ) from None
-    except pd.errors.EmptyDataError:
-        return
+        line = _undecodable_line(path, encoding)
+        raise _not_text(path, "CSV", encoding, exc, line=line) from None
+    if malformed > max_malformed * seen:
+        raise _too_malformed(path, malformed, seen, first, max_malformed)
+
+
+def _too_malformed(
+    path: Path, malformed: int, rows: int, first: int | None, share: float
+) -> ProfileDataError:
+    return ProfileDataError(
+        f"cannot parse CSV: {malformed} of {rows} data lines are malformed, more than "
+        f"{share:.2%} (profiles.max_malformed)",
+        file=str(path),
+        line=first,
+        hint="if the file is not comma-separated, set profiles.delimiter in the campaign "
+        "(--delimiter for an ad-hoc build); to reject the malformed lines and go on, raise "
+        "profiles.max_malformed",
+    )
 
 
 def _without_na(frame: pd.DataFrame, na: frozenset[str], missing: Any) -> pd.DataFrame:

@@ -159,6 +159,8 @@ class ProfileValidator:
 
 
 def _flag(reason: pd.Series, where: pd.Series, mask: pd.Series, code: str, name: str) -> None:
+    if not mask.to_numpy(dtype=bool, na_value=False).any():
+        return  # (the usual case: no work per row)
     hit = mask.astype(bool) & (reason == "")
     reason[hit] = code
     where[hit] = name
