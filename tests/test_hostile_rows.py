@@ -278,6 +278,16 @@ def test_text_that_is_not_utf8_names_its_jsonl_line(tmp_path: Path, line: int) -
     assert caught.value.line == line and str(caught.value).startswith(f"{path}:{line}: ")
 
 
+@pytest.mark.parametrize("line", [2, 3, 5001])
+def test_text_that_is_not_utf8_names_its_csv_line(tmp_path: Path, line: int) -> None:
+    path = tmp_path / "p.csv"
+    good = b"1,a@example.com\n"
+    path.write_bytes(b"id,email\n" + good * (line - 2) + b"2,\xff@example.com\n" + good)
+    with pytest.raises(ProfileDataError) as caught:
+        list(read_chunks(path, "csv", 10))
+    assert caught.value.line == line and "not utf-8 text" in str(caught.value)
+
+
 # End to end ---------------------------------------------------------------------------
 
 TEMPLATE = (
