@@ -94,13 +94,19 @@ def test_a_float_that_is_not_finite_is_invalid(tmp_path: Path, value: str) -> No
     assert reasons(rejected) == {1: ("invalid_value", "x")}
 
 
-@pytest.mark.parametrize("number", ["1e400", "-1e400", "Infinity", "-Infinity", str(2**64)])
-@pytest.mark.parametrize("name", ["n", "x", "first_name"])
+NON_FINITE_JSON = ("1e400", "-1e400", "Infinity", "-Infinity")
+
+
+@pytest.mark.parametrize(
+    ("name", "number"),
+    [
+        *((name, n) for name in ("n", "x", "first_name") for n in NON_FINITE_JSON),
+        ("n", str(2**64)),  # (a float field takes it, a text field spells it out)
+    ],
+)
 def test_jsonl_numbers_past_float_or_int64_are_invalid(
-    tmp_path: Path, number: str, name: str
+    tmp_path: Path, name: str, number: str
 ) -> None:
-    if name != "n" and number == str(2**64):
-        return  # a float field takes it (1.8e19), a text field spells it out
     path = jsonl_rows(tmp_path, f'{{"id": "1", "email": "a@example.com", "{name}": {number}}}')
     _, rejected = validate(path)
     assert reasons(rejected) == {1: ("invalid_value", name)}
