@@ -332,6 +332,18 @@ def output_bytes(out: Path) -> dict[str, bytes]:
     }
 
 
+def assert_no_control_characters(out: Path, chars: str) -> None:
+    """None of ``chars`` in any output file, raw or as a JSON escape (the manifest's
+    subject and preheader)."""
+    escapes = [json.dumps(c)[1:-1].encode() for c in chars]
+    for name, data in output_bytes(out).items():
+        assert not any(c.encode() in data for c in chars), name
+        assert not any(e in data for e in escapes), name
+    for line in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        assert not any(c in entry["subject"] + entry["preheader"] for c in chars)
+
+
 def errors_of(out: Path) -> dict[int, tuple[str, str | None]]:
     lines = (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()
     return {e["row"]: (e["reason"], e["field"]) for e in map(json.loads, lines)}
@@ -377,8 +389,7 @@ def test_hostile_jsonl_rows_are_rejected_and_never_reach_an_email(tmp_path: Path
         11: ("invalid_value", "cart"),
         12: ("invalid_value", "n"),
     }
-    for name, data in output_bytes(tmp_path / "out").items():
-        assert not any(c in data for c in b"\x00\x1b"), name
+    assert_no_control_characters(tmp_path / "out", "\x00\x1b")
 
 
 def test_control_characters_in_csv_never_reach_subject_preheader_or_html(tmp_path: Path) -> None:
@@ -387,8 +398,7 @@ def test_control_characters_in_csv_never_reach_subject_preheader_or_html(tmp_pat
     summary = build(small_campaign(tmp_path, profiles), tmp_path / "out")
     assert summary["rendered"] == 1 and reconciled(summary)
     assert set(errors_of(tmp_path / "out").values()) == {("invalid_text", "first_name")}
-    for name, data in output_bytes(tmp_path / "out").items():
-        assert not any(c in data for c in b"\x00\x08\x1b"), name
+    assert_no_control_characters(tmp_path / "out", "\x00\x08\x1b")
 
 
 def test_a_rebuild_with_clock_words_is_byte_identical(tmp_path: Path) -> None:
