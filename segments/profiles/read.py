@@ -1,8 +1,10 @@
 """Reading profile files: CSV, JSONL and Parquet in chunks of raw values.
 
 A chunk's frame is indexed by 1-based data row number, so every later rejection
-names the row of the file. Lines of a JSONL file that are not JSON objects are
-rejected here; everything else is typed and validated by
+names the row of the file. Some rows are rejected here: CSV lines that are not a
+record of the file (``malformed_row``, :mod:`segments.profiles.csvread`), JSONL lines
+that are not JSON objects, or hold a value nested too deep or a lone surrogate (see
+:mod:`segments.profiles.guards`); everything else is typed and validated by
 :mod:`segments.profiles.validate`.
 
 Exports write "no value" in many ways. A CSV cell or a JSONL string whose trimmed
