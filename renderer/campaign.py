@@ -25,7 +25,7 @@ from pydantic import (
 from renderer.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS
 from segments.errors import ConfigError
 from segments.features.scores import FeatureConfig
-from segments.profiles.read import DEFAULT_NA_VALUES
+from segments.profiles.read import DEFAULT_MAX_MALFORMED, DEFAULT_NA_VALUES
 from segments.profiles.schema import ProfileSchema, infer_file_schema
 from segments.yamlsrc import line_at, load_yaml
 
@@ -90,11 +90,20 @@ class ProfileSource(_TextFile):
         default=DEFAULT_NA_VALUES,
         description="CSV cells and JSONL strings read as missing (trimmed, any case).",
     )
+    max_malformed: float = Field(
+        default=DEFAULT_MAX_MALFORMED,
+        ge=0,
+        le=1,
+        description="Share of CSV data lines that may be malformed (each rejected as "
+        "malformed_row) before the whole file fails.",
+    )
 
     @property
     def reader_options(self) -> dict[str, Any]:
-        """``delimiter``, ``encoding`` and ``na_values``, as :func:`read_chunks` takes them."""
-        return {**super().reader_options, "na_values": self.na_values}
+        """``delimiter``, ``encoding``, ``na_values`` and ``max_malformed``, as
+        :func:`read_chunks` takes them."""
+        options = {**super().reader_options, "na_values": self.na_values}
+        return {**options, "max_malformed": self.max_malformed}
 
     @property
     def resolved_format(self) -> str:

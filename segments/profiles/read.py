@@ -1,8 +1,10 @@
 """Reading profile files: CSV, JSONL and Parquet in chunks of raw values.
 
 A chunk's frame is indexed by 1-based data row number, so every later rejection
-names the row of the file. Lines of a JSONL file that are not JSON objects are
-rejected here; everything else is typed and validated by
+names the row of the file. Some rows are rejected here: CSV lines that are not a
+record of the file (``malformed_row``, :mod:`segments.profiles.csvread`), JSONL lines
+that are not JSON objects, or hold a value nested too deep or a lone surrogate (see
+:mod:`segments.profiles.guards`); everything else is typed and validated by
 :mod:`segments.profiles.validate`.
 
 Exports write "no value" in many ways. A CSV cell or a JSONL string whose trimmed
@@ -12,7 +14,9 @@ text is one of ``na_values`` (compared case-insensitively; default
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,8 @@ from typing import Any
 import pandas as pd
 
 from segments.errors import ConfigError, ProfileDataError
+from segments.profiles.csvread import read_csv_blocks
+from segments.profiles.guards import MAX_DEPTH, has_surrogate, json_depth_exceeds, may_be_too_deep
 
 DEFAULT_NA_VALUES: tuple[str, ...] = (
     "none",
@@ -44,6 +50,10 @@ Korean surname Na), and "-", "nil" are left out for the same reason (a placehold
 some fields use as a value, a Catalan and Turkish given name). Empty and whitespace-only
 text is missing whatever the list says.
 """
+
+DEFAULT_MAX_MALFORMED = 0.01
+"""Share of a CSV file's data lines that may be malformed before the file fails: more
+is a sign of the wrong delimiter or quoting, not of a few broken lines."""
 
 
 @dataclass(frozen=True)
@@ -86,11 +96,14 @@ def read_chunks(
     delimiter: str = ",",
     encoding: str = "utf-8",
     na_values: Iterable[str] = DEFAULT_NA_VALUES,
+    max_malformed: float = DEFAULT_MAX_MALFORMED,
 ) -> Generator[RawChunk, None, None]:
     """Read a profile file in chunks; the frame index is the 1-based data row number.
 
     ``delimiter`` applies to CSV, ``encoding`` to CSV and JSONL (Parquet says its own),
     ``na_values`` to CSV cells and JSONL strings (Parquet has nulls of its own).
+    ``max_malformed`` is the share of CSV data lines that may be malformed (each one
+    a ``malformed_row`` rejection) before the file fails.
     """
     path = Path(path)
     na = frozenset(value.strip().lower() for value in na_values)
@@ -101,7 +114,7 @@ def read_chunks(
             hint="check `profiles:` in the campaign file or --profiles",
         )
     readers: dict[str, Callable[[], Iterator[RawChunk]]] = {
-        "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding, na),
+        "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding, na, max_malformed),
         "jsonl": lambda: _jsonl_chunks(path, chunk_size, encoding, na),
         "parquet": lambda: _parquet_chunks(path, chunk_size),
     }
@@ -121,33 +134,53 @@ def read_chunks(
 
 
 def _csv_chunks(
-    path: Path, chunk_size: int, delimiter: str, encoding: str, na: frozenset[str]
+    path: Path,
+    chunk_size: int,
+    delimiter: str,
+    encoding: str,
+    na: frozenset[str],
+    max_malformed: float,
 ) -> Iterator[RawChunk]:
-    start = 1
+    """Chunks of :func:`~segments.profiles.csvread.read_csv_blocks`; a malformed line is a
+    ``malformed_row`` rejection, until more than ``max_malformed`` of the data lines are
+    (then the file fails, as soon as that is sure)."""
+    seen = malformed = 0
+    first: int | None = None
+    lines: int | None = None  # data lines in the file, counted when first needed
     try:
-        with pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            chunksize=chunk_size,
-            sep=delimiter,
-            encoding=encoding,
-        ) as reader:
-            for frame in reader:
-                frame.index = pd.RangeIndex(start, start + len(frame))
-                start += len(frame)
-                yield RawChunk(_without_na(frame, na, ""))
+        for block in read_csv_blocks(path, chunk_size, delimiter, encoding):
+            seen += block.rows
+            malformed += len(block.malformed)
+            if block.malformed:
+                first = first or block.malformed[0].line
+                if malformed > max_malformed * seen:
+                    lines = count_rows(path, "csv") if lines is None else lines
+                    if malformed > max_malformed * (lines or 0):  # it fails at the end
+                        raise _too_malformed(path, malformed, seen, first, max_malformed)
+            rejections = [
+                Rejection(m.row, None, None, "malformed_row", f"CSV line {m.line}: {m.detail}")
+                for m in block.malformed
+            ]
+            yield RawChunk(_without_na(block.frame, na, ""), rejections)
     except UnicodeDecodeError as exc:
-        raise _not_text(path, f"CSV near data row {start}", encoding, exc) from None
-    except pd.errors.ParserError as exc:
-        raise ProfileDataError(
-            f"cannot parse CSV near data row {start}: {exc}",
-            file=str(path),
-            hint="if the file is not comma-separated, set profiles.delimiter in the campaign "
-            "(--delimiter for an ad-hoc build)",
-        ) from None
-    except pd.errors.EmptyDataError:
-        return
+        line = _undecodable_line(path, encoding)
+        raise _not_text(path, "CSV", encoding, exc, line=line) from None
+    if malformed > max_malformed * seen:
+        raise _too_malformed(path, malformed, seen, first, max_malformed)
+
+
+def _too_malformed(
+    path: Path, malformed: int, rows: int, first: int | None, share: float
+) -> ProfileDataError:
+    return ProfileDataError(
+        f"cannot parse CSV: {malformed} of {rows} data lines are malformed, more than "
+        f"{share:.2%} (profiles.max_malformed)",
+        file=str(path),
+        line=first,
+        hint="if the file is not comma-separated, set profiles.delimiter in the campaign "
+        "(--delimiter for an ad-hoc build); to reject the malformed lines and go on, raise "
+        "profiles.max_malformed",
+    )
 
 
 def _without_na(frame: pd.DataFrame, na: frozenset[str], missing: Any) -> pd.DataFrame:
@@ -169,10 +202,13 @@ def _without_na(frame: pd.DataFrame, na: frozenset[str], missing: Any) -> pd.Dat
     return frame
 
 
-def _not_text(path: Path, where: str, encoding: str, exc: UnicodeDecodeError) -> ProfileDataError:
+def _not_text(
+    path: Path, where: str, encoding: str, exc: UnicodeDecodeError, line: int | None = None
+) -> ProfileDataError:
     return ProfileDataError(
         f"cannot read {where}: not {encoding} text ({exc.reason})",
         file=str(path),
+        line=line,
         hint="set profiles.encoding in the campaign (spreadsheet exports are often cp1252 "
         "or latin-1; --encoding for an ad-hoc build), or save the file as UTF-8",
     )
@@ -200,31 +236,83 @@ def _jsonl_chunks(
             numbers: list[int] = []
             rejections: list[Rejection] = []
             for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    rejections.append(Rejection(number, None, None, "invalid_json", "empty line"))
-                else:
-                    try:
-                        value = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        rejections.append(
-                            Rejection(number, None, None, "invalid_json", f"not JSON: {exc.msg}")
-                        )
-                        value = None
-                    else:
-                        if isinstance(value, dict):
-                            rows.append(value)
-                            numbers.append(number)
-                        else:
-                            rejections.append(
-                                Rejection(number, None, None, "invalid_json", "not a JSON object")
-                            )
+                value = _jsonl_row(line, number, rejections)
+                if value is not None:
+                    rows.append(value)
+                    numbers.append(number)
                 if len(rows) + len(rejections) >= chunk_size:
                     yield _jsonl_chunk(rows, numbers, rejections, na)
                     rows, numbers, rejections = [], [], []
             if rows or rejections:
                 yield _jsonl_chunk(rows, numbers, rejections, na)
     except UnicodeDecodeError as exc:
-        raise _not_text(path, f"JSONL after line {number}", encoding, exc) from None
+        bad = _undecodable_line(path, encoding) or number + 1
+        raise _not_text(path, "JSONL", encoding, exc, line=bad) from None
+
+
+def _json_constant(name: str) -> float:
+    return math.nan if name == "NaN" else math.inf
+
+
+# JSON's Infinity and -Infinity (which json.loads accepts) read as inf, like 1e400: a
+# number that is not finite, invalid in every field type. NaN is missing, as everywhere.
+_JSON = json.JSONDecoder(parse_constant=_json_constant)
+
+
+def _jsonl_row(line: str, number: int, rejections: list[Rejection]) -> dict[str, Any] | None:
+    """The object on one JSONL line, or None after adding its rejection to ``rejections``.
+
+    Rejected here, besides lines that are not JSON objects: values nested past
+    :data:`~segments.profiles.guards.MAX_DEPTH` (``invalid_value``; checked before parsing
+    when the line has brackets enough, as the parser recurses) and text holding a lone
+    surrogate (``invalid_text``: no column of text can hold it).
+    """
+
+    def reject(field: str | None, reason: str, detail: str) -> None:
+        rejections.append(Rejection(number, None, field, reason, detail))
+
+    if not line.strip():
+        reject(None, "invalid_json", "empty line")
+        return None
+    if may_be_too_deep(line, MAX_DEPTH + 1):  # + 1: the line's own object
+        deep, key = json_depth_exceeds(line, MAX_DEPTH + 1)
+        if deep:
+            reject(key, "invalid_value", f"a value nests deeper than {MAX_DEPTH} levels")
+            return None
+    try:
+        value = _JSON.decode(line)
+    except json.JSONDecodeError as exc:
+        reject(None, "invalid_json", f"not JSON: {exc.msg}")
+        return None
+    if not isinstance(value, dict):
+        reject(None, "invalid_json", "not a JSON object")
+        return None
+    if "\\u" in line:  # a lone surrogate can only come from an escape
+        bad = [key for key, item in value.items() if has_surrogate(key) or has_surrogate(item)]
+        if bad:
+            field = None if has_surrogate(bad[0]) else bad[0]
+            reject(field, "invalid_text", "text holds a lone surrogate")
+            return None
+    return value
+
+
+def _undecodable_line(path: Path, encoding: str) -> int | None:
+    """The 1-based line of the first byte that is not ``encoding`` text, or None.
+
+    Decoded block by block, as a text file is, so the line is exact for any encoding
+    (a line count of raw bytes would not be, in UTF-16).
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            try:
+                text = decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                before = exc.object[: exc.start].decode(encoding, errors="replace")
+                return lines + before.count("\n") + 1
+            lines += text.count("\n")
+    return None
 
 
 def _jsonl_chunk(

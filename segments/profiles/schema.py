@@ -8,10 +8,12 @@ the data; :func:`to_records` gives typed rows as plain Python for templates.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import orjson
 import pandas as pd
 
 from segments.errors import ProfileDataError
+from segments.profiles.guards import MAX_DEPTH, is_too_deep, json_depth_exceeds, may_be_too_deep
 from segments.profiles.read import column_hint, read_chunks
 
 TRUE = {"true", "t", "yes", "y", "1", "on"}
@@ -165,24 +168,24 @@ def missing_mask(series: pd.Series) -> pd.Series:
 
 
 def convert(series: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
-    """Type a raw column; return (typed column, mask of present-but-invalid values)."""
+    """Type a raw column; return (typed column, mask of present-but-invalid values).
+
+    Invalid, besides what does not parse: an int outside 64 bits, a number that is
+    not finite (``inf``, JSON ``Infinity``/``NaN``/``1e400``), ``now``/``today`` as a
+    date (they would change at every build), a list or dict value nested deeper than
+    :data:`~segments.profiles.guards.MAX_DEPTH`, and a list, dict or other container
+    where text is expected (never stringified).
+    """
     missing = missing_mask(series)
     raw = series.astype(object).where(~missing, None)
     if kind == "string":
         if _is_text_dtype(series):  # every present value is a str already
             return raw, pd.Series(False, index=series.index)
-        typed = raw.map(lambda v: v if v is None or isinstance(v, str) else _to_text(v)).astype(
-            object
-        )
-        return typed, pd.Series(False, index=series.index)
+        typed = raw.map(_to_text).astype(object)
+        invalid = typed.map(lambda v: v is _INVALID).astype(bool)
+        return typed.where(~invalid, None), invalid
     if kind in ("int", "float"):
-        numbers = pd.to_numeric(raw, errors="coerce")
-        invalid = numbers.isna() & ~missing
-        if kind == "int":
-            fractional = numbers.notna() & (numbers != numbers.round())
-            invalid |= fractional
-            numbers = numbers.where(~invalid).round().astype("Int64")
-        return numbers.astype("Int64" if kind == "int" else "float64"), invalid
+        return _to_number(raw, missing, kind)
     if kind == "bool":
         return _to_bool(raw, missing)
     if kind in ("date", "datetime"):
@@ -190,6 +193,71 @@ def convert(series: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
             return _to_datetime(series.str.strip().where(~missing), missing, kind)
         return _to_datetime(raw.map(lambda v: v if v is None else str(v).strip()), missing, kind)
     return _to_nested(raw, missing, list if kind == "list" else dict)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_EXACT_FLOAT = 2.0**53  # floats at or past this may have lost an integer's last digits
+
+
+def _to_number(raw: pd.Series, missing: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    numbers = pd.to_numeric(raw, errors="coerce")
+    present = ~missing.to_numpy(dtype=bool)
+    if kind == "float" or numbers.dtype.kind not in "iuf":
+        values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+        invalid = present & ~np.isfinite(values)
+        typed = pd.Series(np.where(invalid, np.nan, values), index=raw.index, dtype="float64")
+        if kind == "float":
+            return typed, pd.Series(invalid, index=raw.index)
+        numbers = typed
+    ints, invalid = _to_int64(numbers, raw)
+    invalid &= present
+    typed = pd.Series(pd.arrays.IntegerArray(ints, invalid | ~present), index=raw.index)
+    return typed, pd.Series(invalid | (present & numbers.isna().to_numpy()), index=raw.index)
+
+
+def _to_int64(numbers: pd.Series, raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int64 values and a mask of those that are not whole numbers within 64 bits.
+
+    Vectorized; only values a float may have rounded (2**53 and past) are read again
+    from the raw value, exactly, one at a time.
+    """
+    if numbers.dtype.kind == "u":
+        values = numbers.to_numpy()
+        invalid = values > np.uint64(_INT64_MAX)
+        return np.where(invalid, 0, values).astype(np.int64), invalid
+    if numbers.dtype.kind == "i":
+        return numbers.to_numpy(dtype=np.int64), np.zeros(len(numbers), dtype=bool)
+    values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(values) & (values == np.round(values))
+        inexact = whole & (np.abs(values) >= _EXACT_FLOAT)
+        invalid = np.isnan(values) | ~whole
+        ints = np.where(whole & ~inexact, values, 0).astype(np.int64)
+    for position in inexact.nonzero()[0]:
+        exact = _exact_int(raw.iloc[position])
+        if exact is None or not _INT64_MIN <= exact <= _INT64_MAX:
+            invalid[position] = True
+        else:
+            ints[position] = exact
+    return ints, invalid
+
+
+def _exact_int(value: Any) -> int | None:
+    """The integer a raw value spells exactly (text like "9007199254740993" or "1e18",
+    a JSON number), or None."""
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return int(value) if math.isfinite(value) and float(value).is_integer() else None
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        return None
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    return int(number)
 
 
 def parse_json(text: str) -> Any:
@@ -221,9 +289,18 @@ def _is_text_dtype(series: pd.Series) -> bool:
     return isinstance(series.dtype, pd.StringDtype)
 
 
-def _to_text(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+def _to_text(value: Any) -> Any:
+    """A raw value as text: numbers and booleans spelled out, containers and numbers
+    that are not finite :data:`_INVALID` (never stringified)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple | dict | set | np.ndarray | bytes):
+        return _INVALID
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            return _INVALID
+        if float(value).is_integer():
+            return str(int(value))
     return str(value)
 
 
@@ -238,8 +315,15 @@ def _to_bool(raw: pd.Series, missing: pd.Series) -> tuple[pd.Series, pd.Series]:
     return typed, typed.isna() & ~missing
 
 
+# Words pandas reads as the wall-clock time: a rebuild would differ, so they are invalid.
+_CLOCK_WORDS = ("now", "today")
+
+
 def _to_datetime(text: pd.Series, missing: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     typed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    clock = text.isin(_CLOCK_WORDS).to_numpy(dtype=bool)
+    if clock.any():
+        typed = typed.where(~clock)
     if kind == "date":
         typed = typed.dt.floor("D")
     return typed, typed.isna() & ~missing
@@ -252,12 +336,16 @@ def _to_nested(raw: pd.Series, missing: pd.Series, kind: type) -> tuple[pd.Serie
         if isinstance(value, np.ndarray):
             value = value.tolist()
         if isinstance(value, str):
+            if may_be_too_deep(value) and json_depth_exceeds(value, MAX_DEPTH)[0]:
+                return _INVALID  # (before parsing: json.loads recurses)
             try:
                 value = parse_json(value)  # JSON gives plain lists and dicts already
             except json.JSONDecodeError:
                 return _INVALID
             return value if isinstance(value, kind) else _INVALID
-        return _plain(value) if isinstance(value, kind) else _INVALID
+        if not isinstance(value, kind) or is_too_deep(value):
+            return _INVALID
+        return _plain(value)
 
     parsed = raw.map(parse).astype(object)
     invalid = parsed.map(lambda v: v is _INVALID).astype(bool)

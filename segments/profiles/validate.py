@@ -4,8 +4,11 @@ Every input row ends up either in a valid chunk or as a :class:`Rejection` with
 its row number, field and reason; nothing is dropped silently.
 
 Rejection reasons, in the order they are checked (a row gets the first):
-``invalid_json``, ``missing_required``, ``invalid_value``, ``invalid_email``,
-``duplicate_id``, ``no_consent``, ``suppressed``.
+``malformed_row`` (a CSV line that does not parse), ``invalid_json``, then per field
+``missing_required``, ``invalid_value``, ``invalid_text`` (a control character or a lone
+surrogate, :mod:`segments.profiles.guards`), then ``invalid_email``, ``duplicate_id``,
+``no_consent``, ``suppressed``. Ids are compared as
+:func:`~segments.profiles.guards.normalize_id` spells them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,14 @@ import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
 from segments.errors import ConfigError, ProfileDataError
+from segments.profiles.guards import (
+    CONTROL_PATTERN,
+    SUSPECT_JSON_PATTERN,
+    has_bad_text,
+    is_bad_text,
+    normalize_id,
+    normalize_ids,
+)
 from segments.profiles.read import RawChunk, Rejection, column_hint
 from segments.profiles.schema import FieldDef, ProfileSchema, convert
 from segments.profiles.textindex import SeenTexts
@@ -66,16 +77,20 @@ class ProfileValidator:
                 else pd.Series(None, index=frame.index, dtype=object)
             )
             values, invalid = convert(column, spec.type)
+            bad_text = _bad_text(column, values, spec.type)  # before trimming ids
+            if name == self.schema.id_field and spec.type == "string":
+                values = _normalized_ids(column, values)
             absent = (
                 values.isna()
                 if spec.type not in ("list", "dict")
                 else values.map(lambda v: v is None).astype(bool)
-            )
+            ) & ~invalid  # (an invalid value is not typed: it is not missing)
             if spec.required:
                 _flag(reason, where, absent, "missing_required", name)
             elif spec.default is not None:
                 values = _fill_default(values, absent, spec)
             _flag(reason, where, invalid, "invalid_value", name)
+            _flag(reason, where, bad_text, "invalid_text", name)
             typed[name] = values
         self._check_rows(typed, reason, where)
         ids = typed[self.schema.id_field]
@@ -144,9 +159,46 @@ class ProfileValidator:
 
 
 def _flag(reason: pd.Series, where: pd.Series, mask: pd.Series, code: str, name: str) -> None:
+    if not mask.to_numpy(dtype=bool, na_value=False).any():
+        return  # (the usual case: no work per row)
     hit = mask.astype(bool) & (reason == "")
     reason[hit] = code
     where[hit] = name
+
+
+def _normalized_ids(raw: pd.Series, values: pd.Series) -> pd.Series:
+    """Ids as :func:`~segments.profiles.guards.normalize_id` spells them: vectorized on
+    CSV text (whose typed values are ``raw``'s, as objects), one by one otherwise."""
+    if isinstance(raw.dtype, pd.StringDtype):
+        ids = normalize_ids(raw)
+        return values if ids is raw else ids.astype(object).where(ids.notna(), None)
+    return normalize_ids(values)
+
+
+def _bad_text(raw: pd.Series, values: pd.Series, kind: str) -> pd.Series:
+    """Where a text value, or text inside a list/dict, is bad by
+    :func:`~segments.profiles.guards.is_bad_text`.
+
+    Vectorized on CSV text; list/dict values are walked only where their raw JSON text
+    could hold such a character, or one by one when they were not read from text.
+    """
+    none = pd.Series(False, index=raw.index)
+    if kind == "string":
+        if isinstance(raw.dtype, pd.StringDtype):
+            hit = raw.str.contains(CONTROL_PATTERN, regex=True)
+            return pd.Series(hit.to_numpy(dtype=bool, na_value=False), index=raw.index)
+        return values.map(lambda v: isinstance(v, str) and is_bad_text(v)).astype(bool)
+    if kind not in ("list", "dict"):
+        return none
+    if isinstance(raw.dtype, pd.StringDtype):
+        suspect = raw.str.contains(SUSPECT_JSON_PATTERN, regex=True)
+        candidates = pd.Series(suspect.to_numpy(dtype=bool, na_value=False), index=raw.index)
+    else:
+        candidates = values.notna()
+    if not candidates.any():
+        return none
+    hit = values[candidates].map(has_bad_text).astype(bool)
+    return none | hit.reindex(raw.index, fill_value=False)
 
 
 def _fill_default(values: pd.Series, absent: pd.Series, spec: FieldDef) -> pd.Series:
@@ -186,6 +238,7 @@ def _safe_id(value: Any) -> str | None:
 _DETAILS = {
     "missing_required": "required field '{field}' has no value",
     "invalid_value": "field '{field}' is not a valid {type}",
+    "invalid_text": "field '{field}' holds a control character or a lone surrogate",
     "invalid_email": "field '{field}' is not a valid email address",
     "duplicate_id": "id already seen in an earlier row",
     "no_consent": "no marketing consent in field '{field}'",
@@ -226,4 +279,6 @@ def load_suppression(
         )
     values = frame[column].str.strip()
     values = values[values != ""]
-    return frozenset(values.str.lower() if column == "email" else values)
+    if column == "email":
+        return frozenset(values.str.lower())
+    return frozenset(normalize_id(v) for v in values) - {None}
