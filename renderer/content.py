@@ -263,13 +263,18 @@ BlockOverrides = dict[str, list[tuple[str, str, str | None]]]
 
 
 def assemble(
-    folders: ContentFolders, name: str, overrides: BlockOverrides | None = None
+    folders: ContentFolders,
+    name: str,
+    overrides: BlockOverrides | None = None,
+    *,
+    named_in: str | None = None,
 ) -> AssembledTemplate:
     """Load template ``name`` and splice in its blocks and includes.
 
-    ``overrides`` lets experiment variants swap or hide a placed block.
+    ``overrides`` lets experiment variants swap or hide a placed block; ``named_in`` is
+    the file that names the template (the campaign), for a "not found" error.
     """
-    path = folders.find_template(name)
+    path = folders.find_template(name, file=named_in)
     tokens = tokenize(path.read_text(encoding="utf-8"), str(path))
     assembler = _Assembler(folders, overrides or {})
     spliced = list(assembler.splice(tokens, depth=0))

@@ -93,7 +93,12 @@ class CampaignRuntime:
         self.text_env = make_environment(campaign.missing_token, text=True, guard=self.guard)
         folders = content_folders(campaign)
         self.experiments = load_experiments(campaign)
-        assembled = assemble(folders, campaign.template, block_overrides(self.experiments))
+        assembled = assemble(
+            folders,
+            campaign.template,
+            block_overrides(self.experiments),
+            named_in=campaign.file,
+        )
         # Without a prepared audience (a preview, a test), prepare it: a pre-pass if needed.
         self.audience = audience or prepare_audience(audience_spec(campaign, schema), as_of)
         self.segments = load_campaign_segments(

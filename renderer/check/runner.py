@@ -132,7 +132,9 @@ def _static(campaign: Campaign) -> _Static:
     except MailsmithError as exc:
         return _Static([error_finding(exc, campaign)], failure=exc)
     try:
-        assembled: AssembledTemplate | None = assemble(folders, campaign.template, overrides)
+        assembled: AssembledTemplate | None = assemble(
+            folders, campaign.template, overrides, named_in=campaign.file
+        )
     except MailsmithError as exc:
         assembled, failure = None, exc
     used = set(assembled.blocks) if assembled is not None else set()

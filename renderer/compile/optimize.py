@@ -87,10 +87,11 @@ def optimize_tokens(
 def _fold(token: Token, env: SandboxedEnvironment, constants: Mapping[str, Any]) -> str | None:
     try:
         tree = env.parse(token.text)
+        # code generation: an unknown filter (TemplateAssertionError) raises here too
+        if meta.find_undeclared_variables(tree) != {"vars"}:
+            return None
     except TemplateSyntaxError:
         return None  # reported with its position when the template compiles
-    if meta.find_undeclared_variables(tree) != {"vars"}:
-        return None
     filters = {node.name for node in tree.find_all(nodes.Filter)}
     if not filters <= _FOLDABLE_FILTERS or any(True for _ in tree.find_all(nodes.Call)):
         return None
