@@ -264,3 +264,18 @@ def test_hostile_profile_values_show_as_text(page: Any) -> None:
     assert HOSTILE_REJECTED_ID in page.text_content("#rejected")  # listed (folded)
     assert page.locator("#rejected i").count() == 0
     assert dialogs == []
+
+
+def test_personas_are_listed_and_open_with_their_explain_panel(page: Any) -> None:
+    page.wait_for_selector('#persona-list li[data-persona="cart_abandoner"]', timeout=WAIT)
+    page.click('#persona-list li[data-persona="cart_abandoner"]')
+    page.wait_for_function(
+        "() => document.querySelector('#recipient-meta').textContent"
+        ".startsWith('persona cart_abandoner')",
+        timeout=WAIT,
+    )
+    wait_for_email(page, "Grace")
+    assert "Grace" in page.inner_text("#inbox-subject")
+    matched = '#explain-segments tr[data-segment="cart_abandoner"] td:first-child .yes'
+    assert page.locator(matched).count() == 1
+    assert page.locator("#recipient-list li.on").count() == 0  # one selection at a time

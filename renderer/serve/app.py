@@ -11,6 +11,8 @@ Routes (the page uses them; so can scripts and tests)::
     GET /api/events                server-sent events: reload / problem, for live reload
     GET /email/{id}.html | .txt    exactly the build's bytes; ?variant=exp=arm repeatable
     GET /api/fixtures              the campaign's persona names (``fixtures:``)
+    GET /api/personas              the personas with their descriptions (the page's list)
+    GET /api/explain-fixture/{name}  the explain panel of a persona
     GET /fixture/{name}.html|.txt  a named persona's email (404 for an unknown name)
     GET /static/...                the page's script and style
 
@@ -127,6 +129,11 @@ def create_app(session: PreviewSession, *, watch: bool = True) -> Starlette:
         Route("/email/{rid:path}.html", guarded(lambda r: _email(session, r, "html"))),
         Route("/email/{rid:path}.txt", guarded(lambda r: _email(session, r, "text"))),
         Route("/api/fixtures", guarded(lambda r: json_response({"fixtures": personas.names()}))),
+        Route("/api/personas", guarded(lambda r: json_response(personas.listed()))),
+        Route(
+            "/api/explain-fixture/{name:path}",
+            guarded(lambda r: json_response(personas.explain(r.path_params["name"], _forced(r)))),
+        ),
         Route("/fixture/{name:path}.html", guarded(lambda r: _fixture(personas, r, "html"))),
         Route("/fixture/{name:path}.txt", guarded(lambda r: _fixture(personas, r, "text"))),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from renderer.fixtures import FixtureSet, prepare_fixtures
 from renderer.runtime import Rendered
-from renderer.serve.session import NoEmailError, PreviewSession
+from renderer.serve.session import Audience, Compiled, NoEmailError, PreviewSession
 
 
 class Personas:
@@ -40,6 +41,25 @@ class Personas:
     def names(self) -> list[str]:
         """Persona names in file order (none when the campaign has no ``fixtures:``)."""
         return self.current().names()
+
+    def listed(self) -> list[dict[str, Any]]:
+        """The personas as the page lists them: name and description."""
+        return [{"name": f.name, "description": f.description} for f in self.current().fixtures]
+
+    def explain(self, name: str, forced: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The explain panel for a persona, as for a recipient (its segments are judged
+        against the real profiles' percentiles and clusters)."""
+        from renderer.serve.explain import explain_recipient  # it imports the session
+
+        email = self.render(name, forced)  # refuses an unknown name
+        personas = self.current()
+        loaded, _ = self.session.state()
+        runtime = personas.runtime
+        audience = Audience(loaded.campaign, runtime.schema, loaded.as_of, runtime.audience, [])
+        with self._lock:
+            batch = personas.segmented(name, forced)
+        explained = explain_recipient(audience, Compiled(runtime, []), batch, email)
+        return {**explained, "persona": name, "no_email": None}
 
     def render(self, name: str, forced: Mapping[str, str] | None = None) -> Rendered:
         """The persona's email; an unknown name is a 404-style refusal naming the others."""

@@ -6,7 +6,8 @@
 const CLIP = 102 * 1024; // Gmail clips HTML past this many bytes
 const INBOX_CHARS = 100; // subject + preheader an inbox row shows before cutting
 
-const state = { id: null, variants: {}, tab: "email", generation: null };
+// kind: "recipient" (a real profile, /email/<id>) or "persona" (a fixture, /fixture/<name>)
+const state = { id: null, kind: "recipient", variants: {}, tab: "email", generation: null };
 const $ = (selector) => document.querySelector(selector);
 
 function el(tag, props = {}, ...children) {
@@ -49,15 +50,31 @@ async function loadRecipients() {
     const item = el("li", { "data-id": r.id, title: r.segments.join(", ") }, r.id);
     if (r.held_out.length) item.append(el("span", { class: "badge", text: "held out" }));
     item.append(el("span", { class: "email", text: r.email }));
-    if (r.id === state.id) item.classList.add("on");
+    if (r.id === state.id && state.kind === "recipient") item.classList.add("on");
     item.addEventListener("click", () => select(r.id));
     list.append(item);
   }
   if (state.id === null && body.recipients.length) select(body.recipients[0].id);
 }
 
-function select(id, variants) {
+async function loadPersonas() {
+  const { ok, body } = await getJSON("/api/personas");
+  const list = $("#persona-list");
+  list.replaceChildren();
+  $("#personas").hidden = !ok || body.length === 0;
+  if (!ok) return;
+  for (const p of body) {
+    const item = el("li", { "data-persona": p.name, title: p.description }, p.name);
+    item.append(el("span", { class: "email", text: p.description }));
+    if (p.name === state.id && state.kind === "persona") item.classList.add("on");
+    item.addEventListener("click", () => select(p.name, undefined, "persona"));
+    list.append(item);
+  }
+}
+
+function select(id, variants, kind = "recipient") {
   state.id = id;
+  state.kind = kind;
   if (variants) {
     state.variants = { ...variants };
     for (const box of document.querySelectorAll("#variants select")) {
@@ -65,7 +82,10 @@ function select(id, variants) {
     }
   }
   for (const item of document.querySelectorAll("#recipient-list li")) {
-    item.classList.toggle("on", item.dataset.id === id);
+    item.classList.toggle("on", kind === "recipient" && item.dataset.id === id);
+  }
+  for (const item of document.querySelectorAll("#persona-list li")) {
+    item.classList.toggle("on", kind === "persona" && item.dataset.persona === id);
   }
   if (variants) showTab("email");
   return showRecipient();
@@ -76,11 +96,13 @@ function select(id, variants) {
 async function showRecipient() {
   if (state.id === null) return;
   const id = state.id;
-  const base = `/email/${enc(id)}`;
+  const persona = state.kind === "persona";
+  const base = persona ? `/fixture/${enc(id)}` : `/email/${enc(id)}`;
+  const explainUrl = persona ? `/api/explain-fixture/${enc(id)}` : `/api/explain/${enc(id)}`;
   const [html, text, explained] = await Promise.all([
     fetch(`${base}.html${query()}`, { cache: "no-store" }),
     fetch(`${base}.txt${query()}`, { cache: "no-store" }),
-    getJSON(`/api/explain/${enc(id)}${query()}`),
+    getJSON(`${explainUrl}${query()}`),
   ]);
   if (id !== state.id) return; // another recipient was chosen meanwhile
   const refusal = $("#refusal");
@@ -127,7 +149,8 @@ function mark(value) {
 function showExplain(data) {
   showInbox(data.inbox);
   const variants = data.experiments.map((e) => `${e.key}=${e.held_out ? "held out" : e.variant ?? "outside"}`);
-  $("#recipient-meta").textContent = `${data.id} · row ${data.row} · ${variants.join(", ") || "no experiments"}`;
+  const who = data.persona ? `persona ${data.persona} (id ${data.id})` : `${data.id} · row ${data.row}`;
+  $("#recipient-meta").textContent = `${who} · ${variants.join(", ") || "no experiments"}`;
   const panel = $("#explain");
   panel.replaceChildren(el("h3", { text: "Segments" }));
   const table = el("table", { id: "explain-segments" });
@@ -135,8 +158,9 @@ function showExplain(data) {
     const row = el("tr", { "data-segment": segment.name }, el("td", {}, mark(segment.matched)), el("td", { text: segment.name }));
     const why = el("td");
     for (const c of segment.conditions) {
-      const threshold = c.percentile ? `${c.percentile} (${fmt(c.threshold)})` : fmt(c.threshold);
-      why.append(el("div", {}, mark(c.matched), ` ${c.field} ${c.op} ${threshold}: ${fmt(c.actual)}`));
+      const bare = c.op === "exists" || c.op === "missing"; // no threshold to show
+      const threshold = bare ? "" : c.percentile ? `${c.percentile} (${fmt(c.threshold)})` : fmt(c.threshold);
+      why.append(el("div", {}, mark(c.matched), ` ${c.field} ${c.op}${threshold ? ` ${threshold}` : ""}: ${fmt(c.actual)}`));
     }
     for (const [ref, hit] of Object.entries(segment.uses)) why.append(el("div", {}, mark(hit), ` segment ${ref}`));
     row.append(why);
@@ -166,7 +190,11 @@ function showExplain(data) {
   if (data.no_email) panel.append(el("p", { class: "no", text: data.no_email.message }));
 }
 
-const fmt = (value) => (value === null || value === undefined ? "missing" : Array.isArray(value) ? value.join(", ") : String(value));
+const fmt = (value) => {
+  if (value === null || value === undefined) return "missing";
+  if (Array.isArray(value)) return value.map(fmt).join(", ");
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+};
 const short = (path) => String(path).split("/").slice(-2).join("/");
 
 // --- tabs and matrix -----------------------------------------------------------
@@ -235,6 +263,7 @@ function listen() {
 }
 
 async function refresh(generation) {
+  await loadPersonas();
   await loadRecipients();
   await showRecipient();
   if (state.tab === "matrix") loadMatrix();
@@ -263,6 +292,7 @@ function start() {
   for (const item of document.querySelectorAll("#rejected li")) {
     item.addEventListener("click", () => item.dataset.id && select(item.dataset.id));
   }
+  loadPersonas();
   loadRecipients();
   listen();
 }
