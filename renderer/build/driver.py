@@ -39,7 +39,7 @@ from segments.errors import ConfigError
 from segments.experiments.assign import (
     sample_ratio_mismatch,
 )
-from segments.profiles.read import RawChunk, read_chunks
+from segments.profiles.read import RawChunk, leave_interrupts_to_python, read_chunks
 from segments.profiles.schema import ProfileSchema, infer_schema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
@@ -387,6 +387,7 @@ def iter_build(
     Unless ``options.check`` is off, the static part of ``mailsmith check`` runs first
     and a campaign with errors raises :class:`CheckFailedError` before anything is read.
     """
+    leave_interrupts_to_python()  # Ctrl-C stops the build, whatever is running
     build = CampaignBuild(campaign, options)
     if build.options.check:
         raise_for_static_errors(campaign)

@@ -80,6 +80,20 @@ class Rejection:
         }
 
 
+def leave_interrupts_to_python() -> None:
+    """Stop pyarrow from setting its own temporary SIGINT handler around long operations.
+
+    A build turns Ctrl-C (and SIGTERM) into KeyboardInterrupt, stops its workers and
+    removes its staging folder. pyarrow's handler, set for the duration of one of its
+    operations, turns the signal into a cancellation that is lost when the operation
+    finishes first: a build Ctrl-C'd at that moment would run to the end. Without it,
+    the KeyboardInterrupt comes as soon as the operation returns.
+    """
+    import pyarrow.lib
+
+    pyarrow.lib.enable_signal_handlers(False)
+
+
 @dataclass
 class RawChunk:
     """Raw values of consecutive rows, and the rows the reader already rejected."""
