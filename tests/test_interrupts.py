@@ -92,4 +92,3 @@ def test_workers_die_with_a_killed_build_and_the_next_build_clears_its_leftovers
     shutil.copytree(leftovers[0], live, dirs_exist_ok=True, ignore=lambda *_: ["html", "text"])
     build_campaign(load_campaign(demo_campaign_path()), BuildOptions(out=out, limit=30))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "out"])
-
