@@ -197,12 +197,27 @@ def split_front_matter(text: str, file: str) -> tuple[LineDict | None, str, int]
     return meta, text[body_start:], text[:body_start].count("\n") + 1
 
 
+def read_source(path: Path) -> str:
+    """A template, block or include file's text; not UTF-8 is a located template error."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TemplateError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+            file=str(path),
+            line=line,
+            hint="save the file as UTF-8 (editors: 'Save with encoding')",
+        ) from None
+
+
 def load_block(
     folders: ContentFolders, name: str, *, file: str | None, line: int | None
 ) -> BlockSpec:
     """Load ``blocks/<name>.mjml`` and its front matter."""
     path = folders.find_block(name, file=file, line=line)
-    text = path.read_text(encoding="utf-8")
+    text = read_source(path)
     meta, body, body_line = split_front_matter(text, str(path))
     meta = meta or LineDict()
     known = {"name", "description", "show_if", "fallback", "fields"}
@@ -275,7 +290,7 @@ def assemble(
     the file that names the template (the campaign), for a "not found" error.
     """
     path = folders.find_template(name, file=named_in)
-    tokens = tokenize(path.read_text(encoding="utf-8"), str(path))
+    tokens = tokenize(read_source(path), str(path))
     assembler = _Assembler(folders, overrides or {})
     spliced = list(assembler.splice(tokens, depth=0))
     return AssembledTemplate(name=name, file=str(path), tokens=spliced, blocks=assembler.blocks)
@@ -321,7 +336,7 @@ class _Assembler:
                 "includes nest too deeply (a cycle?)", file=token.file, line=token.line
             )
         path = self.folders.find_template(match.group(2), file=token.file, line=token.line)
-        yield from self.splice(tokenize(path.read_text(encoding="utf-8"), str(path)), depth + 1)
+        yield from self.splice(tokenize(read_source(path), str(path)), depth + 1)
 
     def splice_blocks(self, token: Token, depth: int) -> Iterator[Token]:
         text, line, pos = token.text, token.line, 0

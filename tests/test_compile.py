@@ -530,3 +530,23 @@ def test_cli_build_reports_an_unreadable_style_without_a_traceback(tmp_path: Pat
     assert isinstance(result.exception, SystemExit)  # the CLI's error boundary, no traceback
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind", ["template", "block", "include"])
+def test_a_source_file_that_is_not_utf8_is_a_located_error(content: Content, kind: str) -> None:
+    bad = b"<mj-section><mj-column>\n<mj-text>caf\xe9</mj-text>\n</mj-column></mj-section>"
+    if kind == "block":
+        (content.blocks / "b.mjml").write_bytes(bad)
+        content.template("t.mjml", wrap('<mj-block name="b" />'))
+        where = content.blocks / "b.mjml"
+    elif kind == "include":
+        (content.templates / "part.mjml").write_bytes(bad)
+        content.template("t.mjml", wrap("{% include 'part.mjml' %}"))
+        where = content.templates / "part.mjml"
+    else:
+        where = content.templates / "t.mjml"
+        where.write_bytes(b"<mjml><mj-body>\n" + bad + b"\n</mj-body></mjml>")
+    with pytest.raises(TemplateError, match="not UTF-8") as caught:
+        content.compile("t.mjml")
+    assert caught.value.file == str(where)
+    assert caught.value.line == (3 if kind == "template" else 2)
