@@ -23,7 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from renderer.campaign import Campaign, infer_campaign_schema
 from renderer.check.findings import Finding, Severity
 from renderer.check.sources import Source, closest
-from renderer.content import ContentFolders, split_front_matter
+from renderer.content import ContentFolders, read_source, split_front_matter
 from renderer.runtime import load_experiments
 from renderer.specs import schema_of, segment_document
 from segments.errors import SegmentRuleError
@@ -293,7 +293,7 @@ def _block_headers(folders: ContentFolders) -> dict[str, tuple[str, LineDict]]:
         for path in sorted(Path(root).glob("*.mjml")):
             if path.stem in found:
                 continue
-            meta, _, _ = split_front_matter(path.read_text(encoding="utf-8"), str(path))
+            meta, _, _ = split_front_matter(read_source(path), str(path))
             found[path.stem] = (str(path), meta if meta is not None else LineDict())
     return found
 
