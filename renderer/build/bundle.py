@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from array import array
 from typing import Any, Literal
 
 from renderer.build.output import dumps_line, write_failed
@@ -131,10 +132,28 @@ def _write_parquet(path: str, rows: list[dict[str, Any]]) -> None:
     import pyarrow as pa  # here: a build in the other formats does not load it
     import pyarrow.parquet as pq
 
-    string, nullable = pa.string(), {"text"}
-    types = {"segments": pa.list_(string), "variants": pa.map_(string, string)}
-    schema = pa.schema([pa.field(n, types.get(n, string), nullable=n in nullable) for n in COLUMNS])
-    columns = {name: [row[name] for row in rows] for name in COLUMNS}
+    string, large = pa.string(), pa.large_string()  # large: a shard may pass 2 GB of HTML
+    types = {"html": large, "text": large, "segments": pa.list_(string)}
+    types["variants"] = pa.map_(string, string)
+    schema = pa.schema([pa.field(n, types.get(n, string), nullable=n == "text") for n in COLUMNS])
+    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in COLUMNS}
     columns["variants"] = [list(row["variants"].items()) for row in rows]
+    for name in ("html", "text"):
+        columns[name] = _large_strings(pa, columns[name])
     table = pa.Table.from_pydict(columns, schema=schema)
-    pq.write_table(table, path, row_group_size=len(rows), compression="zstd")
+    # a dictionary only where values repeat: building one for each email's HTML costs memory
+    short = ["subject", "preheader"]
+    pq.write_table(table, path, row_group_size=len(rows), compression="zstd", use_dictionary=short)
+
+
+def _large_strings(pa: Any, values: list[str | None]) -> Any:
+    """A large_string array built in one growing buffer: pyarrow's own conversion of long
+    non-ASCII str values took a quarter more peak memory (a UTF-8 copy cached in each)."""
+    if any(value is None for value in values):  # no text part: the column is null
+        return pa.nulls(len(values), pa.large_string())
+    data = bytearray()
+    offsets = array("q", [0])
+    for value in values:
+        data += value.encode("utf-8")  # type: ignore[union-attr]
+        offsets.append(len(data))
+    return pa.LargeStringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(data))
