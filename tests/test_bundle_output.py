@@ -172,3 +172,14 @@ def test_an_unknown_format_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_campaign(path)
     assert "output.format" in str(raised.value) and raised.value.line is not None
+
+
+def test_cli_format_option_overrides_the_campaign(tmp_path: Path) -> None:
+    path = copy_demo_campaign(tmp_path / "campaign", rows=60)
+    path.write_text(path.read_text(encoding="utf-8") + "output:\n  format: parquet\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["build", str(path), "--out", str(out), "--format", "jsonl", "-q"])
+    assert result.exit_code == 0, result.output
+    entries = [e for e in manifest(out) if not e["holdout"]]
+    assert entries and {e["shard"] for e in entries} == {"emails/emails-00000.jsonl"}
+    assert not (out / "html").exists() and not (out / "text").exists()
