@@ -215,6 +215,14 @@ def build(
             "(they are deleted with it).",
         ),
     ] = False,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="files (an HTML and a text file per email), or jsonl or parquet shards. "
+            "Default: the campaign's output.format, else files.",
+        ),
+    ] = None,
     no_check: Annotated[
         bool,
         typer.Option(
@@ -251,6 +259,7 @@ def build(
             baseline=baseline,
             force=force,
             check=not no_check,
+            format=format,
         )
 
     def load() -> Campaign:

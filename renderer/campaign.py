@@ -133,9 +133,21 @@ class DriftSpec(_Model):
     alpha: float | None = Field(0.01, gt=0, lt=1, description="And p-value below this.")
 
 
+OutputFormat = Literal["files", "jsonl", "parquet"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("files", "jsonl", "parquet")
+
+
 class OutputSpec(_Model):
+    """``output:``: where a build goes and in which form (renderer/build/bundle.py)."""
+
     dir: str = "out"
     text: bool = True
+    format: OutputFormat = Field(
+        default="files", description="files: two per email; jsonl or parquet: shards."
+    )
+    shard_size: int = Field(
+        default=1000, ge=1, description="Valid input rows per shard (jsonl, parquet)."
+    )
 
 
 class CheckSpec(_Model):

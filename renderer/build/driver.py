@@ -22,10 +22,11 @@ from typing import Any
 
 import pandas as pd
 
-from renderer.build.executors import ChunkJob, ChunkResult, make_executor
+from renderer.build.bundle import BundleFiles, BundleFormat
+from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, make_executor
 from renderer.build.inputs import InputFiles
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
-from renderer.campaign import Campaign
+from renderer.campaign import OUTPUT_FORMATS, Campaign
 from renderer.check.runner import raise_for_static_errors
 from renderer.runtime import CampaignRuntime
 from renderer.specs import audience_spec, schema_of
@@ -77,10 +78,17 @@ class BuildOptions:
     baseline: Path | None = None  # an earlier build to compare feature distributions with
     force: bool = False  # replace the output folder even if files were added to it
     check: bool = True  # refuse to start on the static errors of `check` (unknown names...)
+    format: str | None = None  # files, jsonl or parquet; None: the campaign's output.format
 
     def __post_init__(self) -> None:
         if self.workers == 0:
             self.workers = _cores()
+        if self.format is not None and self.format not in OUTPUT_FORMATS:
+            raise ConfigError(
+                f"unknown output format {self.format!r}",
+                field="--format",
+                hint="choose " + ", ".join(OUTPUT_FORMATS),
+            )
 
 
 @dataclass
@@ -208,7 +216,9 @@ class CampaignBuild:
         else:
             validator = self.spec.validator()
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
-        executor = make_executor(ChunkJob(self.runtime, plan, writer.files), self.options.workers)
+        executor = make_executor(
+            ChunkJob(self.runtime, plan, self._emails(writer)), self.options.workers
+        )
         state = self._state = BuildState()
         try:  # workers write files: all of them stop before the build commits or aborts
             with _fewer_collections():
@@ -230,6 +240,15 @@ class CampaignBuild:
             executor.close()
         if not spool.complete:  # this pass read the profile file
             inputs.check("profile file")
+
+    def _emails(self, writer: OutputWriter) -> EmailOutput:
+        """Where the emails go: a file or two each, or shards (``output.format``)."""
+        output = self.campaign.output
+        format = self.options.format or output.format
+        if format == "files":
+            return writer.files
+        bundle: BundleFormat = "parquet" if format == "parquet" else "jsonl"  # as checked
+        return BundleFiles(writer.staging, bundle, output.shard_size, text=output.text)
 
     def _audience_stage(self, state: BuildState, folder: Path) -> dict[str, Any]:
         assert self.audience is not None

@@ -2,10 +2,13 @@
 
 The unit is :func:`run_chunk`: segment one validated chunk
 (:func:`segments.batch.segment_chunk`), render it (:func:`renderer.runtime.render_batch`),
-and hand the emails to the writer's per-email part (:class:`EmailFiles`: encoding,
-SHA-256 and file creation are a quarter of a recipient's cost, so they run where the
-render ran). Only manifest lines, rejections and counts come back, in input order,
-so the output is byte-identical whatever the executor and the number of workers.
+and hand the emails to the writer's per-email part (:class:`EmailFiles`, or a shard of
+:class:`~renderer.build.bundle.BundleFiles`: encoding, SHA-256 and file creation are a
+quarter of a recipient's cost, so they run where the render ran). Only manifest lines,
+rejections and counts come back, in input order, so the output is byte-identical
+whatever the executor and the number of workers. A bundle format splits each chunk into
+parts of ``shard_size`` valid rows whichever the executor, and numbers them in input
+order: part ``n`` is shard ``n``.
 
 An executor is anything with ``submit(chunk) -> Iterator[ChunkResult]`` and
 ``close()``: :class:`InProcessExecutor` works as the iterator is consumed;
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Protocol
 
-from renderer.build.output import EmailFiles, holdout_line
+from renderer.build.output import holdout_line
 from renderer.runtime import EARLY_STOP, CampaignRuntime, Rendered, render_batch
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
 from segments.profiles.read import Rejection
@@ -55,17 +58,36 @@ class ChunkResult:
     layouts: set[str] = field(default_factory=set)
 
 
+class EmailSink(Protocol):
+    """Writes the emails of one part of the input; :meth:`close` finishes its files."""
+
+    def write(self, item: Rendered) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class EmailOutput(Protocol):
+    """Where a build's emails go (picklable): a sink per part of the input."""
+
+    @property
+    def shard_size(self) -> int | None:
+        """Valid rows per part (its own shard); None: a chunk is one part."""
+
+    def open(self, shard: int) -> EmailSink: ...
+
+
 @dataclass(frozen=True)
 class ChunkJob:
     """What the unit needs besides the chunk: the same for every chunk of a build."""
 
     runtime: CampaignRuntime
     plan: SegmentPlan
-    files: EmailFiles
+    files: EmailOutput
 
 
-def run_chunk(job: ChunkJob, chunk: ValidatedChunk) -> ChunkResult:
-    """Segment, render and write one chunk: the unit of work of a build."""
+def run_chunk(job: ChunkJob, chunk: ValidatedChunk, shard: int = 0) -> ChunkResult:
+    """Segment, render and write one chunk (part ``shard`` of the input): the unit of
+    work of a build."""
     batch = segment_chunk(chunk, job.plan)
     result = ChunkResult(
         input_rows=batch.input_rows,
@@ -80,6 +102,7 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk) -> ChunkResult:
     email_field = job.plan.schema.email_field
     # the build's first renders all over the render limit: a template error, not data
     stop_after = EARLY_STOP if 1 in chunk.row_numbers()[:1] else 0
+    sink = job.files.open(shard)
     for start in range(0, len(batch), SUB_BATCH):
         part = batch.take(range(start, min(start + SUB_BATCH, len(batch))))
         done = render_batch(job.runtime, part, stop_after=stop_after if start == 0 else 0)
@@ -94,9 +117,10 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk) -> ChunkResult:
                 result.lines.append(line)
                 result.holdout += 1
             elif item is not None and item.row == row:
-                result.lines.append(job.files.write(item))
+                result.lines.append(sink.write(item))
                 written.append(item)
                 item = next(rendered, None)
+    sink.close()
     result.rejected = sorted(rejected, key=lambda r: r.row)
     _count(result, written)
     return result
@@ -121,14 +145,29 @@ class Executor(Protocol):
     def abort(self) -> None: ...
 
 
+class _Parts:
+    """Splits chunks into the parts the unit runs on, numbered in input order."""
+
+    def __init__(self, job: ChunkJob, size: int | None) -> None:
+        self.size = job.files.shard_size or size  # a bundle's shards, else ``size``
+        self.count = 0
+
+    def __call__(self, chunk: ValidatedChunk) -> list[tuple[ValidatedChunk, int]]:
+        parts = chunk.split(self.size) if self.size else [chunk]
+        numbered = [(part, self.count + index) for index, part in enumerate(parts)]
+        self.count += len(parts)
+        return numbered
+
+
 class InProcessExecutor:
     """Runs the unit here, as the results are consumed."""
 
     def __init__(self, job: ChunkJob) -> None:
         self.job = job
+        self._parts = _Parts(job, None)
 
     def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]:
-        yield run_chunk(self.job, chunk)
+        return (run_chunk(self.job, *part) for part in self._parts(chunk))
 
     def close(self) -> None:
         pass
@@ -146,9 +185,9 @@ def _init_worker(job: ChunkJob) -> None:
     _WORKER = job  # unpickled once per process: templates compiled once per worker
 
 
-def _run_in_worker(chunk: ValidatedChunk) -> ChunkResult:
+def _run_in_worker(part: tuple[ValidatedChunk, int]) -> ChunkResult:
     assert _WORKER is not None
-    return run_chunk(_WORKER, chunk)
+    return run_chunk(_WORKER, *part)
 
 
 def _stay_with_parent() -> None:
@@ -177,11 +216,13 @@ _PR_SET_PDEATHSIG = 1
 
 class ProcessPoolExecutor:
     """Runs the unit in ``workers`` processes; each chunk is split into parts of
-    :data:`POOL_PART` rows so every worker has work, and results come back in order."""
+    :data:`POOL_PART` rows (a bundle's shards) so every worker has work, and results
+    come back in order."""
 
     def __init__(self, job: ChunkJob, workers: int) -> None:
         self.job = job
         self.workers = workers
+        self._parts = _Parts(job, POOL_PART)
         self._pool: futures.ProcessPoolExecutor | None = None
 
     def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]:
@@ -189,7 +230,7 @@ class ProcessPoolExecutor:
             self._pool = futures.ProcessPoolExecutor(
                 max_workers=self.workers, initializer=_init_worker, initargs=(self.job,)
             )
-        return self._pool.map(_run_in_worker, chunk.split(POOL_PART))  # submits them all now
+        return self._pool.map(_run_in_worker, self._parts(chunk))  # submits them all now
 
     def close(self) -> None:
         if self._pool is not None:

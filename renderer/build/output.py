@@ -128,8 +128,17 @@ class EmailFiles:
         self.text = text
         self._dirs: set[str] = set()  # shard folders made (by this process)
 
+    shard_size: int | None = None  # a chunk is one unit: its emails go to many files
+
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self.root, "text": self.text, "_dirs": set()}
+
+    def open(self, shard: int) -> EmailFiles:
+        """The writer of one part of the input: these same files (parts share no file)."""
+        return self
+
+    def close(self) -> None:
+        """Nothing to finish: each email's files are written by :meth:`write`."""
 
     def write(self, item: Rendered) -> bytes:
         """Write one recipient's HTML (and text) file; its manifest line."""
