@@ -23,6 +23,10 @@ from renderer.campaign import demo_campaign_path
 CLI = [sys.executable, "-c", "from cli import app; app()", "build"]
 
 
+def _sigint_as_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_build(out: Path) -> subprocess.Popen[bytes]:
     """The demo build into ``out``, with workers, once its staging folder exists."""
     child = subprocess.Popen(
@@ -30,6 +34,9 @@ def start_build(out: Path) -> subprocess.Popen[bytes]:
         cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # as a terminal's foreground job: a test run started in the background (`cmd &`
+        # in a script) ignores SIGINT, the child would inherit that and never see Ctrl-C
+        preexec_fn=_sigint_as_default,
     )
     deadline = time.monotonic() + 60
     while not list(out.parent.glob(f".{out.name}.partial-*")):
