@@ -246,7 +246,7 @@ class ProcessPoolExecutor:
             # parts still being sent to the workers: the queue's feeder thread may be
             # blocked writing one into a pipe nobody will read again, and the pool's
             # shutdown (and the interpreter's exit) would wait for it for ever
-            self._pool._call_queue.cancel_join_thread()
+            self._pool._call_queue.cancel_join_thread()  # type: ignore[attr-defined]
             self._pool.shutdown(wait=False, cancel_futures=True)
             # the renders under way are abandoned; before Python 3.12 the pool would mark
             # the cancelled ones failed too when it sees its workers end, and its thread
