@@ -122,6 +122,7 @@ def test_the_manifest_keeps_its_lines_with_shard_and_row(
         assert len(sent) == summary["rendered"] and len(entries) - len(sent) == summary["holdout"]
 
 
+@pytest.mark.slow  # four builds per format, two of them with a process pool
 @pytest.mark.parametrize("format", ["jsonl", "parquet"])
 def test_bundle_builds_are_byte_identical_across_runs_and_workers(
     builds: dict[str, tuple[Path, dict[str, Any]]], tmp_path: Path, format: str

@@ -444,6 +444,7 @@ def test_a_malformed_csv_line_rejects_that_line_only(tmp_path: Path) -> None:
     assert list(valid.index) == [r for r in range(1, 211) if r not in (4, 5, 10)]
 
 
+@pytest.mark.slow  # builds the file at many chunk sizes
 def test_malformed_lines_are_found_in_any_chunk_size(tmp_path: Path) -> None:
     lines = [*good_rows(1, 150), row(151) + ",x", '152,p@example.com,"open', *good_rows(153, 148)]
     path = csv_rows(tmp_path, *lines)

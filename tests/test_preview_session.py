@@ -47,6 +47,7 @@ def test_forced_variants_are_what_segment_chunk_gives_with_a_preview_plan(
                 assert got.records == expected.records
 
 
+@pytest.mark.slow  # render_profile runs the whole audience stage per recipient
 def test_render_is_render_profile(session: PreviewSession, campaign_file: Path) -> None:
     campaign = load_campaign(campaign_file)
     recipients = [r for r in session.find(limit=1000) if not r.held_out][:5]
