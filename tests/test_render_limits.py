@@ -4,6 +4,7 @@ and the subject and preheader stay one short line of text (issue 10, defect 10).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -208,7 +209,10 @@ def test_sigterm_stops_a_build_within_a_second_even_mid_render(
         child.kill()
         child.communicate()
         pytest.fail("the build was still running 30 s after SIGTERM")
-    assert time.monotonic() - sent < 1.5, stderr.decode()
+    # within a second here; a machine running N times more processes than cores is
+    # given N times longer (a CI run beside other jobs), never the render's 600 s
+    allowed = 1.5 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    assert time.monotonic() - sent < allowed, stderr.decode()
     assert child.returncode == 130, stderr.decode()
     assert b"Interrupted" in stderr and b"Traceback" not in stderr
     assert list(parent.iterdir()) == []  # no output, no staging folder, no lock
