@@ -97,6 +97,11 @@ class ProfileSource(_TextFile):
         description="Share of CSV data lines that may be malformed (each rejected as "
         "malformed_row) before the whole file fails.",
     )
+    email_rules: tuple[Literal["gmail_dots", "plus_tags"], ...] = Field(
+        default=(),
+        description="Provider rules for comparing addresses (duplicate_email): "
+        "gmail_dots, plus_tags (segments/profiles/emails.py).",
+    )
 
     @property
     def reader_options(self) -> dict[str, Any]:
