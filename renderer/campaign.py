@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from renderer.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS
+from renderer.tracking import TrackingSpec
 from segments.errors import ConfigError
 from segments.features.scores import FeatureConfig
 from segments.profiles.read import DEFAULT_MAX_MALFORMED, DEFAULT_NA_VALUES
@@ -208,6 +209,7 @@ class Campaign(_Model):
         default=None, description="YAML or JSON file of named personas (renderer/fixtures.py)."
     )
     check: CheckSpec = CheckSpec()
+    tracking: TrackingSpec | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
     inferred: tuple[str, ...] = Field(
