@@ -133,3 +133,22 @@ def test_a_build_rejects_the_same_rows_with_workers(tmp_path: Path, workers: int
         (row, "duplicate_email") for row in range(31, 61)
     ]
     assert errors[0]["detail"] == "address in field 'email' already used by row 1"
+
+
+def test_the_suppression_list_is_compared_as_addresses_are(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.csv"
+    path.write_text(
+        "id,email\nC1,jane.doe@gmail.com\nC2,ana@b\u00fccher.example\nC3,bo@example.com\n",
+        encoding="utf-8",
+    )
+    suppressed = frozenset({"janedoe@googlemail.com", "ana@xn--bcher-kva.example"})
+
+    def rejected_rows(rules: tuple[str, ...]) -> list[int]:
+        validator = ProfileValidator(
+            SCHEMA, file=str(path), suppressed_emails=suppressed, email_rules=rules
+        )
+        chunks = read_chunks(path, "csv", chunk_size=10)
+        return [r.row for c in chunks for r in validator.validate(c)[1]]
+
+    assert rejected_rows(()) == [2]
+    assert rejected_rows(("gmail_dots",)) == [1, 2]

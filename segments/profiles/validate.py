@@ -10,7 +10,8 @@ surrogate, :mod:`segments.profiles.guards`), then ``invalid_email``, ``duplicate
 ``duplicate_email``, ``no_consent``, ``suppressed``. Ids are compared as
 :func:`~segments.profiles.guards.normalize_id` spells them, addresses as
 :func:`~segments.profiles.emails.normalize_email` does (a ``duplicate_email`` detail
-names the row that has the address first, never the address). A row rejected for a
+names the row that has the address first, never the address), and so is the
+suppression list. A row rejected for a
 later reason (``no_consent``, ``suppressed``) still holds its id and address: a second
 row with either is a duplicate, not a second chance to send.
 """
@@ -27,7 +28,12 @@ import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
 from segments.errors import ConfigError, ProfileDataError
-from segments.profiles.emails import FirstRows, normalize_emails, repeated_addresses
+from segments.profiles.emails import (
+    FirstRows,
+    normalize_email,
+    normalize_emails,
+    repeated_addresses,
+)
 from segments.profiles.guards import (
     CONTROL_PATTERN,
     SUSPECT_JSON_PATTERN,
@@ -69,6 +75,10 @@ class ProfileValidator:
         self._seen = SeenTexts()
         self.email_rules = email_rules
         self._emails = FirstRows()
+        # the suppression list compared as addresses are (a listed A@Example.com
+        # suppresses a@example.com, and with gmail_dots j.doe@ suppresses jdoe@)
+        normalized = (normalize_email(e, email_rules) for e in suppressed_emails)
+        self._suppressed = frozenset(e for e in normalized if e is not None)
         self._details: dict[Any, str] = {}  # this chunk's row-specific details
         self._checked_columns = False
 
@@ -149,8 +159,8 @@ class ProfileValidator:
                 reason, where, ~consent.fillna(False).astype(bool), "no_consent", self.consent_field
             )
         if self.suppressed_emails:
-            lowered = emails.map(lambda e: e.strip().lower() if isinstance(e, str) else None)
-            _flag(reason, where, lowered.isin(self.suppressed_emails), "suppressed", email_field)
+            addresses = normalize_emails(emails, self.email_rules)
+            _flag(reason, where, addresses.isin(self._suppressed), "suppressed", email_field)
         if self.suppressed_ids:
             _flag(reason, where, typed[id_field].isin(self.suppressed_ids), "suppressed", id_field)
 
