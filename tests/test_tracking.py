@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from renderer import load_campaign
 from renderer.compile import CompiledTemplate, compile_template
 from renderer.compile.links import LinkDecorator
 from renderer.content import assemble
 from renderer.env import make_environment
+from renderer.runtime import CampaignRuntime
+from renderer.specs import schema_of
 from renderer.tracking import TrackingSpec, track_url, with_query
-from tests.conftest import Content, wrap
+from segments.errors import TemplateError
+from tests.conftest import AS_OF, Content, wrap
 
 SPEC = TrackingSpec.model_validate(
     {
@@ -157,3 +162,21 @@ def test_helpers() -> None:
     )
     with pytest.raises(ValidationError):
         TrackingSpec.model_validate({"utm": {"content": "{% if x %}a{% endif %}"}})
+
+
+def test_a_bad_utm_value_is_reported_at_its_campaign_line(tmp_path: Path) -> None:
+    link = text_of('<a href="https://s.example.com/">a</a>')
+    (tmp_path / "t.mjml").write_text(
+        wrap(f"<mj-section><mj-column>{link}</mj-column></mj-section>"), encoding="utf-8"
+    )
+    (tmp_path / "p.csv").write_text("id,email\n1,a@example.com\n", encoding="utf-8")
+    (tmp_path / "campaign.yaml").write_text(
+        "name: t\ntemplate: t.mjml\nsubject: Hi\nprofiles: p.csv\n"
+        "schema: {id: string, email: string}\npaths: {templates: ['.']}\n"
+        'tracking:\n  utm:\n    source: email\n    content: "{{ variant( }}"\n',
+        encoding="utf-8",
+    )
+    campaign = load_campaign(tmp_path / "campaign.yaml")
+    with pytest.raises(TemplateError) as caught:
+        CampaignRuntime(campaign, schema_of(campaign), AS_OF)  # type: ignore[arg-type]
+    assert caught.value.file == str(tmp_path / "campaign.yaml") and caught.value.line == 10

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +24,7 @@ from renderer.compile.placeholders import MARKER_RE, Atom, Protected
 from renderer.compile.structure import Context
 from renderer.content import Token
 from renderer.tracking import TrackingSpec, track_url, tracked_query, with_query
+from segments.yamlsrc import LineDict, load_yaml
 
 _LINK_RE = re.compile(
     r"""(<(?:a|area)\b[^>]*?\shref\s*=\s*)(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE
@@ -37,7 +39,8 @@ class LinkDecorator:
     def __init__(self, spec: TrackingSpec, file: str) -> None:
         self.spec = spec
         self.parameters = spec.parameters()
-        self.origin = Token("var", "", file, 1)  # errors in a utm value point at the campaign
+        self.file = file
+        self.lines = _utm_lines(file)  # errors in a utm value point at its campaign line
 
     def decorate(self, source: str, protected: Protected) -> str:
         """``source`` (MJML's HTML, markers in it) with its links decorated; new Jinja
@@ -79,7 +82,7 @@ class LinkDecorator:
             if existing is None:
                 return value
             query = "&amp;".join(
-                f"{key}={self._literal_value(template, protected)}"
+                f"{key}={self._literal_value(key, template, protected)}"
                 for key, template in self.parameters
                 if key not in existing
             )
@@ -87,13 +90,15 @@ class LinkDecorator:
         atoms = [protected.atoms[n] for n in numbers]
         if any(a.kind != "var" for a in atoms) or any("unsubscribe" in a.text for a in atoms):
             return value  # (a tag inside a URL: left as written)
-        return self._marker(protected, "{{ " + self._dynamic(value, protected) + " }}")
+        text = "{{ " + self._dynamic(value, protected) + " }}"
+        return self._marker(protected, text, atoms[0].origin)  # where the URL was written
 
-    def _literal_value(self, template: str, protected: Protected) -> str:
+    def _literal_value(self, key: str, template: str, protected: Protected) -> str:
         """A utm value in HTML source: encoded text, or a marker for its Jinja."""
         if "{{" not in template:
             return str(escape(quote(template, safe="")))
-        return self._marker(protected, "{{ " + _pieces(template) + " | utm_value }}")
+        origin = Token("var", "", self.file, self.lines.get(key, self.lines.get("", 1)))
+        return self._marker(protected, "{{ " + _pieces(template) + " | utm_value }}", origin)
 
     def _dynamic(self, value: str, protected: Protected) -> str:
         """The Jinja expression of an href holding expressions, through ``track_url``."""
@@ -111,10 +116,25 @@ class LinkDecorator:
         url = " ~ ".join(pieces) if len(pieces) > 1 else pieces[0]
         return f"({url}) | track_url(({parameters},), {self.spec.exclude!r})"
 
-    def _marker(self, protected: Protected, text: str) -> str:
+    def _marker(self, protected: Protected, text: str, origin: Token) -> str:
         number = max(protected.atoms, default=-1) + 1
-        protected.atoms[number] = Atom("var", text, Context("attr", "a"), self.origin)
+        protected.atoms[number] = Atom("var", text, Context("attr", "a"), origin)
         return f"MSJ{number}Z"
+
+
+def _utm_lines(file: str) -> dict[str, int]:
+    """The campaign file's line of each ``tracking.utm`` value (``utm_content``: 12),
+    and of ``tracking:`` itself (key ``""``); empty when the file cannot be read."""
+    path = Path(file)
+    data = load_yaml(path) if path.is_file() else None
+    if not isinstance(data, LineDict) or not isinstance(data.get("tracking"), LineDict):
+        return {}
+    tracking = data["tracking"]
+    lines = {"": data.line_of("tracking")}
+    utm = tracking.get("utm")
+    if isinstance(utm, LineDict):
+        lines.update({f"utm_{key}": utm.line_of(key) for key in utm})
+    return lines
 
 
 def _expression(var_text: str) -> str:
