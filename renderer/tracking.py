@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import idna
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -68,7 +69,7 @@ class TrackingSpec(BaseModel):
     @field_validator("exclude")
     @classmethod
     def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.strip().lower().lstrip(".") for d in value if d.strip())
+        return tuple(ascii_host(d).lstrip(".") for d in value if d.strip())
 
     def parameters(self) -> list[tuple[str, str]]:
         """``(utm_key, value template)`` for each value set, in :data:`UTM_KEYS` order."""
@@ -78,8 +79,20 @@ class TrackingSpec(BaseModel):
 
 def is_excluded(host: str, exclude: Sequence[str]) -> bool:
     """Whether ``host`` is one of the ``exclude`` domains or a subdomain of one."""
-    host = host.lower().rstrip(".")
+    host = ascii_host(host)
     return any(host == domain or host.endswith("." + domain) for domain in exclude)
+
+
+def ascii_host(host: str) -> str:
+    """``host`` lower-cased, IDNA-encoded when it is not ASCII (``bücher.example`` is
+    ``xn--bcher-kva.example``), without a final dot."""
+    host = host.strip().lower().rstrip(".")
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return host
 
 
 def tracked_query(url: str, exclude: Sequence[str]) -> set[str] | None:
@@ -127,7 +140,7 @@ def track_url(url: Any, parameters: Pieces, exclude: Sequence[str] = ()) -> Any:
     if existing is None:
         return url
     query = "&".join(f"{k}={utm_value(v)}" for k, v in parameters if k not in existing)
-    return with_query(text, query)
+    return with_query(text.strip(), query)
 
 
 TRACKING_FILTERS: dict[str, Callable[..., Any]] = {"track_url": track_url, "utm_value": utm_value}

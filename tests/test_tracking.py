@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from renderer import load_campaign
@@ -18,7 +21,7 @@ from renderer.runtime import CampaignRuntime
 from renderer.specs import schema_of
 from renderer.tracking import TrackingSpec, track_url, with_query
 from segments.errors import TemplateError
-from tests.conftest import AS_OF, Content, wrap
+from tests.conftest import AS_OF, Content, examples, wrap
 
 SPEC = TrackingSpec.model_validate(
     {
@@ -180,3 +183,41 @@ def test_a_bad_utm_value_is_reported_at_its_campaign_line(tmp_path: Path) -> Non
     with pytest.raises(TemplateError) as caught:
         CampaignRuntime(campaign, schema_of(campaign), AS_OF)  # type: ignore[arg-type]
     assert caught.value.file == str(tmp_path / "campaign.yaml") and caught.value.line == 10
+
+
+def test_excluded_domains_match_in_idna_and_any_case() -> None:
+    spec = TrackingSpec.model_validate({"utm": {"source": "e"}, "exclude": ["B\u00fccher.Example"]})
+    parameters = (("utm_source", ("e",)),)
+    for url in ["https://xn--bcher-kva.example/", "https://www.b\u00fccher.example/x"]:
+        assert track_url(url, parameters, spec.exclude) == url
+    assert track_url(" https://other.example/ ", parameters, spec.exclude) == (
+        "https://other.example/?utm_source=e"
+    )
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    path=st.text(alphabet="abc/-._~%", max_size=12),
+    query=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "utm_source", "utm_x"]), st.text("xyz12", max_size=3)),
+        max_size=4,
+    ),
+    fragment=st.one_of(st.none(), st.text(alphabet="abc-#?&=", max_size=6)),
+)
+def test_decoration_keeps_every_query_parameter_and_the_fragment(
+    path: str, query: list[tuple[str, str]], fragment: str | None
+) -> None:
+    url = "https://shop.example.com/" + path.lstrip("/")
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query)
+    if fragment is not None:
+        url += "#" + fragment
+    parameters = (("utm_source", ("email",)), ("utm_medium", ("e m",)))
+    tracked = urlsplit(track_url(url, parameters))
+    original = urlsplit(url)
+    pairs = parse_qsl(tracked.query, keep_blank_values=True)
+    assert pairs[: len(query)] == parse_qsl(original.query, keep_blank_values=True)
+    keys = {k for k, _ in query}
+    added = [(k, v) for k, v in [("utm_source", "email"), ("utm_medium", "e m")] if k not in keys]
+    assert pairs[len(query) :] == added
+    assert tracked.fragment == original.fragment and tracked.path == original.path
