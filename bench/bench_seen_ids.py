@@ -3,7 +3,8 @@
 Feeds ``--n`` distinct ids in chunks of ``--chunk`` through each structure the way
 ``ProfileValidator`` does (test the chunk, add its new ids), each in a fresh process,
 and prints the RSS growth per id and the time per id. The old way is rebuilt here
-as it was (``hashlib.blake2b`` of each id, 8 bytes, as a dict key).
+as it was (``hashlib.blake2b`` of each id, 8 bytes, as a dict key). ``FirstRows`` is
+the duplicate-address check's structure (the fingerprint and the first row of each).
 
     python bench/bench_seen_ids.py [--n 1000000] [--chunk 5000]
 """
@@ -20,8 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from segments.profiles.emails import FirstRows, repeated_addresses  # noqa: E402
 from segments.profiles.textindex import SeenTexts  # noqa: E402
 
 
@@ -45,6 +48,13 @@ def child(kind: str, n: int, chunk: int) -> None:
             repeated = texts.duplicated().to_numpy() | seen.contains(texts)
             seen.add(texts[~repeated])
         assert len(seen) == n
+    elif kind == "FirstRows":
+        first = FirstRows()
+        for start in range(0, n, chunk):
+            texts = pd.Series(ids[start : start + chunk], dtype=object)
+            rows = np.arange(start, start + len(texts), dtype=np.int64)
+            repeated_addresses(texts, rows, first)
+        assert len(first) == n
     else:
         table: dict[int, int] = {}
         for start in range(0, n, chunk):
@@ -70,7 +80,7 @@ def main() -> None:
         return
     print(f"$ python bench/bench_seen_ids.py --n {args.n} --chunk {args.chunk}")
     print(f"{'structure':<34}{'bytes/id':>10}{'us/id':>10}")
-    for kind in ("SeenTexts", "dict of 64-bit blake2b (before)"):
+    for kind in ("SeenTexts", "FirstRows", "dict of 64-bit blake2b (before)"):
         command = [sys.executable, __file__, "--child", kind, "--n", str(args.n)]
         subprocess.run([*command, "--chunk", str(args.chunk)], check=True)
 

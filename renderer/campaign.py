@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from renderer.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS
+from renderer.tracking import TrackingSpec
 from segments.errors import ConfigError
 from segments.features.scores import FeatureConfig
 from segments.profiles.read import DEFAULT_MAX_MALFORMED, DEFAULT_NA_VALUES
@@ -96,6 +97,11 @@ class ProfileSource(_TextFile):
         le=1,
         description="Share of CSV data lines that may be malformed (each rejected as "
         "malformed_row) before the whole file fails.",
+    )
+    email_rules: tuple[Literal["gmail_dots", "plus_tags"], ...] = Field(
+        default=(),
+        description="Provider rules for comparing addresses (duplicate_email): "
+        "gmail_dots, plus_tags (segments/profiles/emails.py).",
     )
 
     @property
@@ -203,6 +209,7 @@ class Campaign(_Model):
         default=None, description="YAML or JSON file of named personas (renderer/fixtures.py)."
     )
     check: CheckSpec = CheckSpec()
+    tracking: TrackingSpec | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
     inferred: tuple[str, ...] = Field(

@@ -30,6 +30,7 @@ from markupsafe import Markup, escape
 
 from renderer.codegen import GuardedCodeGenerator
 from renderer.limits import RenderGuard, RenderLimitError
+from renderer.tracking import TRACKING_FILTERS
 from renderer.urls import FAST_SAFE, UrlKind, escaped_parts, is_safe_url, safe_value
 from segments.errors import MailsmithError, RecipientError, TemplateError
 
@@ -283,6 +284,7 @@ def make_environment(
         guard=guard,
     )
     env.filters.update(fallback=fallback, money=money, date=format_date)
+    env.filters.update(TRACKING_FILTERS)  # (renderer/compile/links.py writes their calls)
     for name in _PADDING_FILTERS:
         env.filters[name] = _width_checked(env.guard, env.filters[name])
     env.globals.update(in_segment=in_segment, variant=variant, has_fields=has_fields)

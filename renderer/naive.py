@@ -13,6 +13,7 @@ from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from renderer.compile.inline import inline_css
+from renderer.compile.links import LinkDecorator
 from renderer.compile.mjml import compile_mjml
 from renderer.content import AssembledTemplate
 from segments.errors import MjmlError
@@ -26,8 +27,11 @@ class NaivePipeline:
         assembled: AssembledTemplate,
         env: SandboxedEnvironment,
         inliner: Callable[[str], str] = inline_css,
+        links: LinkDecorator | None = None,
     ) -> None:
         self.assembled = assembled
+        self.env = env
+        self.links = links  # the campaign's tracked links, applied to each rendered email
         source = "".join(t.text for t in assembled.tokens)
         self.template: Template = env.from_string(source)
         self.inliner = inliner
@@ -37,6 +41,7 @@ class NaivePipeline:
         mjml_source = self.template.render(context)
         html = compile_mjml(mjml_source, file=self.assembled.file)
         try:
-            return self.inliner(html)
+            html = self.inliner(html)
         except MjmlError as exc:
             raise MjmlError(exc.message, file=self.assembled.file, hint=exc.hint) from None
+        return html if self.links is None else self.links.decorate_rendered(html, self.env, context)

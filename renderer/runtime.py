@@ -24,6 +24,7 @@ from jinja2.exceptions import TemplateSyntaxError
 
 from renderer.campaign import Campaign
 from renderer.compile import CompiledTemplate, compile_template
+from renderer.compile.links import LinkDecorator
 from renderer.compile.optimize import optimize_tokens
 from renderer.content import BlockOverrides, assemble
 from renderer.env import RENDER_ERRORS, make_environment, render_error, render_shared
@@ -111,7 +112,10 @@ class CampaignRuntime:
         optimized = replace(
             assembled, tokens=optimize_tokens(assembled.tokens, self.env, campaign.vars)
         )
-        self.template: CompiledTemplate = compile_template(optimized, self.env, self.text_env)
+        links = LinkDecorator(campaign.tracking, campaign.file) if campaign.tracking else None
+        self.template: CompiledTemplate = compile_template(
+            optimized, self.env, self.text_env, links
+        )
         self.header_sources = {
             "subject": campaign.subject,
             "preheader": campaign.preheader,

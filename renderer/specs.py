@@ -126,6 +126,7 @@ def validator_factory(campaign: Campaign, schema: ProfileSchema) -> partial[Prof
         consent_field=consent,
         suppressed_emails=emails,
         suppressed_ids=ids,
+        email_rules=campaign.profiles.email_rules,
     )
 
 

@@ -29,7 +29,9 @@ def load_demo() -> tuple[
     schema = schema_of(demo_campaign)
     assert schema is not None
     runtime = CampaignRuntime(demo_campaign, schema, AS_OF)
-    naive = NaivePipeline(runtime.assembled, runtime.env)  # unoptimized, as written
+    naive = NaivePipeline(  # unoptimized, as written
+        runtime.assembled, runtime.env, links=runtime.template.links
+    )
     validator = make_validator(demo_campaign, schema)
     rows = []
     path = demo_campaign.path(demo_campaign.profiles.path)

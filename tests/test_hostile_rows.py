@@ -230,9 +230,9 @@ def test_ids_are_compared_trimmed_nfc_and_without_zero_width_characters(
 ) -> None:
     ids = [" dup ", "dup", "dup\u200b", "\ufeffdup", "e\u0301", "\u00e9", "DUP", "\u200b"]
     if fmt == "csv":
-        path = csv_rows(tmp_path, *(row(0, id=i) for i in ids))
+        path = csv_rows(tmp_path, *(row(n, id=i) for n, i in enumerate(ids)))
     else:
-        lines = [json.dumps({"id": i, "email": "a@example.com"}) for i in ids]
+        lines = [json.dumps({"id": i, "email": f"p{n}@example.com"}) for n, i in enumerate(ids)]
         path = jsonl_rows(tmp_path, *lines)
     valid, rejected = validate(path)
     assert reasons(rejected) == {

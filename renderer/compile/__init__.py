@@ -7,7 +7,8 @@
 4. :mod:`.shapes`: per column layout (shape), branches chosen and loops unrolled.
 5. :mod:`.placeholders`: Jinja replaced by markers MJML and the inliner pass through.
 6. :mod:`.mjml`: MJML to HTML.
-7. :mod:`.inline`: CSS inlined into ``style`` attributes.
+7. :mod:`.inline`: CSS inlined into ``style`` attributes; :mod:`.links`: the
+   campaign's tracked links decorated (when it has ``tracking:``).
 8. :mod:`.ascii`: the template's own non-ASCII characters as references.
 9. :mod:`.columns`: column-width CSS kept only where its column renders.
 10. :mod:`.placeholders` again: the Jinja put back; :mod:`.text` the plain-text part.

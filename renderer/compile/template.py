@@ -29,6 +29,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from renderer.compile.ascii import ascii_html
 from renderer.compile.columns import conditional_column_css
 from renderer.compile.inline import inline_css, refused_style
+from renderer.compile.links import LinkDecorator
 from renderer.compile.mjml import compile_mjml
 from renderer.compile.placeholders import Protected, protect, restore
 from renderer.compile.shapes import expand, parse_shape, shape_source
@@ -51,6 +52,8 @@ class CompiledShape:
     text: Template
     filename: str
     line_map: list[tuple[int, Token]]
+    html_source: str = ""  # the Jinja source of ``html`` and ``text``, as compiled
+    text_source: str = ""
 
     @property
     def layout(self) -> str:
@@ -76,6 +79,7 @@ class CompiledTemplate:
     shapes: dict[str, CompiledShape] = field(default_factory=dict)
     shape_source: str | None = None  # the source of shape_template
     shape_lines: list[tuple[int, Token]] = field(default_factory=list)  # its line map
+    links: LinkDecorator | None = None  # the campaign's tracked links, when it has them
 
     def shape_key(self, context: Mapping[str, Any]) -> str:
         """The recipient's shape key; RecipientError when it cannot render."""
@@ -109,6 +113,8 @@ class CompiledTemplate:
         protected = protect(atoms)
         file = self.assembled.file
         html = _inline(compile_mjml(protected.source, file=file), protected, file)
+        if self.links is not None:
+            html = self.links.decorate(html, protected)
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         filename = f"<mailsmith:{self.assembled.name}:{digest}>"
         origin = Token("tag", "", self.assembled.file, 1)
@@ -122,6 +128,8 @@ class CompiledTemplate:
             text=_compile(self.text_env, text_source, filename + "text", line_map),
             filename=filename,
             line_map=line_map,
+            html_source=html_source,
+            text_source=text_source,
         )
 
     def render(self, context: Mapping[str, Any]) -> tuple[str, str]:
@@ -199,9 +207,13 @@ def _failing_line(exc: BaseException, template: Template) -> int:
 
 
 def compile_template(
-    assembled: AssembledTemplate, env: SandboxedEnvironment, text_env: SandboxedEnvironment
+    assembled: AssembledTemplate,
+    env: SandboxedEnvironment,
+    text_env: SandboxedEnvironment,
+    links: LinkDecorator | None = None,
 ) -> CompiledTemplate:
-    """Compile an assembled template; the static shape is compiled eagerly."""
+    """Compile an assembled template; the static shape is compiled eagerly. ``links``
+    decorates each layout's links (:mod:`renderer.compile.links`)."""
     tokens = assembled.tokens
     contexts = classify(tokens)
     tree = parse_tree(tokens, contexts)
@@ -220,6 +232,7 @@ def compile_template(
         shape_template,
         shape_source=source.source if source else None,
         shape_lines=source.line_map if source else [],
+        links=links,
     )
     if source is None:
         compiled.shape("")

@@ -159,6 +159,11 @@ class SeenTexts:
         self._runs.append((first[order], second[order]))
 
 
+def fingerprints(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit fingerprint of each text (never missing), as two 64-bit halves."""
+    return _fingerprints(_arrow_text(values))
+
+
 def _fingerprints(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Two 64-bit hashes of each text, with different keys: a 128-bit fingerprint."""
     first = np.empty(len(values), dtype=np.uint64)

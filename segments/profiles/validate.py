@@ -7,8 +7,13 @@ Rejection reasons, in the order they are checked (a row gets the first):
 ``malformed_row`` (a CSV line that does not parse), ``invalid_json``, then per field
 ``missing_required``, ``invalid_value``, ``invalid_text`` (a control character or a lone
 surrogate, :mod:`segments.profiles.guards`), then ``invalid_email``, ``duplicate_id``,
-``no_consent``, ``suppressed``. Ids are compared as
-:func:`~segments.profiles.guards.normalize_id` spells them.
+``duplicate_email``, ``no_consent``, ``suppressed``. Ids are compared as
+:func:`~segments.profiles.guards.normalize_id` spells them, addresses as
+:func:`~segments.profiles.emails.normalize_email` does (a ``duplicate_email`` detail
+names the row that has the address first, never the address), and so is the
+suppression list. A row rejected for a
+later reason (``no_consent``, ``suppressed``) still holds its id and address: a second
+row with either is a duplicate, not a second chance to send.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
 from segments.errors import ConfigError, ProfileDataError
+from segments.profiles.emails import (
+    FirstRows,
+    normalize_email,
+    normalize_emails,
+    repeated_addresses,
+)
 from segments.profiles.guards import (
     CONTROL_PATTERN,
     SUSPECT_JSON_PATTERN,
@@ -39,9 +50,11 @@ from segments.profiles.textindex import SeenTexts
 class ProfileValidator:
     """Types and validates raw chunks; remembers ids across chunks to catch duplicates.
 
-    Duplicate detection keeps every accepted id (as text, with its hash: about 30
-    bytes per recipient, :class:`segments.profiles.textindex.SeenTexts`); everything else
-    is per chunk.
+    Duplicate detection keeps a fingerprint of every accepted id (16 bytes per
+    recipient, :class:`segments.profiles.textindex.SeenTexts`) and of every address with
+    its row (24 bytes, :class:`segments.profiles.emails.FirstRows`); everything else is
+    per chunk. ``email_rules``: the provider rules of
+    :func:`~segments.profiles.emails.normalize_email` (none by default).
     """
 
     def __init__(
@@ -52,6 +65,7 @@ class ProfileValidator:
         consent_field: str | None = None,
         suppressed_emails: frozenset[str] = frozenset(),
         suppressed_ids: frozenset[str] = frozenset(),
+        email_rules: tuple[str, ...] = (),
     ) -> None:
         self.schema = schema
         self.file = file
@@ -59,6 +73,13 @@ class ProfileValidator:
         self.suppressed_emails = suppressed_emails
         self.suppressed_ids = suppressed_ids
         self._seen = SeenTexts()
+        self.email_rules = email_rules
+        self._emails = FirstRows()
+        # the suppression list compared as addresses are (a listed A@Example.com
+        # suppresses a@example.com, and with gmail_dots j.doe@ suppresses jdoe@)
+        normalized = (normalize_email(e, email_rules) for e in suppressed_emails)
+        self._suppressed = frozenset(e for e in normalized if e is not None)
+        self._details: dict[Any, str] = {}  # this chunk's row-specific details
         self._checked_columns = False
 
     def validate(self, chunk: RawChunk) -> tuple[pd.DataFrame, list[Rejection]]:
@@ -70,6 +91,7 @@ class ProfileValidator:
         reason = pd.Series("", index=frame.index, dtype=object)
         where = pd.Series(None, index=frame.index, dtype=object)
         typed = pd.DataFrame(index=frame.index)
+        self._details = {}
         for name, spec in self.schema.fields.items():
             column = (
                 frame[name]
@@ -101,7 +123,7 @@ class ProfileValidator:
                     _safe_id(ids.get(row)),
                     where[row],
                     reason[row],
-                    _detail(reason[row], where[row], self.schema),
+                    self._details.get(row) or _detail(reason[row], where[row], self.schema),
                 )
             )
         rejections.sort(key=lambda r: r.row)
@@ -126,6 +148,7 @@ class ProfileValidator:
         bad_email = pd.Series([not _valid_email(e) for e in emails], index=typed.index)
         _flag(reason, where, bad_email & emails.notna(), "invalid_email", email_field)
         self._flag_duplicates(typed[id_field], reason, where)
+        self._flag_duplicate_emails(emails, reason, where)
         if self.consent_field:
             consent = (
                 typed[self.consent_field]
@@ -136,8 +159,8 @@ class ProfileValidator:
                 reason, where, ~consent.fillna(False).astype(bool), "no_consent", self.consent_field
             )
         if self.suppressed_emails:
-            lowered = emails.map(lambda e: e.strip().lower() if isinstance(e, str) else None)
-            _flag(reason, where, lowered.isin(self.suppressed_emails), "suppressed", email_field)
+            addresses = normalize_emails(emails, self.email_rules)
+            _flag(reason, where, addresses.isin(self._suppressed), "suppressed", email_field)
         if self.suppressed_ids:
             _flag(reason, where, typed[id_field].isin(self.suppressed_ids), "suppressed", id_field)
 
@@ -156,6 +179,23 @@ class ProfileValidator:
             "duplicate_id",
             self.schema.id_field,
         )
+
+    def _flag_duplicate_emails(
+        self, emails: pd.Series, reason: pd.Series, where: pd.Series
+    ) -> None:
+        """A row whose normalized address was in an earlier row not rejected before it."""
+        pending = np.flatnonzero((reason == "").to_numpy() & emails.notna().to_numpy())
+        if not len(pending):
+            return
+        addresses = normalize_emails(emails.iloc[pending], self.email_rules)
+        rows = emails.index.to_numpy()[pending].astype(np.int64)
+        repeated, first = repeated_addresses(addresses.reset_index(drop=True), rows, self._emails)
+        if not repeated.any():
+            return
+        field = self.schema.email_field
+        for row, earlier in zip(rows[repeated], first[repeated], strict=True):
+            reason[row], where[row] = "duplicate_email", field
+            self._details[row] = f"address in field '{field}' already used by row {earlier}"
 
 
 def _flag(reason: pd.Series, where: pd.Series, mask: pd.Series, code: str, name: str) -> None:
@@ -241,6 +281,7 @@ _DETAILS = {
     "invalid_text": "field '{field}' holds a control character or a lone surrogate",
     "invalid_email": "field '{field}' is not a valid email address",
     "duplicate_id": "id already seen in an earlier row",
+    "duplicate_email": "address in field '{field}' already used by an earlier row",
     "no_consent": "no marketing consent in field '{field}'",
     "suppressed": "on the suppression list",
 }

@@ -1,0 +1,159 @@
+"""Compile stage: the links of a layout's HTML decorated with the campaign's UTM
+parameters (:mod:`renderer.tracking` has the rules).
+
+Runs on MJML's inlined HTML, Jinja still carried as markers, before the plain-text
+part is made from it (so the text part shows the decorated links too). A literal URL
+gets the parameters in the HTML source; a utm value with Jinja becomes a new marker
+(its expression, through the ``utm_value`` filter); an href holding expressions
+becomes one marker whose expression is the whole URL through the ``track_url`` filter.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
+
+from renderer.compile.placeholders import MARKER_RE, Atom, Protected
+from renderer.compile.structure import Context
+from renderer.content import Token
+from renderer.tracking import TrackingSpec, track_url, tracked_query, with_query
+from segments.yamlsrc import LineDict, load_yaml
+
+_LINK_RE = re.compile(
+    r"""(<(?:a|area)\b[^>]*?\shref\s*=\s*)(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE
+)
+_EXPRESSION_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_VAR_TEXT_RE = re.compile(r"^\{\{[-+]?(.*?)[-+]?\}\}$", re.DOTALL)
+
+
+class LinkDecorator:
+    """Decorates the links of one compiled layout's HTML (with Jinja markers)."""
+
+    def __init__(self, spec: TrackingSpec, file: str) -> None:
+        self.spec = spec
+        self.parameters = spec.parameters()
+        self.file = file
+        self.lines = _utm_lines(file)  # errors in a utm value point at its campaign line
+
+    def decorate(self, source: str, protected: Protected) -> str:
+        """``source`` (MJML's HTML, markers in it) with its links decorated; new Jinja
+        goes into ``protected`` as new markers."""
+        if not self.parameters:
+            return source
+
+        def replace(match: re.Match[str]) -> str:
+            quote_char = '"' if match.group(2) is not None else "'"
+            value = match.group(2) if match.group(2) is not None else match.group(3)
+            new = self._decorate_value(value, protected)
+            return f"{match.group(1)}{quote_char}{new}{quote_char}"
+
+        return _LINK_RE.sub(replace, source)
+
+    def decorate_rendered(
+        self, source: str, env: SandboxedEnvironment, context: Mapping[str, Any]
+    ) -> str:
+        """A rendered email's HTML with its links decorated (the naive pipeline's way:
+        every link treated as :func:`~renderer.tracking.track_url` treats one)."""
+        parameters = tuple(
+            (key, tuple(env.compile_expression(_pieces(template))(**context) or ()))
+            for key, template in self.parameters
+        )
+
+        def replace(match: re.Match[str]) -> str:
+            value = match.group(2) if match.group(2) is not None else match.group(3)
+            url = html.unescape(value)
+            tracked = track_url(url, parameters, self.spec.exclude)
+            new = value if tracked == url else str(escape(tracked))
+            return f'{match.group(1)}"{new}"'
+
+        return _LINK_RE.sub(replace, source)
+
+    def _decorate_value(self, value: str, protected: Protected) -> str:
+        numbers = [int(n) for n in MARKER_RE.findall(value)]
+        if not numbers:
+            existing = tracked_query(html.unescape(value), self.spec.exclude)
+            if existing is None:
+                return value
+            query = "&amp;".join(
+                f"{key}={self._literal_value(key, template, protected)}"
+                for key, template in self.parameters
+                if key not in existing
+            )
+            return with_query(value, query, "&amp;")
+        atoms = [protected.atoms[n] for n in numbers]
+        if any(a.kind != "var" for a in atoms) or any("unsubscribe" in a.text for a in atoms):
+            return value  # (a tag inside a URL: left as written)
+        text = "{{ " + self._dynamic(value, protected) + " }}"
+        return self._marker(protected, text, atoms[0].origin)  # where the URL was written
+
+    def _literal_value(self, key: str, template: str, protected: Protected) -> str:
+        """A utm value in HTML source: encoded text, or a marker for its Jinja."""
+        if "{{" not in template:
+            return str(escape(quote(template, safe="")))
+        origin = Token("var", "", self.file, self.lines.get(key, self.lines.get("", 1)))
+        return self._marker(protected, "{{ " + _pieces(template) + " | utm_value }}", origin)
+
+    def _dynamic(self, value: str, protected: Protected) -> str:
+        """The Jinja expression of an href holding expressions, through ``track_url``."""
+        pieces: list[str] = []
+        position = 0
+        for match in MARKER_RE.finditer(value):
+            literal = html.unescape(value[position : match.start()])
+            if literal:
+                pieces.append(repr(literal))
+            pieces.append(f"({_expression(protected.atoms[int(match.group(1))].text)})")
+            position = match.end()
+        if value[position:]:
+            pieces.append(repr(html.unescape(value[position:])))
+        parameters = ", ".join(f"({key!r}, {_pieces(t)})" for key, t in self.parameters)
+        url = " ~ ".join(pieces) if len(pieces) > 1 else pieces[0]
+        return f"({url}) | track_url(({parameters},), {self.spec.exclude!r})"
+
+    def _marker(self, protected: Protected, text: str, origin: Token) -> str:
+        number = max(protected.atoms, default=-1) + 1
+        protected.atoms[number] = Atom("var", text, Context("attr", "a"), origin)
+        return f"MSJ{number}Z"
+
+
+def _utm_lines(file: str) -> dict[str, int]:
+    """The campaign file's line of each ``tracking.utm`` value (``utm_content``: 12),
+    and of ``tracking:`` itself (key ``""``); empty when the file cannot be read."""
+    path = Path(file)
+    data = load_yaml(path) if path.is_file() else None
+    if not isinstance(data, LineDict) or not isinstance(data.get("tracking"), LineDict):
+        return {}
+    tracking = data["tracking"]
+    lines = {"": data.line_of("tracking")}
+    utm = tracking.get("utm")
+    if isinstance(utm, LineDict):
+        lines.update({f"utm_{key}": utm.line_of(key) for key in utm})
+    return lines
+
+
+def _expression(var_text: str) -> str:
+    match = _VAR_TEXT_RE.match(var_text.strip())
+    return match.group(1).strip() if match else repr(var_text)
+
+
+def _pieces(template: str) -> str:
+    """A utm value template as a Jinja tuple of its pieces: ``('a-', (expr),)``."""
+    pieces: list[str] = []
+    position = 0
+    for match in _EXPRESSION_RE.finditer(template):
+        if match.start() > position:
+            pieces.append(repr(template[position : match.start()]))
+        pieces.append(f"({match.group(1).strip()})")
+        position = match.end()
+    if position < len(template):
+        pieces.append(repr(template[position:]))
+    return "(" + "".join(f"{p}, " for p in pieces) + ")"
+
+
+__all__ = ["LinkDecorator"]
