@@ -1,0 +1,239 @@
+"""SQL sources: profiles and events from SQLite and PostgreSQL build what the same rows
+from CSV build (manifest, emails, rejections), and a bad source is a located error.
+
+The data is the demo's (its first profiles, with bad addresses and a refused consent,
+plus a duplicate id and an invalid int of our own) copied into a database with a row
+number column ``n`` that the query orders by, so rows keep their CSV numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from cli import app
+from renderer import BuildOptions, build_campaign, load_campaign
+from renderer.specs import sql_warnings
+from segments.profiles.sqlread import mask_secrets, masked
+from tests.conftest import copy_demo_campaign
+
+ROWS = 120  # the demo's first rows: bad addresses (rows 23, 50), no consent (94, 105)
+INVALID_INT_ROW = 80  # its `orders` becomes "lots": an invalid_value rejection
+DUPLICATE_ROW = 100  # its id becomes row 90's: a duplicate_id rejection
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo campaign with ROWS profiles (an invalid int, a duplicate id) and
+    the events of those profiles plus the file's first 300 rows (unknown ids, a bad
+    timestamp)."""
+    folder = tmp_path_factory.mktemp("sql-demo")
+    campaign = copy_demo_campaign(folder, ROWS)
+    profiles = pd.read_csv(folder / "profiles.csv", dtype=str, keep_default_na=False)
+    profiles.loc[INVALID_INT_ROW - 1, "orders"] = "lots"
+    profiles.loc[DUPLICATE_ROW - 1, "id"] = profiles.loc[89, "id"]
+    profiles.to_csv(folder / "profiles.csv", index=False)
+    events = pd.read_csv(folder / "events.csv", dtype=str, keep_default_na=False)
+    kept = events["profile_id"].isin(profiles["id"]) | (events.index < 300)
+    events[kept].to_csv(folder / "events.csv", index=False)
+    return campaign
+
+
+@pytest.fixture(scope="module")
+def csv_build(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("csv-build") / "out"
+    build_campaign(load_campaign(demo), BuildOptions(out=out))
+    return out
+
+
+def load_tables(url: str, folder: Path, *, typed: bool) -> None:
+    """The campaign folder's profiles.csv and events.csv as tables ``profiles`` and
+    ``events`` with a row number ``n``: every value as text (``typed`` False, as the CSV
+    reader sees it), or typed as pandas reads them (numbers, booleans; NULL for empty)."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        for name in ("profiles", "events"):
+            path = folder / f"{name}.csv"
+            frame = (
+                pd.read_csv(path) if typed else pd.read_csv(path, dtype=str, keep_default_na=False)
+            )
+            frame.insert(0, "n", range(1, len(frame) + 1))
+            frame.to_sql(name, engine, if_exists="replace", index=False, chunksize=5000)
+    finally:
+        engine.dispose()
+
+
+def with_sources(campaign: Path, name: str, profiles: str, events: str | None = None) -> Path:
+    """A copy of ``campaign`` (beside it, as ``name``) whose profiles (and events) are
+    the given YAML flow mappings."""
+    text = campaign.read_text(encoding="utf-8")
+    text = re.sub(r"^profiles: .*$", f"profiles: {profiles}", text, count=1, flags=re.M)
+    if events is not None:
+        text = re.sub(r"^events: .*$", f"events: {events}", text, count=1, flags=re.M)
+    path = campaign.with_name(name)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def assert_same_build(expected: Path, actual: Path) -> None:
+    """Manifest, rejections and every email byte for byte."""
+    for name in ("manifest.jsonl", "errors.jsonl", "events_errors.jsonl"):
+        assert (actual / name).read_bytes() == (expected / name).read_bytes(), name
+    for folder in ("html", "text"):
+        files = sorted(p.relative_to(expected) for p in (expected / folder).rglob("*"))
+        assert files == sorted(p.relative_to(actual) for p in (actual / folder).rglob("*"))
+        for name in files:
+            if (expected / name).is_file():
+                assert (actual / name).read_bytes() == (expected / name).read_bytes(), name
+
+
+def rejections(out: Path) -> list[dict[str, Any]]:
+    lines = (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+QUERY = '{url: "sqlite:///demo.db", query: "SELECT * FROM %s ORDER BY n"}'
+
+
+def test_sqlite_query_source_builds_what_csv_builds(
+    demo: Path, csv_build: Path, tmp_path: Path
+) -> None:
+    load_tables(f"sqlite:///{demo.parent / 'demo.db'}", demo.parent, typed=False)
+    campaign = with_sources(demo, "sqlite-query.yaml", QUERY % "profiles", QUERY % "events")
+    out = tmp_path / "out"
+    summary = build_campaign(load_campaign(campaign), BuildOptions(out=out))
+    assert_same_build(csv_build, out)
+    reasons = {(r["row"], r["field"], r["reason"]) for r in rejections(out)}
+    assert {(23, "email", "invalid_email"), (DUPLICATE_ROW, "id", "duplicate_id")} <= reasons
+    assert (INVALID_INT_ROW, "orders", "invalid_value") in reasons
+    assert not [w for w in summary["warnings"] if "ORDER BY" in w]
+
+
+@pytest.mark.slow
+def test_sqlite_typed_tables_build_what_csv_builds(
+    demo: Path, csv_build: Path, tmp_path: Path
+) -> None:
+    """Integers, floats and booleans as SQLite stores them, NULL for an empty cell."""
+    load_tables(f"sqlite:///{demo.parent / 'typed.db'}", demo.parent, typed=True)
+    table = '{url: "sqlite:///typed.db", table: %s, order_by: [n]}'
+    campaign = with_sources(demo, "sqlite-table.yaml", table % "profiles", table % "events")
+    out = tmp_path / "out"
+    build_campaign(load_campaign(campaign), BuildOptions(out=out))
+    assert_same_build(csv_build, out)
+
+
+def test_a_query_without_order_by_warns(demo: Path) -> None:
+    unordered = '{url: "sqlite:///demo.db", query: "SELECT * FROM profiles"}'
+    campaign = load_campaign(with_sources(demo, "unordered.yaml", unordered))
+    (warning,) = sql_warnings(campaign)
+    assert warning.startswith("profiles.query has no ORDER BY")
+
+
+def _build_error(campaign: Path, tmp_path: Path) -> tuple[int, str]:
+    result = runner.invoke(app, ["build", str(campaign), "--out", str(tmp_path / "o"), "-q"])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("profiles", "key", "message"),
+    [
+        ('{url: "nosuch://x/y", table: p}', "url", "no driver for 'nosuch'"),
+        ('{url: "not a url", table: p}', "url", "not a database URL"),
+        ('{url: "sqlite:///missing.db", table: p}', "url", "no SQLite database file at"),
+        ('{url: "sqlite:///demo.db", table: nosuch}', "table", "no such table: nosuch"),
+        ('{url: "sqlite:///demo.db", query: "SELEC * FROM profiles"}', "query", "syntax error"),
+        ('{url: "sqlite:///demo.db", table: profiles, order_by: [zz]}', "table", "no such column"),
+        ('{url: "sqlite:///${MAILSMITH_NO_SUCH_VAR}", table: p}', "url", "MAILSMITH_NO_SUCH_VAR"),
+    ],
+)
+def test_a_bad_source_is_a_located_config_error(
+    demo: Path, tmp_path: Path, profiles: str, key: str, message: str
+) -> None:
+    load_tables(f"sqlite:///{demo.parent / 'demo.db'}", demo.parent, typed=False)
+    campaign = with_sources(demo, "bad.yaml", profiles)
+    code, stderr = _build_error(campaign, tmp_path)
+    assert code == 2, stderr
+    line = next(i for i, t in enumerate(campaign.read_text().splitlines(), 1) if "profiles:" in t)
+    assert f"bad.yaml:{line}: profiles.{key}: " in stderr
+    assert message in stderr
+
+
+def test_a_password_is_never_printed(demo: Path, tmp_path: Path) -> None:
+    url = "postgresql://mail:s3cr3t-pw@127.0.0.1:1/crm"  # nothing listens on port 1
+    campaign = with_sources(demo, "pw.yaml", f'{{url: "{url}", table: p}}')
+    code, stderr = _build_error(campaign, tmp_path)
+    assert code == 2
+    assert "cannot connect to postgresql://mail:***@127.0.0.1:1/crm" in stderr
+    assert "s3cr3t" not in stderr
+
+
+def test_sqlalchemy_is_imported_only_to_read_a_database() -> None:
+    """The `sql` extra stays optional: a file build never imports SQLAlchemy."""
+    code = (
+        "import cli, renderer, segments.audience.prepass, sys; print('sqlalchemy' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_masking_covers_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILSMITH_TEST_PW", "hunter2")
+    url = "postgresql://u:${MAILSMITH_TEST_PW}@db/x"
+    assert masked(url) == "postgresql://u:***@db/x"
+    assert mask_secrets("failed for hunter2 at u:hunter2@db", url) == "failed for *** at u:***@db"
+
+
+# --- PostgreSQL: a real server (tests/pg.py); CI installs one and requires it ------------
+
+
+@pytest.mark.slow
+def test_postgres_sources_build_what_csv_builds(
+    demo: Path, csv_build: Path, pg_url: str, tmp_path: Path
+) -> None:
+    """Typed PostgreSQL tables (bigint, double precision, boolean, text; NULL for empty):
+    profiles by a query, events by a table, as the CSV build, rejections included."""
+    load_tables(pg_url, demo.parent, typed=True)
+    query = f'{{url: "{pg_url}", query: "SELECT * FROM profiles ORDER BY n"}}'
+    table = f'{{url: "{pg_url}", table: events, order_by: [n]}}'
+    campaign = with_sources(demo, "pg.yaml", query, table)
+    out = tmp_path / "out"
+    build_campaign(load_campaign(campaign), BuildOptions(out=out))
+    assert_same_build(csv_build, out)
+    reasons = {(r["row"], r["field"], r["reason"]) for r in rejections(out)}
+    assert (INVALID_INT_ROW, "orders", "invalid_value") in reasons
+
+
+@pytest.mark.slow
+def test_postgres_errors_are_located_and_masked(
+    demo: Path, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = sa.engine.make_url(pg_url)
+    monkeypatch.setenv("MAILSMITH_TEST_PW", "pg-s3cret")
+    with_password = url.set(password="PASSWORD").render_as_string(hide_password=False)
+    with_password = with_password.replace("PASSWORD", "${MAILSMITH_TEST_PW}")
+    for name, source, key, message in [
+        ("pgtable.yaml", f'{{url: "{with_password}", table: nosuch}}', "table", "nosuch"),
+        ("pgquery.yaml", f'{{url: "{with_password}", query: "SELEC 1"}}', "query", "syntax"),
+        (
+            "pgdb.yaml",
+            f'{{url: "{url.set(database="nosuchdb", password="pg-s3cret").render_as_string(False)}", table: p}}',
+            "url",
+            "nosuchdb",
+        ),
+    ]:
+        campaign = with_sources(demo, name, source)
+        code, stderr = _build_error(campaign, tmp_path)
+        assert code == 2, stderr
+        assert f"profiles.{key}: " in stderr and message in stderr, stderr
+        assert "pg-s3cret" not in stderr
