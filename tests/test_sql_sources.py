@@ -102,7 +102,7 @@ def rejections(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-QUERY = '{url: "sqlite:///demo.db", query: "SELECT * FROM %s ORDER BY n"}'
+QUERY = '{url: "sqlite:///demo.db", query: "SELECT *, \'1%%: :x\' AS note FROM %s ORDER BY n"}'
 
 
 def test_sqlite_query_source_builds_what_csv_builds(
@@ -204,7 +204,9 @@ def test_postgres_sources_build_what_csv_builds(
     """Typed PostgreSQL tables (bigint, double precision, boolean, text; NULL for empty):
     profiles by a query, events by a table, as the CSV build, rejections included."""
     load_tables(pg_url, demo.parent, typed=True)
-    query = f'{{url: "{pg_url}", query: "SELECT * FROM profiles ORDER BY n"}}'
+    # sent as written: % and :name are not parameters (the extra column is not a field)
+    sql = "SELECT *, '100%: a :name' AS note FROM profiles ORDER BY n"
+    query = f'{{url: "{pg_url}", query: "{sql}"}}'
     table = f'{{url: "{pg_url}", table: events, order_by: [n]}}'
     campaign = with_sources(demo, "pg.yaml", query, table)
     out = tmp_path / "out"
@@ -237,3 +239,35 @@ def test_postgres_errors_are_located_and_masked(
         assert code == 2, stderr
         assert f"profiles.{key}: " in stderr and message in stderr, stderr
         assert "pg-s3cret" not in stderr
+
+
+@pytest.mark.slow
+def test_postgres_native_types_build_what_csv_builds(
+    demo: Path, csv_build: Path, pg_url: str, tmp_path: Path
+) -> None:
+    """Profiles with timestamptz, json and boolean columns (the demo's first rows have
+    no invalid date or list to lose in the conversion) build what the CSV text builds."""
+    profiles = pd.read_csv(demo.parent / "profiles.csv", dtype=str, keep_default_na=False)
+    profiles = profiles.replace("", None)
+    types: dict[str, Any] = {"email_opt_in": sa.Boolean()}
+    for name in ("signed_up_at", "last_purchase_at", "cart_updated_at"):
+        profiles[name] = pd.to_datetime(profiles[name], utc=True, format="ISO8601")
+        types[name] = sa.DateTime(timezone=True)
+    for name in ("cart_items", "recommendations"):
+        profiles[name] = profiles[name].map(lambda v: json.loads(v) if isinstance(v, str) else None)
+        types[name] = sa.JSON()
+    profiles["email_opt_in"] = profiles["email_opt_in"].map({"true": True, "false": False})
+    profiles.insert(0, "n", range(1, len(profiles) + 1))
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        profiles.to_sql("typed_profiles", engine, if_exists="replace", index=False, dtype=types)
+    finally:
+        engine.dispose()
+    load_tables(pg_url, demo.parent, typed=False)  # the events, as text
+    table = f'{{url: "{pg_url}", table: typed_profiles, order_by: [n]}}'
+    events = f'{{url: "{pg_url}", query: "SELECT * FROM events ORDER BY n"}}'
+    out = tmp_path / "out"
+    build_campaign(
+        load_campaign(with_sources(demo, "pgtyped.yaml", table, events)), BuildOptions(out=out)
+    )
+    assert_same_build(csv_build, out)
