@@ -132,6 +132,26 @@ def test_sqlite_typed_tables_build_what_csv_builds(
     assert_same_build(csv_build, out)
 
 
+@pytest.mark.slow
+def test_personas_render_with_the_audience_of_a_database(demo: Path) -> None:
+    """Snapshots and previews: the personas' derived fields come from the real profiles
+    and events, read from the database as from the files."""
+    from renderer.fixtures import prepare_fixtures
+
+    load_tables(f"sqlite:///{demo.parent / 'demo.db'}", demo.parent, typed=False)
+    expected = prepare_fixtures(load_campaign(demo))
+    both = with_sources(demo, "personas.yaml", QUERY % "profiles", QUERY % "events")
+    events_only = with_sources(demo, "personas-events.yaml", "profiles.csv", QUERY % "events")
+    for campaign in (both, events_only):
+        actual = prepare_fixtures(load_campaign(campaign))
+        assert actual.names() == expected.names() != []
+        population = actual.runtime.audience.population
+        assert population is not None and len(population) > len(expected.names())
+        pd.testing.assert_frame_equal(population, expected.runtime.audience.population)
+        for name in expected.names():
+            assert actual.render(name).html == expected.render(name).html, name
+
+
 def test_a_query_without_order_by_warns(demo: Path) -> None:
     unordered = '{url: "sqlite:///demo.db", query: "SELECT * FROM profiles"}'
     campaign = load_campaign(with_sources(demo, "unordered.yaml", unordered))
