@@ -318,3 +318,27 @@ def test_postgres_native_types_build_what_csv_builds(
         load_campaign(with_sources(demo, "pgtyped.yaml", table, events)), BuildOptions(out=out)
     )
     assert_same_build(csv_build, out)
+
+
+@pytest.mark.parametrize(
+    ("profiles", "message"),
+    [
+        ('{url: "sqlite:///demo.db"}', "needs a `query` or a `table`"),
+        ('{url: "sqlite:///demo.db", table: p, query: "SELECT 1"}', "needs a `query` or a `table`"),
+        ('{path: profiles.csv, url: "sqlite:///demo.db", table: p}', "not both"),
+        ("{path: profiles.csv, table: p}", "need a database `url`"),
+        ('{url: "sqlite:///demo.db", query: "SELECT 1", order_by: [n]}', "write ORDER BY"),
+    ],
+)
+def test_a_source_must_be_a_file_or_a_table_or_a_query(
+    demo: Path, profiles: str, message: str
+) -> None:
+    from segments.errors import ConfigError
+
+    campaign = with_sources(demo, "shape.yaml", profiles)
+    with pytest.raises(ConfigError) as raised:
+        load_campaign(campaign)
+    assert message in str(raised.value)
+    assert raised.value.line == next(
+        i for i, t in enumerate(campaign.read_text().splitlines(), 1) if t.startswith("profiles:")
+    )
