@@ -28,6 +28,7 @@ from segments.errors import ConfigError
 from segments.features.scores import FeatureConfig
 from segments.profiles.read import DEFAULT_MAX_MALFORMED, DEFAULT_NA_VALUES
 from segments.profiles.schema import ProfileSchema, infer_file_schema
+from segments.profiles.sqlread import SqlSource, infer_sql_schema
 from segments.yamlsrc import line_at, load_yaml
 
 FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
@@ -80,7 +81,42 @@ class _TextFile(_Model):
         return {"delimiter": self.delimiter, "encoding": self.encoding}
 
 
-class ProfileSource(_TextFile):
+class _SqlOrFile(_TextFile):
+    """A file (``path``), or a database table or query (``url`` with ``query`` or
+    ``table``; see :mod:`segments.profiles.sqlread`)."""
+
+    path: str = ""
+    url: str | None = Field(
+        default=None, description="SQLAlchemy database URL; ${NAME} reads the environment."
+    )
+    query: str | None = Field(default=None, description="SELECT statement (with ORDER BY).")
+    table: str | None = Field(default=None, description="Table (or schema.table) to read.")
+    order_by: tuple[str, ...] | None = Field(
+        default=None, description="Columns a table is read in order of."
+    )
+
+    @model_validator(mode="after")
+    def _file_or_database(self) -> _SqlOrFile:
+        if self.url is None:
+            if not self.path:
+                raise ValueError("give a file `path`, or a database `url` with `query` or `table`")
+            if self.query is not None or self.table is not None or self.order_by is not None:
+                raise ValueError("`query`, `table` and `order_by` need a database `url`")
+        elif self.path:
+            raise ValueError("give a file `path` or a database `url`, not both")
+        elif (self.query is None) == (self.table is None):
+            raise ValueError("a database `url` needs a `query` or a `table` (one of them)")
+        elif self.query is not None and self.order_by is not None:
+            raise ValueError("`order_by` orders a `table`: write ORDER BY in the query")
+        return self
+
+    @property
+    def is_sql(self) -> bool:
+        """True for a database source (``url``), False for a file (``path``)."""
+        return self.url is not None
+
+
+class ProfileSource(_SqlOrFile):
     """The profile file, how to read it, and which fields are the id and the address."""
 
     format: Literal["csv", "jsonl", "parquet"] | None = None
@@ -113,6 +149,8 @@ class ProfileSource(_TextFile):
 
     @property
     def resolved_format(self) -> str:
+        if self.is_sql:
+            return "sql"
         if self.format:
             return self.format
         suffix = Path(self.path).suffix.lower().lstrip(".")
@@ -127,8 +165,9 @@ class SuppressionSpec(_TextFile):
     column: Literal["email", "id"] = "email"
 
 
-class EventsSpec(_TextFile):
-    """Behavioural events for derived features: CSV, JSONL or Parquet (by extension)."""
+class EventsSpec(_SqlOrFile):
+    """Behavioural events for derived features: CSV, JSONL or Parquet (by extension), or
+    a database table or query."""
 
 
 class DriftSpec(_Model):
@@ -262,10 +301,40 @@ class Campaign(_Model):
         candidate = Path(relative)
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
+    def sql_source(self, key: Literal["profiles", "events"]) -> SqlSource:
+        """The database source of ``profiles:`` or ``events:`` (which must have a ``url``).
+
+        A ``table`` is read in ``order_by`` order: by default the id field for profiles,
+        ``profile_id, timestamp`` for events.
+        """
+        spec = self.profiles if key == "profiles" else self.events
+        if spec is None or spec.url is None:
+            raise ValueError(f"{key} is not a database source")
+        default = (self.profiles.id_field,) if key == "profiles" else ("profile_id", "timestamp")
+        return SqlSource(
+            url=spec.url,
+            query=spec.query,
+            table=spec.table,
+            order_by=spec.order_by or default,
+            key=key,
+            file=self.file,
+            lines=_source_lines(self.file, key),
+            base_dir=self.base_dir,
+        )
+
     def reference_time(self, override: datetime | None = None) -> datetime:
         """``--as-of`` beats the campaign's ``as_of``, which beats now."""
         chosen = override or self.as_of or datetime.now(UTC)
         return chosen if chosen.tzinfo else chosen.replace(tzinfo=UTC)
+
+
+def _source_lines(file: str, key: str) -> dict[str, int | None]:
+    """The lines of ``key``'s ``url``, ``query`` and ``table`` in the campaign file."""
+    path = Path(file)
+    if not path.is_file():
+        return {}
+    data = load_yaml(path)
+    return {name: line_at(data, [key, name]) for name in ("url", "query", "table", "order_by")}
 
 
 def _field_shorthand(value: Any) -> Any:
@@ -308,6 +377,14 @@ def load_schema(path: str | Path) -> dict[str, FieldSpec]:
 def infer_campaign_schema(campaign: Campaign) -> ProfileSchema:
     """The schema a build infers from the first chunk of the campaign's profiles."""
     source = campaign.profiles
+    if source.is_sql:
+        return infer_sql_schema(
+            campaign.sql_source("profiles"),
+            source.chunk_size,
+            id_field=source.id_field,
+            email_field=source.email_field,
+            na_values=source.na_values,
+        )
     return infer_file_schema(
         campaign.path(source.path),
         source.resolved_format,

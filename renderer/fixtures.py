@@ -39,14 +39,16 @@ from renderer.runtime import CampaignRuntime, Rendered, render_batch
 from renderer.specs import audience_spec, make_validator, schema_of
 from segments.audience.clusters import load_cluster_models
 from segments.audience.document import derive_audience
-from segments.audience.prepass import CampaignAudience, prepare_audience
+from segments.audience.prepass import AudienceSpec, CampaignAudience, prepare_audience
 from segments.batch import SegmentedBatch, segment_chunk
 from segments.errors import ConfigError, ProfileDataError
-from segments.features.events import clean_events, load_events
+from segments.features.events import check_columns, clean_events, load_events
+from segments.features.eventstream import CHUNK_SIZE
 from segments.features.scores import FeatureConfig
 from segments.profiles.read import RawChunk
 from segments.profiles.schema import ProfileSchema, infer_schema
 from segments.profiles.spool import ValidatedChunk
+from segments.profiles.sqlread import read_sql_event_chunks
 from segments.yamlsrc import line_at, load_yaml
 
 PERSONA_KEYS = ("description", "profile", "events")
@@ -164,7 +166,7 @@ def fixture_schema(campaign: Campaign, fixtures: Sequence[Fixture]) -> ProfileSc
     declared = schema_of(campaign)
     if declared is not None:
         return declared
-    if campaign.path(campaign.profiles.path).is_file():
+    if has_real_profiles(campaign):
         return infer_campaign_schema(campaign)
     source = campaign.profiles
     return infer_schema(_raw_chunk(campaign, fixtures).frame, source.id_field, source.email_field)
@@ -276,7 +278,7 @@ def prepare_fixtures(
         runtime = CampaignRuntime(campaign, schema, moment, real)
         return FixtureSet([], runtime, ValidatedChunk(pd.DataFrame(), []))
     valid = validate_fixtures(campaign, fixtures, schema)
-    if real is None and campaign.path(campaign.profiles.path).is_file():
+    if real is None and has_real_profiles(campaign):
         real = prepare_audience(audience_spec(campaign, schema), moment)
     audience = fixture_audience(campaign, fixtures, valid, schema, moment, real)
     runtime = CampaignRuntime(campaign, schema, moment, audience)
@@ -313,7 +315,7 @@ def fixture_audience(
         population = pd.concat([theirs, valid[columns]], ignore_index=True)
         if events is not None and spec.events is not None:
             known = pd.Index(theirs[schema.id_field].astype(str))
-            their_events = load_events(spec.events.path, known_ids=known, as_of=as_of).events
+            their_events = _real_events(spec, known, as_of)
             events = pd.concat([their_events, events], ignore_index=True)
     if document.clusters and not models:
         raise ConfigError(
@@ -333,6 +335,21 @@ def fixture_audience(
         text_fields=False,
     )
     return CampaignAudience(document, schema.id_field, spec.model_path, audience=derived)
+
+
+def has_real_profiles(campaign: Campaign) -> bool:
+    """True when the campaign's profiles exist: a database source, or an existing file."""
+    return campaign.profiles.is_sql or campaign.path(campaign.profiles.path).is_file()
+
+
+def _real_events(spec: AudienceSpec, known: pd.Index, as_of: datetime) -> pd.DataFrame:
+    """The accepted events of the real profiles ``known``, from the events file or database."""
+    assert spec.events is not None  # (the caller checked)
+    if spec.events.sql is None:
+        return load_events(spec.events.path, known_ids=known, as_of=as_of).events
+    raw = pd.concat(list(read_sql_event_chunks(spec.events.sql, CHUNK_SIZE)), ignore_index=True)
+    check_columns(raw.columns, spec.events.label)
+    return clean_events(raw, known_ids=known, as_of=as_of).events
 
 
 def _has_events(fixtures: Sequence[Fixture]) -> bool:

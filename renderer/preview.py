@@ -14,7 +14,7 @@ from datetime import datetime
 
 from renderer.campaign import Campaign
 from renderer.runtime import CampaignRuntime, Rendered, render_batch
-from renderer.specs import make_validator, profile_file, schema_of
+from renderer.specs import make_validator, profile_file, profiles_label, schema_of
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
 from segments.errors import ConfigError, ProfileDataError
 from segments.profiles.read import Rejection
@@ -52,7 +52,7 @@ def profile_not_found(
 ) -> ProfileDataError:
     """Why no email can be shown for ``profile_id``: the first of its rows' rejections,
     or no row with that id at all."""
-    path = str(campaign.path(campaign.profiles.path))
+    path = profiles_label(campaign)
     for rejection in rejections:
         if rejection.id == profile_id:
             return ProfileDataError(
@@ -93,7 +93,7 @@ def render_segment(
                 return _render(runtime, batch, index)
     raise ProfileDataError(
         f"no recipient of segment {segment!r} gets an email",
-        file=str(campaign.path(campaign.profiles.path)),
+        file=profiles_label(campaign),
         segment=segment,
         hint="the segment is empty (or every member is held out of an experiment)",
     )

@@ -18,6 +18,7 @@ from segments.audience.document import SegmentDocument, parse_segment_document
 from segments.audience.prepass import AudienceSpec, DriftSettings, EventsFile, ProfileFile
 from segments.errors import ConfigError
 from segments.profiles.schema import FieldDef, ProfileSchema
+from segments.profiles.sqlread import sql_warnings as sql_source_warnings
 from segments.profiles.validate import ProfileValidator, load_suppression
 from segments.yamlsrc import LineDict, load_yaml
 
@@ -72,7 +73,24 @@ def profile_file(campaign: Campaign) -> ProfileFile:
         source.resolved_format,
         source.chunk_size,
         source.reader_options,
+        sql=campaign.sql_source("profiles") if source.is_sql else None,
     )
+
+
+def profiles_label(campaign: Campaign) -> str:
+    """The profile source in messages: its file, or the campaign file for a database."""
+    source = campaign.profiles
+    return campaign.file if source.is_sql else str(campaign.path(source.path))
+
+
+def sql_warnings(campaign: Campaign) -> list[str]:
+    """Warnings about the campaign's database sources (a query without ORDER BY)."""
+    found = []
+    if campaign.profiles.is_sql:
+        found += sql_source_warnings(campaign.sql_source("profiles"))
+    if campaign.events is not None and campaign.events.is_sql:
+        found += sql_source_warnings(campaign.sql_source("events"))
+    return found
 
 
 def segment_document(campaign: Campaign) -> SegmentDocument:
@@ -122,7 +140,7 @@ def validator_factory(campaign: Campaign, schema: ProfileSchema) -> partial[Prof
     return partial(
         ProfileValidator,
         schema,
-        file=str(campaign.path(campaign.profiles.path)),
+        file=profiles_label(campaign),
         consent_field=consent,
         suppressed_emails=emails,
         suppressed_ids=ids,
@@ -140,7 +158,10 @@ def audience_spec(campaign: Campaign, schema: ProfileSchema) -> AudienceSpec:
     events = None
     if campaign.events is not None:
         spec = campaign.events
-        events = EventsFile(campaign.path(spec.path), spec.path, spec.delimiter, spec.encoding)
+        sql = campaign.sql_source("events") if spec.is_sql else None
+        path = Path(campaign.file) if sql else campaign.path(spec.path)
+        label = sql.label if sql else spec.path  # (the password masked)
+        events = EventsFile(path, label, spec.delimiter, spec.encoding, sql)
     drift = None
     if campaign.drift is not None:
         baseline = campaign.drift.baseline

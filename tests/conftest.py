@@ -225,3 +225,30 @@ def copy_demo_campaign(folder: Path, rows: int) -> Path:
     text += "\npaths:\n  templates: [templates]\n  blocks: [blocks]\n"
     (folder / "campaign.yaml").write_text(text, encoding="utf-8")
     return folder / "campaign.yaml"
+
+
+# --- PostgreSQL: a throwaway server for the SQL source tests (tests/pg.py) ---------------
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Any:
+    """A PostgreSQL URL: ``MAILSMITH_PG_URL``, else a throwaway cluster started for the
+    session. Without PostgreSQL binaries the tests skip, or fail when
+    ``MAILSMITH_REQUIRE_POSTGRES=1`` (CI, .ci/run)."""
+    from tests.pg import pg_bindir, start_server
+
+    given = os.environ.get("MAILSMITH_PG_URL")
+    if given:
+        yield given
+        return
+    bindir = pg_bindir()
+    if bindir is None:
+        message = "no PostgreSQL binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql"
+        if os.environ.get("MAILSMITH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " and MAILSMITH_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    server = start_server(bindir)
+    try:
+        yield server.url
+    finally:
+        server.stop()

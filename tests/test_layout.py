@@ -26,6 +26,7 @@ HOMES = {
     "premailer": "renderer/compile/inline.py",
     "typer": "cli.py",
     "rich": ("cli.py", "cli_output.py"),
+    "sqlalchemy": "segments/profiles/sqlread.py",
 }
 
 

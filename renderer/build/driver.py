@@ -29,7 +29,7 @@ from renderer.build.output import OutputWriter, iter_manifest, write_failed
 from renderer.campaign import OUTPUT_FORMATS, Campaign
 from renderer.check.runner import raise_for_static_errors
 from renderer.runtime import CampaignRuntime
-from renderer.specs import audience_spec, schema_of
+from renderer.specs import audience_spec, profile_file, schema_of, sql_warnings
 from segments.audience.prepass import (
     CampaignAudience,
     finish_audience,
@@ -40,7 +40,7 @@ from segments.errors import ConfigError
 from segments.experiments.assign import (
     sample_ratio_mismatch,
 )
-from segments.profiles.read import RawChunk, leave_interrupts_to_python, read_chunks
+from segments.profiles.read import RawChunk, leave_interrupts_to_python
 from segments.profiles.schema import ProfileSchema, infer_schema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
@@ -146,19 +146,13 @@ class CampaignBuild:
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
-        source = self.campaign.profiles
         inputs = InputFiles(self._input_paths())  # before the first read
         # the pre-pass (when there is one) keeps its validated chunks for the render pass
         spool = ChunkSpool(self.out.resolve().parent)
         # the output folder is checked and locked first: a refusal costs nothing
         writer = OutputWriter(self.out, text=self.campaign.output.text, force=self.options.force)
         try:  # from here on, whatever stops the build removes its staging folder
-            chunks = read_chunks(
-                self.campaign.path(source.path),
-                source.resolved_format,
-                source.chunk_size,
-                **source.reader_options,
-            )
+            chunks = profile_file(self.campaign).chunks()
             first = next(chunks, None)
             schema = schema_of(self.campaign) or self._inferred_schema(first)
             self.spec = audience_spec(self.campaign, schema)
@@ -173,6 +167,7 @@ class CampaignBuild:
             yield from self._render_pass(schema, first, chunks, spool, writer, inputs)
             self.summary = self._summary(self._state, time.perf_counter() - started)
             self.summary.update(self._audience_stage(self._state, writer.staging))
+            self.summary["warnings"] = [*self.summary["warnings"], *sql_warnings(self.campaign)]
             if self.options.strict:
                 raise_for_warnings(self.summary["warnings"])
             writer.commit(self.summary)
@@ -192,8 +187,12 @@ class CampaignBuild:
         return infer_schema(frame, source.id_field, source.email_field)
 
     def _input_paths(self) -> dict[str, Path]:
-        paths = {"profile file": self.campaign.path(self.campaign.profiles.path)}
-        if self.campaign.events is not None:
+        """The input files to watch. A database source is not watched: each of its reads
+        is one statement, which the database answers from one snapshot."""
+        paths = {}
+        if not self.campaign.profiles.is_sql:
+            paths["profile file"] = self.campaign.path(self.campaign.profiles.path)
+        if self.campaign.events is not None and not self.campaign.events.is_sql:
             paths["events file"] = self.campaign.path(self.campaign.events.path)
         return paths
 

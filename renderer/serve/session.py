@@ -387,7 +387,7 @@ class PreviewSession:
             named += [s.path for s in (campaign.events, campaign.suppression) if s is not None]
             if isinstance(campaign.segments, str):
                 named.append(campaign.segments)
-            files |= {campaign.path(n).resolve() for n in named}
+            files |= {campaign.path(n).resolve() for n in named if n}  # ("": a database)
         return files
 
     # --- what is shown ------------------------------------------------------------------

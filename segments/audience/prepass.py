@@ -45,9 +45,10 @@ from segments.audience.hierarchy import size_warnings
 from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
 from segments.features.eventstream import stream_events
 from segments.features.scores import FeatureConfig
-from segments.profiles.read import RawChunk, Rejection, read_chunks
+from segments.profiles.read import DEFAULT_NA_VALUES, RawChunk, Rejection, read_chunks
 from segments.profiles.schema import ProfileSchema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
+from segments.profiles.sqlread import SqlSource, read_sql_chunks
 from segments.profiles.validate import ProfileValidator
 from segments.rules.ruleset import parse_segments
 from segments.yamlsrc import LineDict
@@ -133,8 +134,12 @@ class ProfileFile:
     format: str
     chunk_size: int
     reader_options: Mapping[str, Any] = field(default_factory=dict)
+    sql: SqlSource | None = None  # a database source (then ``path`` is unused)
 
     def chunks(self) -> Iterator[RawChunk]:
+        if self.sql is not None:
+            na_values = self.reader_options.get("na_values", DEFAULT_NA_VALUES)
+            return read_sql_chunks(self.sql, self.chunk_size, na_values=na_values)
         return read_chunks(self.path, self.format, self.chunk_size, **self.reader_options)
 
 
@@ -146,6 +151,7 @@ class EventsFile:
     label: str
     delimiter: str = ","
     encoding: str = "utf-8"
+    sql: SqlSource | None = None  # a database source (then ``path`` is unused)
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,7 @@ def prepare_audience(
             config=config,
             delimiter=spec.events.delimiter,
             encoding=spec.events.encoding,
+            sql=spec.events.sql,
         )
         result.events = EventsReport(
             spec.events.label, streamed.rows, streamed.accepted, streamed.rejected

@@ -51,6 +51,7 @@ from segments.features.events import (
     to_utc,
     to_utc_series,
 )
+from segments.profiles.sqlread import SqlSource, read_sql_event_chunks
 
 if TYPE_CHECKING:
     from segments.features.scores import FeatureConfig
@@ -410,6 +411,7 @@ def stream_events(
     chunk_size: int = CHUNK_SIZE,
     delimiter: str = ",",
     encoding: str = "utf-8",
+    sql: SqlSource | None = None,
 ) -> StreamedEvents:
     """Read, clean and fold an events file chunk by chunk for the profiles ``ids``.
 
@@ -418,9 +420,13 @@ def stream_events(
     :func:`segments.features.events.load_events` with every id as ``known_ids`` would.
     Rejected rows carry their row numbers in the whole file. ``delimiter`` and
     ``encoding``: as :func:`segments.features.events.read_event_chunks` takes them.
+    With ``sql``, the events come from that database source instead (``path``, then,
+    is how messages name it).
     """
 
     def read() -> Iterator[pd.DataFrame]:
+        if sql is not None:
+            return read_sql_event_chunks(sql, chunk_size)
         return read_event_chunks(path, chunk_size, delimiter=delimiter, encoding=encoding)
 
     n = len(ids)
