@@ -12,9 +12,10 @@ keeps its value in a local (``msj_share_<n>(...)``), the text prints that local
 (``msj_use_<n>()``).
 
 Only expressions whose value cannot depend on the part they print in are shared:
-names, constants, attribute and item access, tests, comparisons, arithmetic and the
-pure filters of :data:`SHARED_FILTERS` (no calls, no ``~``, whose result depends
-on autoescaping). A template with control flow whose output would land elsewhere
+names, constants, attribute and item access, tests, comparisons, arithmetic, the
+pure filters of :data:`SHARED_FILTERS` and the methods of :data:`PURE_METHODS`
+with constant arguments (no other calls, no ``~``, whose result depends on
+autoescaping). A template with control flow whose output would land elsewhere
 (macros, call and filter blocks, block ``set``, ``autoescape``) or whitespace
 control on a tag is not fused (:func:`fuse_sources` returns None) and renders in
 two passes as before; so is a shape whose HTML and text disagree on the tags.
@@ -64,6 +65,8 @@ SHARED_FILTERS = frozenset(
         "abs",
     }
 )
+# Methods whose result depends only on the value and constant arguments (dates, text).
+PURE_METHODS = frozenset({"strftime", "isoformat", "upper", "lower", "title", "strip"})
 _PURE_NODES = (
     nodes.Name,
     nodes.Const,
@@ -131,6 +134,18 @@ def is_fusable(atoms: Mapping[int, Atom]) -> bool:
     return True
 
 
+def _is_pure_method_call(node: nodes.Call) -> bool:
+    """``value.strftime('%B %Y')`` and the like: a method of :data:`PURE_METHODS`
+    with constant arguments (the sandbox still checks the call where it runs)."""
+    callee = node.node
+    return (
+        isinstance(callee, nodes.Getattr)
+        and callee.attr in PURE_METHODS
+        and not (node.kwargs or node.dyn_args or node.dyn_kwargs)
+        and all(isinstance(arg, nodes.Const) for arg in node.args)
+    )
+
+
 def is_shareable(env: SandboxedEnvironment, text: str) -> bool:
     """Whether the output expression ``text`` (``{{ ... }}``) may be evaluated once
     for both parts: pure, independent of escaping, not a constant."""
@@ -143,6 +158,8 @@ def is_shareable(env: SandboxedEnvironment, text: str) -> bool:
     expr = body[0].nodes[0]
     seen_name = False
     for node in [expr, *expr.find_all(nodes.Node)]:
+        if isinstance(node, nodes.Call) and _is_pure_method_call(node):
+            continue
         if not isinstance(node, _PURE_NODES):
             return False
         if isinstance(node, nodes.Filter) and node.name not in SHARED_FILTERS:

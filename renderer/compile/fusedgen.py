@@ -15,13 +15,17 @@ pass needs, settled at compile time:
 * HTML escaping of an output is :func:`escape_str` (a plain ``str`` for a ``str``
   value: markupsafe's C escape without building a ``Markup``; anything else goes
   through markupsafe's ``escape`` as before);
-* ``a.b`` where ``a`` is a name reads a plain dict's key inline, as
-  :meth:`renderer.env.MailsmithEnvironment.getattr` would first; anything else
-  goes through the sandbox's ``getattr``.
+* ``a.b`` where ``a`` is a name reads a dict's key inline, as
+  :meth:`renderer.env.MailsmithEnvironment.getattr` would first (and ``loop.index0``
+  the loop object's attribute, as it would next); anything else goes through the
+  sandbox's ``getattr``;
+* a URL attribute's value that starts with a safe scheme is escaped to a plain
+  ``str`` without the call to :meth:`~renderer.env.MailsmithEnvironment.url`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from jinja2 import Template, nodes
@@ -32,6 +36,13 @@ from markupsafe._speedups import _escape_inner  # type: ignore[import-not-found,
 
 from renderer.codegen import GuardedCodeGenerator
 from renderer.compile.fused import SHARE_PREFIX, USE_PREFIX
+from renderer.urls import FAST_SAFE, UrlKind
+
+COLUMN_FLAGS = "msj_cols"  # the namespace renderer.compile.columns sets and reads
+# The attributes of Jinja's loop object, all public and safe (see renderer.env).
+LOOP_ATTRIBUTES = frozenset(
+    {"index", "index0", "revindex", "revindex0", "first", "last", "length", "depth", "depth0"}
+)
 
 
 def escape_str(value: Any) -> Any:
@@ -48,10 +59,16 @@ def _internal_name(name: str, lineno: int) -> nodes.InternalName:
 
 
 class _SharedValues(NodeTransformer):
-    """``msj_share_<n>(expr)`` -> ``expr`` (remembered), ``msj_use_<n>()`` -> a local."""
+    """``msj_share_<n>(expr)`` -> ``expr`` (remembered), ``msj_use_<n>()`` -> a local;
+    the column flags (``msj_cols.c_x``, see :mod:`renderer.compile.columns`) -> locals.
 
-    def __init__(self) -> None:
+    The flags live in a namespace so that a ``{% set %}`` inside a loop reaches the
+    head; a Python local does the same (a loop is not a scope in Python).
+    """
+
+    def __init__(self, flags: frozenset[str]) -> None:
         self.stores: dict[int, str] = {}
+        self.flags = flags
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
         callee = node.node
@@ -64,6 +81,26 @@ class _SharedValues(NodeTransformer):
         result: nodes.Node = self.generic_visit(node)
         return result
 
+    def visit_Assign(self, node: nodes.Assign) -> nodes.Node | list[nodes.Node]:
+        target = node.target
+        if isinstance(target, nodes.NSRef) and target.name == COLUMN_FLAGS:
+            return nodes.Assign(_flag(target.attr, node.lineno), node.node, lineno=node.lineno)
+        if isinstance(target, nodes.Name) and target.name == COLUMN_FLAGS:
+            false = nodes.Const(False, lineno=node.lineno)
+            return [nodes.Assign(_flag(f, node.lineno), false) for f in sorted(self.flags)]
+        result: nodes.Node = self.generic_visit(node)
+        return result
+
+    def visit_Getattr(self, node: nodes.Getattr) -> nodes.Node:
+        if isinstance(node.node, nodes.Name) and node.node.name == COLUMN_FLAGS:
+            return _flag(node.attr, node.lineno)
+        result: nodes.Node = self.generic_visit(node)
+        return result
+
+
+def _flag(name: str, lineno: int) -> nodes.InternalName:
+    return _internal_name(f"t_col_{name}", lineno)
+
 
 def _may_read_eval_context(block: nodes.ScopedEvalContextModifier) -> bool:
     return any(True for _ in block.find_all((nodes.Filter, nodes.Call)))
@@ -72,6 +109,8 @@ def _may_read_eval_context(block: nodes.ScopedEvalContextModifier) -> bool:
 class FusedCodeGenerator(GuardedCodeGenerator):
     """The code generator of fused layouts (see the module docstring)."""
 
+    url_check = "msj_url"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stores: dict[int, str] = {}
@@ -79,7 +118,10 @@ class FusedCodeGenerator(GuardedCodeGenerator):
 
     def prepare(self, tree: nodes.Template) -> nodes.Template:
         """``tree`` with shared values resolved; call before :meth:`visit`."""
-        shared = _SharedValues()
+        flags = frozenset(
+            ref.attr for ref in tree.find_all(nodes.NSRef) if ref.name == COLUMN_FLAGS
+        )
+        shared = _SharedValues(flags)
         result: nodes.Template = shared.visit(tree)
         self._stores = shared.stores
         return result
@@ -131,18 +173,38 @@ class FusedCodeGenerator(GuardedCodeGenerator):
         key = repr(node.attr)
         self.write("(")
         self.visit(node.node, frame)
-        self.write(f"[{key}] if type(")
+        self.write(f"[{key}] if isinstance(")
         self.visit(node.node, frame)
-        self.write(f") is dict and {key} in ")
+        self.write(f", dict) and {key} in ")
         self.visit(node.node, frame)
+        if node.node.name == "loop" and node.attr in LOOP_ATTRIBUTES:
+            self.write(" else ")
+            self.visit(node.node, frame)
+            self.write(f".{node.attr} if type(")
+            self.visit(node.node, frame)
+            self.write(") is LoopContext")
         self.write(" else environment.getattr(")
         self.visit(node.node, frame)
         self.write(f", {key}))")
 
 
+def _url_check(env: Any) -> Callable[[Any, UrlKind, str], Any]:
+    """``env.url``, as a plain escaped ``str`` for the commonest URLs."""
+    url = env.url
+
+    def check(value: Any, kind: UrlKind, after: str) -> Any:
+        if type(value) is str and value.startswith(FAST_SAFE):
+            return _escape_inner(value)
+        return url(value, kind, after)
+
+    return check
+
+
 def finish_template(template: Template) -> Template:
     """A template compiled by :class:`FusedCodeGenerator`, given what its code calls."""
-    template.root_render_func.__globals__["msj_escape"] = escape_str
+    namespace = template.root_render_func.__globals__
+    namespace["msj_escape"] = escape_str
+    namespace["msj_url"] = _url_check(template.environment)
     return template
 
 

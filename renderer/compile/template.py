@@ -16,6 +16,7 @@ unrolled), compiled once and cached.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -56,7 +57,7 @@ class CompiledShape:
     line_map: list[tuple[int, Token]]
     fused: Template | None = None  # both parts in one pass (renderer.compile.fused)
 
-    @property
+    @functools.cached_property
     def layout(self) -> str:
         """A short stable name for this layout (a digest of its shape key)."""
         return hashlib.sha256(self.key.encode()).hexdigest()[:12]
@@ -140,14 +141,17 @@ class CompiledTemplate:
         return html, text
 
     def render_layout(
-        self, context: Mapping[str, Any], shape_key: str | None = None
+        self, context: Mapping[str, Any], shape_key: str | None = None, *, prepared: bool = False
     ) -> tuple[CompiledShape, str, str]:
         """Like :meth:`render`, also returning the compiled layout used.
 
         ``shape_key``: the output of :attr:`shape_source` for this context when the
         caller already rendered it (the runtime renders it with the subject).
+        ``prepared``: ``context`` is a dict that already holds the environment's
+        globals (:meth:`renderer.runtime.CampaignRuntime.context` builds it so).
         """
-        context = with_globals(self.env, context)
+        if not prepared or not isinstance(context, dict):
+            context = with_globals(self.env, context)
         shape = self.layout_for(context) if shape_key is None else self.shape(shape_key)
         if shape.fused is not None and self.fused_enabled:
             both = _render_fused(shape.fused, context, self.env)
