@@ -3,6 +3,7 @@ the same HTML and text, the same escaping, the same errors and warnings."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -162,3 +163,18 @@ def test_every_demo_recipient_renders_in_one_pass_as_in_two() -> None:
         template.fused_enabled = True
         assert rendered[0] == rendered[1]
     assert fused_layouts(template) and all(fused_layouts(template))
+
+
+def test_date_methods_run_the_same_in_loops_and_with_keywords(content: Content) -> None:
+    body = (
+        "<mj-section><mj-column><mj-text>{% for d in dates %}"
+        "<p>{{ d.strftime('%B %Y') }} {{ d.replace(year=2000).isoformat() }}</p>{% endfor %}"
+        "{{ when.strftime('%d %b') }}</mj-text></mj-column></mj-section>"
+    )
+    compiled = content.compile(content.template("t.mjml", wrap(body)))
+    dates = [datetime(2026, 11, 20, tzinfo=UTC), date(2025, 1, 2)]
+    fused, two_pass = render_both(compiled, context_of(dates=dates, when=dates[0]))
+    assert fused_layouts(compiled) == [True]
+    assert fused == two_pass
+    assert "November 2026 2000-11-20T00:00:00+00:00" in fused[1]
+    assert "January 2025 2000-01-02" in fused[1] and "20 Nov" in fused[1]
