@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from renderer.compile import CompiledTemplate
 from segments.errors import MailsmithError, RecipientError, TemplateError
@@ -178,3 +179,24 @@ def test_date_methods_run_the_same_in_loops_and_with_keywords(content: Content) 
     assert fused == two_pass
     assert "November 2026 2000-11-20T00:00:00+00:00" in fused[1]
     assert "January 2025 2000-01-02" in fused[1] and "20 Nov" in fused[1]
+
+
+@pytest.mark.parametrize(
+    "items",
+    [["a<b>", "b", "c"], ("x", "y"), {"k1": 1, "k2": 2}, "ab", range(3), [], None],
+)
+def test_columns_unrolled_per_shape_render_the_same_in_one_pass(
+    content: Content, items: Any
+) -> None:
+    body = (
+        "<mj-section>{% for p in items %}<mj-column><mj-text>{{ p }} {{ loop.index }}</mj-text>"
+        "</mj-column>{% endfor %}</mj-section>"
+        "<mj-section>{% for p in items %}<mj-column><mj-text>[{{ p }}]</mj-text></mj-column>"
+        "{% endfor %}</mj-section>"
+    )
+    compiled = content.compile(content.template("t.mjml", wrap(body)))
+    fused, two_pass = render_both(compiled, context_of(items=items))
+    assert fused == two_pass
+    if items:
+        assert all(fused_layouts(compiled))
+        assert f"[{escape(str(list(items)[-1]))}]" in fused[0]

@@ -19,6 +19,8 @@ pass needs, settled at compile time:
   :meth:`renderer.env.MailsmithEnvironment.getattr` would first (and ``loop.index0``
   the loop object's attribute, as it would next); anything else goes through the
   sandbox's ``getattr``;
+* a column loop unrolled per shape (``{% for %}`` around ``{% if loop.index0 == k
+  %}``) runs over item ``k`` only, without Jinja's loop object;
 * a URL attribute's value that starts with a safe scheme is escaped to a plain
   ``str`` without the call to :meth:`~renderer.env.MailsmithEnvironment.url`.
 """
@@ -69,6 +71,7 @@ class _SharedValues(NodeTransformer):
     def __init__(self, flags: frozenset[str]) -> None:
         self.stores: dict[int, str] = {}
         self.flags = flags
+        self.nth: dict[int, int] = {}  # loop iterable -> the one item index kept
 
     def visit_Call(self, node: nodes.Call) -> nodes.Node:
         callee = node.node
@@ -91,11 +94,48 @@ class _SharedValues(NodeTransformer):
         result: nodes.Node = self.generic_visit(node)
         return result
 
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        """A column loop unrolled by :mod:`renderer.compile.shapes` (the designer's loop
+        around ``{% if loop.index0 == k %}``) iterates over item ``k`` alone."""
+        self.generic_visit(node)  # in place
+        result = node
+        body = result.body
+        if len(body) != 1 or not isinstance(body[0], nodes.If) or result.else_:
+            return result
+        test = body[0]
+        index = _index_test(test.test)
+        if index is None or test.elif_ or test.else_ or result.test or result.recursive:
+            return result
+        if any(n.name == "loop" for b in test.body for n in b.find_all(nodes.Name)):
+            return result
+        result.body = test.body
+        self.nth[id(result.iter)] = index
+        return result
+
     def visit_Getattr(self, node: nodes.Getattr) -> nodes.Node:
         if isinstance(node.node, nodes.Name) and node.node.name == COLUMN_FLAGS:
             return _flag(node.attr, node.lineno)
         result: nodes.Node = self.generic_visit(node)
         return result
+
+
+def _index_test(test: nodes.Node) -> int | None:
+    """``k`` when ``test`` is ``loop.index0 == k`` (as shapes.py writes it)."""
+    if not isinstance(test, nodes.Compare) or len(test.ops) != 1 or test.ops[0].op != "eq":
+        return None
+    left, right = test.expr, test.ops[0].expr
+    if not (isinstance(left, nodes.Getattr) and isinstance(left.node, nodes.Name)):
+        return None
+    if left.node.name != "loop" or left.attr != "index0" or not isinstance(right, nodes.Const):
+        return None
+    return right.value if type(right.value) is int else None
+
+
+def nth_item(iterable: Any, index: int) -> Any:
+    """The items a loop over ``iterable`` keeping only iteration ``index`` runs for."""
+    if type(iterable) is list or type(iterable) is tuple:
+        return iterable[index : index + 1]
+    return [item for number, item in enumerate(iterable) if number == index]
 
 
 def _flag(name: str, lineno: int) -> nodes.InternalName:
@@ -114,6 +154,7 @@ class FusedCodeGenerator(GuardedCodeGenerator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stores: dict[int, str] = {}
+        self._nth: dict[int, int] = {}
         self._in_text = False
 
     def prepare(self, tree: nodes.Template) -> nodes.Template:
@@ -124,9 +165,16 @@ class FusedCodeGenerator(GuardedCodeGenerator):
         shared = _SharedValues(flags)
         result: nodes.Template = shared.visit(tree)
         self._stores = shared.stores
+        self._nth = shared.nth
         return result
 
     def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+        index = self._nth.pop(id(node), None)
+        if index is not None:  # around the guard's loop(): it charges the whole length
+            self.write("msj_nth(")
+            super().visit(node, *args, **kwargs)
+            self.write(f", {index})")
+            return None
         name = self._stores.get(id(node))
         if name is None or id(node) in self._url_runs:
             return super().visit(node, *args, **kwargs)
@@ -205,6 +253,7 @@ def finish_template(template: Template) -> Template:
     namespace = template.root_render_func.__globals__
     namespace["msj_escape"] = escape_str
     namespace["msj_url"] = _url_check(template.environment)
+    namespace["msj_nth"] = nth_item
     return template
 
 
