@@ -39,6 +39,8 @@ class GuardedCodeGenerator(CodeGenerator):
     identity and :meth:`visit` writes the wrapping around them.
     """
 
+    url_check = "environment.url"  # what checks a single-expression URL (a subclass may inline)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loop_iters: set[int] = set()
@@ -56,7 +58,7 @@ class GuardedCodeGenerator(CodeGenerator):
         if run is not None:
             parts, kind, after = run
             if len(parts) == 1:
-                self.write("environment.url(")
+                self.write(f"{self.url_check}(")
                 self.visit(parts[0], *args, **kwargs)
             else:
                 self.write("environment.url_parts((")

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from types import BuiltinMethodType
 from typing import Any, Literal, NoReturn
 
 from jinja2 import Template, Undefined, pass_context
@@ -260,9 +261,18 @@ class MailsmithEnvironment(SandboxedEnvironment):
             return Namespace(*args, **kwargs)
         if (__obj is variant or __obj is in_segment or __obj is has_fields) and not kwargs:
             return __obj(__context, *args)
+        if type(__obj) is BuiltinMethodType and type(__obj.__self__) in _PLAIN_VALUE_TYPES:
+            # a date's method (signed_up_at.strftime(...)): what the sandbox's getattr
+            # let through is safe to call; Jinja's Context.call would only drop these
+            kwargs.pop("_loop_vars", None)
+            kwargs.pop("_block_vars", None)
+            return guard.checked_call(__obj(*args, **kwargs))
         if args and isinstance(getattr(__obj, "__self__", None), str):  # 'x'.ljust(n)
             guard.check_widths(args)
         return guard.checked_call(super().call(__context, __obj, *args, **kwargs))
+
+
+_PLAIN_VALUE_TYPES = frozenset({datetime, date})  # methods called without the generic path
 
 
 def make_environment(

@@ -218,7 +218,7 @@ class CampaignRuntime:
         guard.start()
         try:
             context, shape_key = self._prepare(record, segments, variants)
-            shape, html, text = self.template.render_layout(context, shape_key)
+            shape, html, text = self.template.render_layout(context, shape_key, prepared=True)
         finally:
             guard.stop()
         if len(html) > guard.max_bytes or len(text) > guard.max_bytes:

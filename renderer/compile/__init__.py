@@ -12,7 +12,9 @@
 8. :mod:`.ascii`: the template's own non-ASCII characters as references.
 9. :mod:`.columns`: column-width CSS kept only where its column renders.
 10. :mod:`.placeholders` again: the Jinja put back; :mod:`.text` the plain-text part.
-11. :mod:`.template`: both compiled as Jinja templates, rendered per recipient.
+11. :mod:`.template`: both compiled as Jinja templates; :mod:`.fused` interleaves
+    them into one template that renders both parts in one pass, compiled by
+    :mod:`.fusedgen` (the two templates stay: the fallback and the error reporter).
 """
 
 from renderer.compile.template import CompiledTemplate as CompiledTemplate

@@ -16,7 +16,9 @@ unrolled), compiled once and cached.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from renderer.compile.ascii import ascii_html
 from renderer.compile.columns import conditional_column_css
+from renderer.compile.fused import FusedSource, fuse_sources
+from renderer.compile.fusedgen import FusedCodeGenerator, finish_template
 from renderer.compile.inline import inline_css, refused_style
 from renderer.compile.links import LinkDecorator
 from renderer.compile.mjml import compile_mjml
@@ -54,8 +58,9 @@ class CompiledShape:
     line_map: list[tuple[int, Token]]
     html_source: str = ""  # the Jinja source of ``html`` and ``text``, as compiled
     text_source: str = ""
+    fused: Template | None = None  # both parts in one pass (renderer.compile.fused)
 
-    @property
+    @functools.cached_property
     def layout(self) -> str:
         """A short stable name for this layout (a digest of its shape key)."""
         return hashlib.sha256(self.key.encode()).hexdigest()[:12]
@@ -80,6 +85,7 @@ class CompiledTemplate:
     shape_source: str | None = None  # the source of shape_template
     shape_lines: list[tuple[int, Token]] = field(default_factory=list)  # its line map
     links: LinkDecorator | None = None  # the campaign's tracked links, when it has them
+    fused_enabled: bool = True  # False: always the two-pass render (benchmarks, tests)
 
     def shape_key(self, context: Mapping[str, Any]) -> str:
         """The recipient's shape key; RecipientError when it cannot render."""
@@ -118,11 +124,12 @@ class CompiledTemplate:
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         filename = f"<mailsmith:{self.assembled.name}:{digest}>"
         origin = Token("tag", "", self.assembled.file, 1)
-        html_source, line_map = restore(
-            conditional_column_css(ascii_html(html), protected, origin), protected
-        )
-        text_source, _ = restore(html_to_text(html, protected.tag_markers), protected)
-        return CompiledShape(
+        user_atoms = len(protected.atoms)
+        html_marked = conditional_column_css(ascii_html(html), protected, origin)
+        text_marked = html_to_text(html, protected.tag_markers)
+        html_source, line_map = restore(html_marked, protected)
+        text_source, _ = restore(text_marked, protected)
+        compiled = CompiledShape(
             key=key,
             html=_compile(self.env, html_source, filename, line_map),
             text=_compile(self.text_env, text_source, filename + "text", line_map),
@@ -131,6 +138,10 @@ class CompiledTemplate:
             html_source=html_source,
             text_source=text_source,
         )
+        fused = fuse_sources(html_marked, text_marked, protected, user_atoms, self.env, origin)
+        if fused is not None:
+            compiled.fused = _compile_fused(self.env, fused, filename + "fused")
+        return compiled
 
     def render(self, context: Mapping[str, Any]) -> tuple[str, str]:
         """Render (html, text) for one recipient; RecipientError when it cannot."""
@@ -138,15 +149,22 @@ class CompiledTemplate:
         return html, text
 
     def render_layout(
-        self, context: Mapping[str, Any], shape_key: str | None = None
+        self, context: Mapping[str, Any], shape_key: str | None = None, *, prepared: bool = False
     ) -> tuple[CompiledShape, str, str]:
         """Like :meth:`render`, also returning the compiled layout used.
 
         ``shape_key``: the output of :attr:`shape_source` for this context when the
         caller already rendered it (the runtime renders it with the subject).
+        ``prepared``: ``context`` is a dict that already holds the environment's
+        globals (:meth:`renderer.runtime.CampaignRuntime.context` builds it so).
         """
-        context = with_globals(self.env, context)
+        if not prepared or not isinstance(context, dict):
+            context = with_globals(self.env, context)
         shape = self.layout_for(context) if shape_key is None else self.shape(shape_key)
+        if shape.fused is not None and self.fused_enabled:
+            both = _render_fused(shape.fused, context, self.env)
+            if both is not None:
+                return shape, both[0], both[1]
         html = _render(shape, shape.html, context)
         text = _BLANK_LINES_RE.sub("\n\n", _render(shape, shape.text, context))
         return shape, html, text
@@ -163,6 +181,38 @@ def _compile(
             exc, origin.file if origin else None, origin.line if origin else None
         ) from None
     return env.template_class.from_code(env, code, env.globals, None)
+
+
+def _compile_fused(env: SandboxedEnvironment, fused: FusedSource, filename: str) -> Template | None:
+    """The fused layout's template; None when it does not compile (two passes then,
+    which report the error at the designer's line)."""
+    try:
+        tree = env.parse(fused.source, name=filename, filename=filename)
+    except TemplateSyntaxError:
+        return None
+    stream = io.StringIO()
+    generator = FusedCodeGenerator(env, filename, filename, stream, False, env.optimized)
+    generator.visit(generator.prepare(tree))
+    code = compile(stream.getvalue(), filename, "exec")
+    return finish_template(env.template_class.from_code(env, code, env.globals, None))
+
+
+def _render_fused(
+    template: Template, context: dict[str, Any], env: SandboxedEnvironment
+) -> tuple[str, str] | None:
+    """(html, text) in one pass; None when the render fails, so that the two-pass
+    render runs and raises its error at the designer's line, as it always has."""
+    jinja_context = template.new_context(context, shared=True)
+    text: list[str] = []
+    jinja_context.msj_text = text  # type: ignore[attr-defined]
+    warnings = env.guard.warnings  # type: ignore[attr-defined]
+    before = len(warnings)
+    try:
+        html = "".join(template.root_render_func(jinja_context))
+    except Exception:  # noqa: BLE001 - the two-pass render raises it properly
+        del warnings[before:]
+        return None
+    return html, _BLANK_LINES_RE.sub("\n\n", "".join(text))
 
 
 def _inline(html: str, protected: Protected, file: str) -> str:
