@@ -17,6 +17,7 @@ one of the same size and time (a copy that keeps times, ``cp -p``) goes unnotice
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -40,7 +41,7 @@ def build_fingerprint(
     """The fingerprint of a build (JSON-ready). ``as_of_given``: the time came from the
     campaign or ``--as-of``, not the clock; ``options`` are the build's byte-changing
     options; ``out`` (the output folder) is left out of the folders walked."""
-    return {
+    fingerprint = {
         "fingerprint": 1,
         "mailsmith": _version(),
         "as_of": as_of.isoformat(),
@@ -50,6 +51,9 @@ def build_fingerprint(
         "base_dir": str(campaign.base_dir.resolve()),
         "files": {str(path): _stamp(path) for path in _read_files(campaign, options, out)},
     }
+    # as the journal gives it back: tuples become lists, dates strings
+    loaded: dict[str, Any] = json.loads(json.dumps(fingerprint, default=str))
+    return loaded
 
 
 def fingerprint_changes(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
