@@ -183,6 +183,8 @@ class CampaignBuild:
         # the output folder is checked and locked first: a refusal costs nothing
         writer = self._writer()
         try:  # from here on, whatever stops the build removes its staging folder
+            if self._resumed is not None:  # the shards of chunks after its last checkpoint
+                remove_parts_from(writer.staging / BUNDLE_FOLDER, self._resumed.parts)
             chunks = read_chunks(
                 self.campaign.path(source.path),
                 source.resolved_format,
@@ -236,7 +238,6 @@ class CampaignBuild:
         if writer.resumed is not None:
             self._resumed = writer.resumed.checkpoint
             self.as_of = datetime.fromisoformat(writer.resumed.fingerprint["as_of"])
-            remove_parts_from(writer.staging / BUNDLE_FOLDER, self._resumed.parts)
         return writer
 
     def _fingerprint_options(self) -> dict[str, Any]:
@@ -458,7 +459,9 @@ def resume_notes(writer: OutputWriter, resume: bool) -> list[str]:
             f"({rows} rows) were complete and are kept"
         )
     elif resume:
-        notes.append("nothing to resume (no killed build of this output folder): built anew")
+        notes.append(
+            "nothing to resume (no killed build of this output folder): starting from the first row"
+        )
     for folder in writer.discarded:
         notes.append(f"removed {folder.name}, the partial output of a killed build")
     if writer.discarded and not resume:
