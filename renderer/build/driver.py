@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,12 @@ import pandas as pd
 
 from renderer.build.bundle import FOLDER as BUNDLE_FOLDER
 from renderer.build.bundle import BundleFiles, BundleFormat
-from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, Executor, make_executor
+from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, make_executor
 from renderer.build.fingerprint import build_fingerprint
 from renderer.build.inputs import InputFiles
 from renderer.build.journal import Checkpoint, remove_parts_from
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
+from renderer.build.resume import resume_notes, skip_committed
 from renderer.campaign import OUTPUT_FORMATS, Campaign
 from renderer.check.runner import raise_for_static_errors
 from renderer.runtime import CampaignRuntime
@@ -293,7 +293,7 @@ class CampaignBuild:
         todo = _limited(validated, self.options.limit)
         try:  # workers write files: all of them stop before the build commits or aborts
             with _fewer_collections():
-                _skip_committed(todo, resumed, executor)
+                skip_committed(todo, resumed, executor)
                 # with workers, one chunk is prepared while they render the one before
                 ahead = 1 if self.options.workers > 1 else 0
                 in_flight: deque[tuple[Iterator[ChunkResult], int]] = deque()
@@ -428,45 +428,6 @@ def _write_chunk(
         writer.write_lines(result.lines, result.rejected)
         state.add(result)
     writer.commit_chunk(chunks, parts, state.to_dict())
-
-
-def _skip_committed(
-    chunks: Iterator[ValidatedChunk], checkpoint: Checkpoint, executor: Executor
-) -> None:
-    """Read the chunks a killed build committed, without rendering them: they are read
-    and validated all the same (the duplicate-id check remembers their ids, row numbers
-    run on), and the executor numbers their parts (a bundle's shards) as it did."""
-    rows = 0
-    for chunk in islice(chunks, checkpoint.chunks):
-        executor.skip(chunk)
-        rows += chunk.rows
-    if rows != checkpoint.state.get("rows", 0):  # a change the file stamps did not show
-        raise ConfigError(
-            f"cannot resume: the killed build had read {checkpoint.state.get('rows', 0)} rows "
-            f"in {checkpoint.chunks} chunks, the profiles now give {rows}",
-            hint="build again without --resume",
-        )
-
-
-def resume_notes(writer: OutputWriter, resume: bool) -> list[str]:
-    """What a build took over or removed of killed builds, for the CLI to print."""
-    notes = []
-    if writer.resumed is not None:
-        checkpoint = writer.resumed.checkpoint
-        rows = checkpoint.state.get("rows", 0)
-        notes.append(
-            f"resumed the killed build {writer.resumed.source}: {checkpoint.chunks} chunk(s) "
-            f"({rows} rows) were complete and are kept"
-        )
-    elif resume:
-        notes.append(
-            "nothing to resume (no killed build of this output folder): starting from the first row"
-        )
-    for folder in writer.discarded:
-        notes.append(f"removed {folder.name}, the partial output of a killed build")
-    if writer.discarded and not resume:
-        notes.append("`build --resume` continues a killed build instead")
-    return notes
 
 
 def parse_max_rejected(text: str) -> tuple[float, bool]:
