@@ -223,6 +223,14 @@ def build(
             "Default: the campaign's output.format, else files.",
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a build into the same --out that was killed outright (power loss, "
+            "out of memory): its finished chunks are kept. Exit 2 if its inputs changed.",
+        ),
+    ] = False,
     no_check: Annotated[
         bool,
         typer.Option(
@@ -260,6 +268,7 @@ def build(
             force=force,
             check=not no_check,
             format=format,
+            resume=resume,
         )
 
     def load() -> Campaign:
@@ -274,6 +283,8 @@ def build(
         for name, kind in _run(lambda: renderer.inferred_types(chosen)).items():
             err.print(f"inferred {name}: {kind}")
     run = _run(lambda: _drive(chosen, options, quiet))
+    for note in run.notes:
+        err.print(f"Note: {note}", markup=False)
     cli_output.print_summary(run.summary, chosen)
     problem = _rejection_problem(run.summary, max_rejected)
     if problem:

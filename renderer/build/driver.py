@@ -22,10 +22,14 @@ from typing import Any
 
 import pandas as pd
 
+from renderer.build.bundle import FOLDER as BUNDLE_FOLDER
 from renderer.build.bundle import BundleFiles, BundleFormat
 from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, make_executor
+from renderer.build.fingerprint import build_fingerprint
 from renderer.build.inputs import InputFiles
+from renderer.build.journal import Checkpoint, remove_parts_from
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
+from renderer.build.resume import resume_notes, skip_committed
 from renderer.campaign import OUTPUT_FORMATS, Campaign
 from renderer.check.runner import raise_for_static_errors
 from renderer.runtime import CampaignRuntime
@@ -63,7 +67,9 @@ class BuildOptions:
     ``winner`` forces a variant per experiment; ``exclude`` names earlier
     manifests whose recipients are skipped (already sent or held out);
     ``force`` replaces an earlier build's folder even when files were added to it
-    (they are deleted with it; a folder that holds no build is never replaced).
+    (they are deleted with it; a folder that holds no build is never replaced);
+    ``resume`` continues a build of the same inputs and options that was killed
+    outright (:mod:`renderer.build.journal`), or starts one when there is none.
     """
 
     out: Path | None = None
@@ -79,6 +85,7 @@ class BuildOptions:
     force: bool = False  # replace the output folder even if files were added to it
     check: bool = True  # refuse to start on the static errors of `check` (unknown names...)
     format: str | None = None  # files, jsonl or parquet; None: the campaign's output.format
+    resume: bool = False  # continue a killed build of this output folder
 
     def __post_init__(self) -> None:
         if self.workers == 0:
@@ -128,6 +135,27 @@ class BuildState:
     def progress(self) -> Progress:
         return Progress(self.rows, self.rendered, self.rejected_count, self.holdout)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The counts as JSON values (a journal's checkpoint), in the counters' order."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name, value in values.items():
+            if isinstance(value, Counter):
+                values[name] = dict(value)
+        values["variants"] = {key: dict(counts) for key, counts in self.variants.items()}
+        values["layouts"] = sorted(self.layouts)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BuildState:
+        """The counts of :meth:`to_dict`; counters keep their order, so a resumed build's
+        summary lists them as the uninterrupted build's does."""
+        state = cls(**values)
+        for name in ("reasons", "segments", "holdouts", "members"):
+            setattr(state, name, Counter(values[name]))
+        state.variants = {key: Counter(counts) for key, counts in values["variants"].items()}
+        state.layouts = set(values["layouts"])
+        return state
+
 
 class CampaignBuild:
     """One build of a campaign. Iterate :meth:`run`; read :attr:`summary` after."""
@@ -143,6 +171,8 @@ class CampaignBuild:
         self.audience: CampaignAudience | None = None
         self._excluded_ids = read_manifest_ids(self.options.exclude)
         self._state = BuildState()
+        self.notes: list[str] = []  # what a resumed build took over, or removed
+        self._resumed: Checkpoint | None = None
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
@@ -150,8 +180,10 @@ class CampaignBuild:
         # the pre-pass (when there is one) keeps its validated chunks for the render pass
         spool = ChunkSpool(self.out.resolve().parent)
         # the output folder is checked and locked first: a refusal costs nothing
-        writer = OutputWriter(self.out, text=self.campaign.output.text, force=self.options.force)
+        writer = self._writer()
         try:  # from here on, whatever stops the build removes its staging folder
+            if self._resumed is not None:  # the shards of chunks after its last checkpoint
+                remove_parts_from(writer.staging / BUNDLE_FOLDER, self._resumed.parts)
             chunks = profile_file(self.campaign).chunks()
             first = next(chunks, None)
             schema = schema_of(self.campaign) or self._inferred_schema(first)
@@ -179,6 +211,41 @@ class CampaignBuild:
         finally:
             with suppress(OSError):  # closing flushes: it fails again on a full disk
                 spool.close()
+
+    def _writer(self) -> OutputWriter:
+        """The build's output, resumed from a killed build's when asked and possible."""
+        given = self.options.as_of is not None or self.campaign.as_of is not None
+        fingerprint = build_fingerprint(
+            self.campaign,
+            as_of=self.as_of,
+            as_of_given=given,
+            options=self._fingerprint_options(),
+            out=self.out,
+        )
+        writer = OutputWriter(
+            self.out,
+            text=self.campaign.output.text,
+            force=self.options.force,
+            fingerprint=fingerprint,
+            resume=self.options.resume,
+        )
+        self.notes = resume_notes(writer, self.options.resume)
+        if writer.resumed is not None:
+            self._resumed = writer.resumed.checkpoint
+            self.as_of = datetime.fromisoformat(writer.resumed.fingerprint["as_of"])
+        return writer
+
+    def _fingerprint_options(self) -> dict[str, Any]:
+        """The options that change the output's bytes (not the number of workers)."""
+        options = self.options
+        return {
+            "format": options.format or self.campaign.output.format,
+            "limit": options.limit,
+            "sample": options.sample,
+            "winner": dict(sorted(options.winner.items())),
+            "exclude": [str(path.resolve()) for path in options.exclude],
+            "refit": options.refit,
+        }
 
     def _inferred_schema(self, first: RawChunk | None) -> ProfileSchema:
         source = self.campaign.profiles
@@ -218,19 +285,27 @@ class CampaignBuild:
         executor = make_executor(
             ChunkJob(self.runtime, plan, self._emails(writer)), self.options.workers
         )
-        state = self._state = BuildState()
+        resumed = self._resumed or Checkpoint()
+        state = self._state = (
+            BuildState.from_dict(resumed.state) if resumed.chunks else BuildState()
+        )
+        todo = _limited(validated, self.options.limit)
         try:  # workers write files: all of them stop before the build commits or aborts
             with _fewer_collections():
+                skip_committed(todo, resumed, executor)
                 # with workers, one chunk is prepared while they render the one before
                 ahead = 1 if self.options.workers > 1 else 0
-                in_flight: deque[Iterator[ChunkResult]] = deque()
-                for chunk in _limited(validated, self.options.limit):
-                    in_flight.append(executor.submit(chunk))
+                in_flight: deque[tuple[Iterator[ChunkResult], int]] = deque()
+                done = resumed.chunks
+                for chunk in todo:
+                    in_flight.append((executor.submit(chunk), executor.parts))
                     while len(in_flight) > ahead:
-                        _write_chunk(in_flight.popleft(), writer, state)
+                        done += 1
+                        _write_chunk(*in_flight.popleft(), done, writer, state)
                         yield state.progress()
                 while in_flight:
-                    _write_chunk(in_flight.popleft(), writer, state)
+                    done += 1
+                    _write_chunk(*in_flight.popleft(), done, writer, state)
                     yield state.progress()
         except BaseException:
             executor.abort()  # a signal or an error: the renders under way are not waited for
@@ -342,12 +417,16 @@ def read_manifest_ids(paths: list[Path]) -> frozenset[str]:
     return frozenset(str(entry["id"]) for path in paths for entry in iter_manifest(path))
 
 
-def _write_chunk(results: Iterator[ChunkResult], writer: OutputWriter, state: BuildState) -> None:
+def _write_chunk(
+    results: Iterator[ChunkResult], parts: int, chunks: int, writer: OutputWriter, state: BuildState
+) -> None:
     """A chunk's manifest lines (rendered and held out, in input-row order), then its
-    rejections; the chunk's counts added to the build's."""
+    rejections; the chunk's counts added to the build's, and the chunk committed to the
+    journal (the first ``chunks`` chunks, ``parts`` parts, are written)."""
     for result in results:
         writer.write_lines(result.lines, result.rejected)
         state.add(result)
+    writer.commit_chunk(chunks, parts, state.to_dict())
 
 
 def parse_max_rejected(text: str) -> tuple[float, bool]:

@@ -140,6 +140,14 @@ def _count(result: ChunkResult, written: list[Rendered]) -> None:
 class Executor(Protocol):
     def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]: ...
 
+    def skip(self, chunk: ValidatedChunk) -> None:
+        """Number the chunk's parts as :meth:`submit` would, and run nothing: a chunk a
+        resumed build committed before it was killed."""
+
+    @property
+    def parts(self) -> int:
+        """Parts numbered so far (submitted or skipped)."""
+
     def close(self) -> None: ...
 
     def abort(self) -> None: ...
@@ -168,6 +176,13 @@ class InProcessExecutor:
 
     def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]:
         return (run_chunk(self.job, *part) for part in self._parts(chunk))
+
+    def skip(self, chunk: ValidatedChunk) -> None:
+        self._parts(chunk)
+
+    @property
+    def parts(self) -> int:
+        return self._parts.count
 
     def close(self) -> None:
         pass
@@ -231,6 +246,13 @@ class ProcessPoolExecutor:
                 max_workers=self.workers, initializer=_init_worker, initargs=(self.job,)
             )
         return self._pool.map(_run_in_worker, self._parts(chunk))  # submits them all now
+
+    def skip(self, chunk: ValidatedChunk) -> None:
+        self._parts(chunk)
+
+    @property
+    def parts(self) -> int:
+        return self._parts.count
 
     def close(self) -> None:
         if self._pool is not None:

@@ -11,7 +11,8 @@ when the build starts, so a refusal costs nothing, and again just before the swa
 case someone added a file meanwhile (:class:`ReplaceableFolder`).
 
 One build at a time writes a given folder (:class:`FolderLock`), and a build clears
-what builds killed outright left beside the folder (:func:`remove_stale`).
+what builds killed outright left beside the folder (:func:`remove_stale`), unless it
+resumes one of them (:func:`stale_staging`, :mod:`renderer.build.journal`).
 """
 
 from __future__ import annotations
@@ -225,20 +226,38 @@ class FolderLock:
                 os.close(handle)
 
 
-def remove_stale(out: Path) -> None:
+def remove_stale(out: Path) -> list[Path]:
     """Staging folders of builds on this host whose process is gone (killed outright:
-    SIGKILL, out of memory, power loss). A previous build set aside by such a build
-    (``.old-``), or by a build that could not delete it, goes only when ``out`` holds a
-    build again."""
+    SIGKILL, out of memory, power loss): the staging folders removed. A previous build
+    set aside by such a build (``.old-``), or by a build that could not delete it, goes
+    only when ``out`` holds a build again."""
+    removed = []
+    for folder, kind in _dead_builds(out):
+        if kind == "old" and not (out / MARKER).exists():
+            continue  # the only copy of the previous build: leave it to the user
+        shutil.rmtree(folder, ignore_errors=True)
+        if kind == "partial":
+            removed.append(folder)
+    return removed
+
+
+def stale_staging(out: Path) -> list[Path]:
+    """Staging folders of builds into ``out`` on this host whose process is gone."""
+    return [folder for folder, kind in _dead_builds(out) if kind == "partial"]
+
+
+def _dead_builds(out: Path) -> list[tuple[Path, str]]:
+    """The folders (and their kind, partial or old) that builds into ``out`` on this
+    host left beside it, of processes that are gone."""
     host = OWNER.rsplit("-", 1)[0]
     pattern = re.compile(rf"\.{re.escape(out.name)}\.(partial|old)-{re.escape(host)}-(\d+)")
-    for folder in out.parent.glob(f".{out.name}.*-{host}-*"):
+    found = []
+    for folder in sorted(out.parent.glob(f".{out.name}.*-{host}-*")):
         match = pattern.fullmatch(folder.name)
         if match is None or _alive(int(match[2])) or not (folder / MARKER).exists():
             continue
-        if match[1] == "old" and not (out / MARKER).exists():
-            continue  # the only copy of the previous build: leave it to the user
-        shutil.rmtree(folder, ignore_errors=True)
+        found.append((folder, match[1]))
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -21,7 +21,20 @@ from typing import IO, Any
 import orjson
 
 from renderer.build.folder import MARKER as MARKER  # where scripts and tests found it first
-from renderer.build.folder import OWNER, FolderLock, ReplaceableFolder, remove_stale
+from renderer.build.folder import (
+    OWNER,
+    FolderLock,
+    ReplaceableFolder,
+    remove_stale,
+    stale_staging,
+)
+from renderer.build.journal import (
+    BuildJournal,
+    Checkpoint,
+    Checkpointer,
+    Resumed,
+    resume_staging,
+)
 from renderer.runtime import Rendered
 from segments.errors import ConfigError, OutputError
 from segments.profiles.read import Rejection
@@ -196,32 +209,63 @@ class OutputWriter:
     empty, or an earlier build with nothing added to it unless ``force``) and locked
     for this build. Whatever stops the build, :meth:`abort` removes the staging folder
     and releases the lock.
+
+    With a ``fingerprint`` the build keeps a journal (:mod:`renderer.build.journal`):
+    :meth:`commit_chunk` records each chunk. With ``resume`` too, the staging folder of a
+    killed build of the same fingerprint is taken over (:attr:`resumed`) instead of
+    starting an empty one. Staging folders of killed builds not taken over are removed
+    (:attr:`discarded`).
     """
 
-    def __init__(self, out: Path, *, text: bool = True, force: bool = False) -> None:
+    def __init__(
+        self,
+        out: Path,
+        *,
+        text: bool = True,
+        force: bool = False,
+        fingerprint: Mapping[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
         self.out = out.resolve()
         self._lock = FolderLock(self.out)  # one build at a time per output folder
         self.staging = self.out.with_name(f".{self.out.name}.partial-{OWNER}")
         self._previous = self.out.with_name(f".{self.out.name}.old-{OWNER}")
         self._manifest: IO[bytes] | None = None
         self._errors: IO[str] | None = None
+        self._journal: Checkpointer | None = None
+        self.resumed: Resumed | None = None
+        self.discarded: list[Path] = []
         try:
             self._folder = ReplaceableFolder(self.out, force=force)
-            remove_stale(self.out)
-            shutil.rmtree(self.staging, ignore_errors=True)  # this process's, from before
+            if resume and fingerprint is not None:
+                self.resumed = resume_staging(stale_staging(self.out), self.staging, fingerprint)
+            self.discarded = remove_stale(self.out)
             if (self.out / MARKER).exists():  # else it may be the only copy of a build
                 shutil.rmtree(self._previous, ignore_errors=True)
-            self.staging.mkdir()
-            (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
+            if self.resumed is not None:
+                self._journal = Checkpointer(self.resumed.journal, self.staging)
+            else:
+                self._start_staging(fingerprint)
             self.files = EmailFiles(self.staging, text=text)
-            self._manifest = (self.staging / "manifest.jsonl").open("wb")
-            self._errors = (self.staging / "errors.jsonl").open("w", encoding="utf-8", newline="\n")
+            # appended to: a resumed build's are cut back to its last checkpoint
+            self._manifest = (self.staging / "manifest.jsonl").open("ab")
+            self._errors = (self.staging / "errors.jsonl").open("a", encoding="utf-8", newline="\n")
         except OSError as exc:
             self.abort()
             raise write_failed(exc, exc.filename or self.staging) from None
         except BaseException:  # an error, or a signal while the folder was being set up
             self.abort()
             raise
+
+    def _start_staging(self, fingerprint: Mapping[str, Any] | None) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)  # this process's, from before
+        self.staging.mkdir()
+        (self.staging / MARKER).write_text("mailsmith build output\n", encoding="utf-8")
+        for name in ("manifest.jsonl", "errors.jsonl"):
+            (self.staging / name).touch()
+        if fingerprint is not None:
+            journal = BuildJournal.create(self.staging, fingerprint)
+            self._journal = Checkpointer(journal, self.staging)
 
     def write_lines(self, lines: Iterable[bytes], rejected: Iterable[Rejection]) -> None:
         """Manifest lines (their files already written by :class:`EmailFiles`), then
@@ -237,6 +281,23 @@ class OutputWriter:
                 self._errors.write(dumps(rejection.to_dict()) + "\n")
         except OSError as exc:
             raise write_failed(exc, self.staging / "errors.jsonl") from None
+
+    def commit_chunk(self, chunks: int, parts: int, state: dict[str, Any]) -> None:
+        """Record that the first ``chunks`` chunks (``parts`` parts) are written, with the
+        build's counts: once their lines and emails are on disk (:class:`Checkpointer`).
+        Nothing to do without a journal."""
+        if self._journal is None:
+            return
+        assert self._manifest is not None and self._errors is not None
+        try:
+            self._manifest.flush()
+            self._errors.flush()
+            manifest, errors = (
+                os.fstat(h.fileno()).st_size for h in (self._manifest, self._errors)
+            )
+            self._journal.submit(Checkpoint(chunks, manifest, errors, parts, state))
+        except OSError as exc:
+            raise write_failed(exc, self._journal.journal.path) from None
 
     def commit(self, summary: dict[str, Any]) -> Path:
         """Write the summary and swap the staging folder into place.
@@ -256,6 +317,9 @@ class OutputWriter:
         except OSError as exc:
             raise write_failed(exc, self.staging / "summary.json") from None
         self._folder.check_again()
+        if self._journal is not None:  # not part of the build
+            self._journal.stop()
+            self._journal.journal.remove()
         if self.out.exists():
             os.replace(self.out, self._previous)
         os.replace(self.staging, self.out)
@@ -277,6 +341,9 @@ class OutputWriter:
             with suppress(OSError):
                 if handle is not None:
                     handle.close()
+        with suppress(OSError):
+            if self._journal is not None:
+                self._journal.stop()
         shutil.rmtree(self.staging, ignore_errors=True)
         with suppress(OSError):
             if self._previous.exists() and not self.out.exists():  # failed between renames
