@@ -26,6 +26,7 @@ from renderer.build.bundle import BundleFiles, BundleFormat
 from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, make_executor
 from renderer.build.inputs import InputFiles
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
+from renderer.build.pool import WorkerPool
 from renderer.campaign import OUTPUT_FORMATS, Campaign
 from renderer.check.runner import raise_for_static_errors
 from renderer.runtime import CampaignRuntime
@@ -36,6 +37,7 @@ from segments.audience.prepass import (
     prepare_audience,
     raise_for_warnings,
 )
+from segments.chunkmap import SERIAL
 from segments.errors import ConfigError
 from segments.experiments.assign import (
     sample_ratio_mismatch,
@@ -152,6 +154,8 @@ class CampaignBuild:
         spool = ChunkSpool(self.out.resolve().parent)
         # the output folder is checked and locked first: a refusal costs nothing
         writer = OutputWriter(self.out, text=self.campaign.output.text, force=self.options.force)
+        # with --workers, the pre-pass validates and cleans its chunks in worker processes
+        pool = WorkerPool(self.options.workers, spool.folder) if self.options.workers > 1 else None
         try:  # from here on, whatever stops the build removes its staging folder
             chunks = read_chunks(
                 self.campaign.path(source.path),
@@ -168,7 +172,10 @@ class CampaignBuild:
                 refit=self.options.refit,
                 baseline=self.options.baseline,
                 spool=spool,
+                mapper=pool or SERIAL,
             )
+            if pool is not None:
+                pool.close()
             inputs.check()  # a pre-pass read the profiles (and events) to the end
             yield from self._render_pass(schema, first, chunks, spool, writer, inputs)
             self.summary = self._summary(self._state, time.perf_counter() - started)
@@ -177,6 +184,8 @@ class CampaignBuild:
                 raise_for_warnings(self.summary["warnings"])
             writer.commit(self.summary)
         except BaseException as exc:
+            if pool is not None:
+                pool.abort()
             writer.abort()
             if isinstance(exc, OSError):  # the readers report their own files: this is a write
                 raise write_failed(exc, exc.filename or self.out) from None

@@ -181,7 +181,7 @@ _WORKER: ChunkJob | None = None
 
 def _init_worker(job: ChunkJob) -> None:
     global _WORKER
-    _stay_with_parent()
+    stay_with_parent()
     _WORKER = job  # unpickled once per process: templates compiled once per worker
 
 
@@ -190,7 +190,7 @@ def _run_in_worker(part: tuple[ValidatedChunk, int]) -> ChunkResult:
     return run_chunk(_WORKER, *part)
 
 
-def _stay_with_parent() -> None:
+def stay_with_parent() -> None:
     """A worker leaves stopping to its parent, and does not outlive it.
 
     Ctrl-C reaches every process of the terminal's group: the parent stops the
@@ -242,23 +242,29 @@ class ProcessPoolExecutor:
         wait for the renders under way, and a long one takes up to its time limit.
         They are gone when this returns, so none writes into the staging folder after."""
         if self._pool is not None:
-            processes = list((self._pool._processes or {}).values())
-            # parts still being sent to the workers: the queue's feeder thread may be
-            # blocked writing one into a pipe nobody will read again, and the pool's
-            # shutdown (and the interpreter's exit) would wait for it for ever
-            self._pool._call_queue.cancel_join_thread()  # type: ignore[attr-defined]
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            # the renders under way are abandoned; before Python 3.12 the pool would mark
-            # the cancelled ones failed too when it sees its workers end, and its thread
-            # die of InvalidStateError (a traceback on stderr)
-            self._pool._pending_work_items.clear()
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join(timeout=1)
-                if process.exitcode is None:
-                    process.kill()
-                    process.join()
+            stop_processes(self._pool)
+
+
+def stop_processes(pool: futures.ProcessPoolExecutor) -> None:
+    """End a pool's processes now, abandoning the work under way (see
+    :meth:`ProcessPoolExecutor.abort`)."""
+    processes = list((pool._processes or {}).values())
+    # parts still being sent to the workers: the queue's feeder thread may be
+    # blocked writing one into a pipe nobody will read again, and the pool's
+    # shutdown (and the interpreter's exit) would wait for it for ever
+    pool._call_queue.cancel_join_thread()  # type: ignore[attr-defined]
+    pool.shutdown(wait=False, cancel_futures=True)
+    # the renders under way are abandoned; before Python 3.12 the pool would mark
+    # the cancelled ones failed too when it sees its workers end, and its thread
+    # die of InvalidStateError (a traceback on stderr)
+    pool._pending_work_items.clear()
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=1)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
 
 
 def make_executor(job: ChunkJob, workers: int) -> InProcessExecutor | ProcessPoolExecutor:
