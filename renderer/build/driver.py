@@ -154,7 +154,7 @@ class CampaignBuild:
         spool = ChunkSpool(self.out.resolve().parent)
         # the output folder is checked and locked first: a refusal costs nothing
         writer = OutputWriter(self.out, text=self.campaign.output.text, force=self.options.force)
-        # with --workers, the pre-pass validates and cleans its chunks in worker processes
+        # --workers: processes for the pre-pass (validating, cleaning events) and the render
         pool = WorkerPool(self.options.workers, spool.folder) if self.options.workers > 1 else None
         try:  # from here on, whatever stops the build removes its staging folder
             chunks = read_chunks(
@@ -174,10 +174,8 @@ class CampaignBuild:
                 spool=spool,
                 mapper=pool or SERIAL,
             )
-            if pool is not None:
-                pool.close()
             inputs.check()  # a pre-pass read the profiles (and events) to the end
-            yield from self._render_pass(schema, first, chunks, spool, writer, inputs)
+            yield from self._render_pass(schema, first, chunks, spool, writer, inputs, pool)
             self.summary = self._summary(self._state, time.perf_counter() - started)
             self.summary.update(self._audience_stage(self._state, writer.staging))
             if self.options.strict:
@@ -214,6 +212,7 @@ class CampaignBuild:
         spool: ChunkSpool,
         writer: OutputWriter,
         inputs: InputFiles,
+        pool: WorkerPool | None = None,
     ) -> Iterator[Progress]:
         """Segment, render and write every chunk; the counts go to ``self._state``."""
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of, self.audience)
@@ -225,9 +224,8 @@ class CampaignBuild:
         else:
             validator = self.spec.validator()
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
-        executor = make_executor(
-            ChunkJob(self.runtime, plan, self._emails(writer)), self.options.workers
-        )
+        job = ChunkJob(self.runtime, plan, self._emails(writer))
+        executor = make_executor(job, self.options.workers, pool)  # it closes the pool
         state = self._state = BuildState()
         try:  # workers write files: all of them stop before the build commits or aborts
             with _fewer_collections():

@@ -27,13 +27,16 @@ from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from renderer.build.output import holdout_line
 from renderer.runtime import EARLY_STOP, CampaignRuntime, Rendered, render_batch
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
 from segments.profiles.read import Rejection
 from segments.profiles.spool import ValidatedChunk
+
+if TYPE_CHECKING:
+    from renderer.build.pool import ContextRef, WorkerPool
 
 SUB_BATCH = 250  # rows rendered before their files are written: memory stays flat
 POOL_PART = 1000  # valid rows per task sent to a worker process
@@ -190,6 +193,11 @@ def _run_in_worker(part: tuple[ValidatedChunk, int]) -> ChunkResult:
     return run_chunk(_WORKER, *part)
 
 
+def _run_job(job: ChunkJob, part: tuple[ValidatedChunk, int]) -> ChunkResult:
+    """The unit in a :class:`~renderer.build.pool.WorkerPool` worker (the job is its context)."""
+    return run_chunk(job, *part)
+
+
 def stay_with_parent() -> None:
     """A worker leaves stopping to its parent, and does not outlive it.
 
@@ -219,13 +227,21 @@ class ProcessPoolExecutor:
     :data:`POOL_PART` rows (a bundle's shards) so every worker has work, and results
     come back in order."""
 
-    def __init__(self, job: ChunkJob, workers: int) -> None:
+    def __init__(self, job: ChunkJob, workers: int, pool: WorkerPool | None = None) -> None:
         self.job = job
         self.workers = workers
         self._parts = _Parts(job, POOL_PART)
         self._pool: futures.ProcessPoolExecutor | None = None
+        self._shared = pool  # the build's processes, which ran its pre-pass
+        self._job_ref: ContextRef | None = None
 
     def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]:
+        if self._shared is not None:
+            if self._job_ref is None:  # each worker loads the job once
+                self._job_ref = self._shared.context(self.job)
+            ref = self._job_ref
+            submitted = [self._shared.submit(_run_job, ref, part) for part in self._parts(chunk)]
+            return (future.result() for future in submitted)
         if self._pool is None:
             self._pool = futures.ProcessPoolExecutor(
                 max_workers=self.workers, initializer=_init_worker, initargs=(self.job,)
@@ -233,6 +249,8 @@ class ProcessPoolExecutor:
         return self._pool.map(_run_in_worker, self._parts(chunk))  # submits them all now
 
     def close(self) -> None:
+        if self._shared is not None:  # the render pass is the build's last stage
+            self._shared.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -241,6 +259,8 @@ class ProcessPoolExecutor:
         """Stop the workers now, mid-render (a signal, an error): :meth:`close` would
         wait for the renders under way, and a long one takes up to its time limit.
         They are gone when this returns, so none writes into the staging folder after."""
+        if self._shared is not None:
+            self._shared.abort()
         if self._pool is not None:
             stop_processes(self._pool)
 
@@ -267,9 +287,14 @@ def stop_processes(pool: futures.ProcessPoolExecutor) -> None:
             process.join()
 
 
-def make_executor(job: ChunkJob, workers: int) -> InProcessExecutor | ProcessPoolExecutor:
-    """In this process for one worker, else a process pool."""
-    return InProcessExecutor(job) if workers <= 1 else ProcessPoolExecutor(job, workers)
+def make_executor(
+    job: ChunkJob, workers: int, pool: WorkerPool | None = None
+) -> InProcessExecutor | ProcessPoolExecutor:
+    """In this process for one worker, else a process pool: ``pool`` (the build's, which
+    the executor closes with itself) or one of its own."""
+    if workers <= 1:
+        return InProcessExecutor(job)
+    return ProcessPoolExecutor(job, workers, pool)
 
 
 __all__ = ["ChunkJob", "ChunkResult", "SegmentedBatch", "make_executor", "run_chunk"]

@@ -4,7 +4,7 @@ The audience pre-pass validates profile chunks and cleans event chunks in these
 processes (:mod:`segments.chunkmap`); the render pass runs its unit of work here
 too (:class:`renderer.build.executors.ProcessPoolExecutor` given the pool). Each
 stage's *context*, what every item of it needs (a validator factory, the known ids,
-the compiled campaign), is pickled once into a file next to the output folder and
+the compiled campaign), is pickled once into a file (see :meth:`WorkerPool.context`) and
 loaded once by each worker, the first time it runs an item of that stage: items
 carry only the file's key and name. The processes start with the first item.
 """
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from renderer.build.executors import stay_with_parent, stop_processes
 
@@ -63,22 +63,34 @@ class WorkerPool:
         self.workers = workers
         self.folder = folder
         self._pool: futures.ProcessPoolExecutor | None = None
-        self._files: list[str] = []
+        self._files: dict[str, tuple[IO[bytes], Path | None]] = {}
 
     def context(self, value: Any) -> ContextRef:
-        """Write a stage's context for the workers; removed by :meth:`release` or :meth:`close`."""
+        """Write a stage's context for the workers; removed by :meth:`release` or :meth:`close`.
+
+        On Linux the file is anonymous, as the chunk spool is (unlinked at once: a build
+        killed outright leaves nothing behind), and workers open it through
+        ``/proc/<parent>/fd``; elsewhere it is a hidden file, removed at the stage's end.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle, path = tempfile.mkstemp(dir=self.folder, prefix=".mailsmith-context-")
-        with os.fdopen(handle, "wb") as file:
-            pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._files.append(path)
+        anonymous = Path(f"/proc/{os.getpid()}/fd").is_dir()
+        file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by release or close)
+            dir=self.folder, prefix=".mailsmith-context-", delete=False
+        )
+        pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
+        file.flush()
+        path = file.name
+        if anonymous:
+            os.unlink(file.name)
+            path = f"/proc/{os.getpid()}/fd/{file.fileno()}"
+        self._files[path] = (file, None if anonymous else Path(file.name))
         return ContextRef(f"{os.getpid()}-{next(_KEYS)}", path)
 
     def release(self, ref: ContextRef) -> None:
         """The stage is over: its context file goes."""
-        if ref.path in self._files:
-            self._files.remove(ref.path)
-            Path(ref.path).unlink(missing_ok=True)
+        entry = self._files.pop(ref.path, None)
+        if entry is not None:
+            _remove(*entry)
 
     def submit(
         self, function: Callable[[Any, Item], Result], ref: ContextRef, item: Item
@@ -124,6 +136,13 @@ class WorkerPool:
         self._remove_files()
 
     def _remove_files(self) -> None:
-        for path in self._files:
-            Path(path).unlink(missing_ok=True)
+        for entry in self._files.values():
+            _remove(*entry)
         self._files.clear()
+
+
+def _remove(file: IO[bytes], named: Path | None) -> None:
+    """Close a context file, and delete it when it has a name (not anonymous)."""
+    file.close()
+    if named is not None:
+        named.unlink(missing_ok=True)
