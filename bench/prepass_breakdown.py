@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import start_run  # noqa: E402
-from make_profiles import make_bench_campaign  # noqa: E402
+from bench_prepass_workers import bench_campaign  # noqa: E402
 
 import segments.audience.document as document_module  # noqa: E402
 import segments.audience.prepass as prepass_module  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=0, help="the one core to run on")
     args = parser.parse_args()
     start_run(args.cpu)
-    path = demo_campaign_path() if args.demo else make_bench_campaign(args.n)
+    path = demo_campaign_path() if args.demo else bench_campaign(args.n)
     campaign = load_campaign(path)
     schema = schema_of(campaign)
     assert schema is not None

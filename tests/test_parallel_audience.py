@@ -146,3 +146,23 @@ def test_no_prepass_without_a_whole_population_value(tmp_path: Path) -> None:
         else:
             with pytest.raises(ProfileDataError, match="profile"):
                 prepare_audience(spec, campaign.reference_time())
+
+
+def test_only_the_first_chunk_with_columns_checks_them(tmp_path: Path) -> None:
+    """JSON Lines: a later chunk without an ``email`` key has rows missing it, not a
+    missing column, as when one validator reads every chunk."""
+    path = tmp_path / "p.jsonl"
+    lines = ['{"id": "a", "email": "a@example.com"}', '{"id": "b", "email": "b@example.com"}']
+    lines += ['{"id": "c"}', '{"id": "d"}', '{"id": "a", "email": "a3@example.com"}']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fields = {
+        "id": FieldDef("id", "string", True, None),
+        "email": FieldDef("email", "string", True, None),
+    }
+    factory = partial(ProfileValidator, ProfileSchema(fields, "id", "email"), file=str(path))
+    serial = factory()
+    expected = [serial.validate(chunk)[1] for chunk in read_chunks(path, "jsonl", 2)]
+    got = [chunk.rejected for chunk in validate_chunks(read_chunks(path, "jsonl", 2), factory)]
+    assert got == expected
+    assert [(r.row, r.reason) for r in got[1]] == [(3, "missing_required"), (4, "missing_required")]
+    assert [(r.row, r.reason) for r in got[2]] == [(5, "duplicate_id")]
