@@ -6,7 +6,10 @@ chunks (from the workers' id fingerprints), folds the events and derives feature
 clusters and percentiles. Each figure is from a fresh child process (the best of
 ``--repeat``), all in the same run; the ratios are against ``--workers 1``.
 
-    pre-pass s     prepare_audience alone (with its spool, as a build runs it)
+    pre-pass s     prepare_audience alone (with its spool, as a build runs it); and the
+                   CPU seconds of the parent and of the workers in it (less sensitive
+                   to other load than the wall-clock seconds: the parent's share
+                   bounds what more workers can gain)
     recipients/s   a whole build (``--format jsonl``: no per-recipient files), input rows/s
 
     python bench/bench_prepass_workers.py [--n 50000] [--build-n 20000] [--repeat 1]
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -46,6 +50,7 @@ def child_prepass(campaign_path: str, workers: int) -> dict[str, float]:
         spool = ChunkSpool(Path(folder))
         pool = WorkerPool(workers, Path(folder)) if workers > 1 else None
         started = time.perf_counter()
+        cpu = time.process_time()
         audience = prepare_audience(
             audience_spec(campaign, schema),
             campaign.reference_time(),
@@ -53,11 +58,18 @@ def child_prepass(campaign_path: str, workers: int) -> dict[str, float]:
             mapper=pool or SERIAL,
         )
         seconds = time.perf_counter() - started
+        parent_cpu = time.process_time() - cpu
         if pool is not None:
-            pool.close()
+            pool.close()  # the workers are waited for: their CPU time is counted below
         spool.close()
+    workers_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     population = audience.population
-    return {"seconds": seconds, "rows": len(population) if population is not None else 0}
+    return {
+        "seconds": seconds,
+        "rows": len(population) if population is not None else 0,
+        "parent_cpu": parent_cpu,
+        "workers_cpu": workers_cpu.ru_utime + workers_cpu.ru_stime,
+    }
 
 
 def child_build(campaign_path: str, workers: int) -> dict[str, float]:
@@ -72,13 +84,14 @@ def child_build(campaign_path: str, workers: int) -> dict[str, float]:
     return {"seconds": seconds, "rows": summary["input_rows"]}
 
 
-def run_child(kind: str, campaign: Path, workers: int) -> float:
-    """Seconds of one run in a fresh child process."""
+def run_child(kind: str, campaign: Path, workers: int) -> dict[str, float]:
+    """Seconds (and CPU seconds) of one run in a fresh child process."""
     command = [sys.executable, __file__, "--child", kind, str(campaign), str(workers)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"child failed:\n{done.stderr}")
-    return float(json.loads(done.stdout.splitlines()[-1])["seconds"])
+    result: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return result
 
 
 def bench_campaign(count: int) -> Path:
@@ -109,20 +122,27 @@ def main() -> None:
     prepass_campaign = bench_campaign(args.n)
     build_campaign_path = bench_campaign(args.build_n)
     prepass = {1: float("inf"), 2: float("inf")}
+    cpu: dict[int, dict[str, float]] = {}
     builds = {1: 0.0, 2: 0.0}
     for _ in range(args.repeat):  # 1 and 2 alternate: a change of load hits both
         for workers in (1, 2):
             note(f"pre-pass, --workers {workers}")
-            seconds = run_child("prepass", prepass_campaign, workers)
-            prepass[workers] = min(prepass[workers], seconds)
+            run = run_child("prepass", prepass_campaign, workers)
+            if run["seconds"] < prepass[workers]:
+                prepass[workers], cpu[workers] = run["seconds"], run
             note(f"build, --workers {workers}")
-            rate = args.build_n / run_child("build", build_campaign_path, workers)
+            rate = args.build_n / run_child("build", build_campaign_path, workers)["seconds"]
             builds[workers] = max(builds[workers], rate)
     print(f"\n{'':>12}{'pre-pass s':>12}{'(profiles)':>12}{'build rcpt/s':>14}{'(profiles)':>12}")
     for workers in (1, 2):
         print(
             f"{'--workers ' + str(workers):>12}{prepass[workers]:>12.2f}{args.n:>12,}"
             f"{builds[workers]:>14,.0f}{args.build_n:>12,}"
+        )
+    for workers in (1, 2):
+        print(
+            f"pre-pass CPU s, --workers {workers}: parent {cpu[workers]['parent_cpu']:.2f}, "
+            f"workers {cpu[workers]['workers_cpu']:.2f}"
         )
     print(
         f"ratio 2 vs 1: pre-pass {prepass[1] / prepass[2]:.2f}x faster, "

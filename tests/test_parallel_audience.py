@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ from renderer import BuildOptions, build_campaign, load_campaign
 from renderer.build.pool import WorkerPool
 from renderer.specs import audience_spec, schema_of
 from segments.audience.prepass import prepare_audience
+from segments.chunkmap import SERIAL
 from segments.errors import ProfileDataError
+from segments.features.eventstream import stream_events
+from segments.features.scores import FeatureConfig, feature_frame
 from segments.profiles.parallel import validate_chunks
 from segments.profiles.read import read_chunks
 from segments.profiles.schema import FieldDef, ProfileSchema
@@ -166,3 +170,35 @@ def test_only_the_first_chunk_with_columns_checks_them(tmp_path: Path) -> None:
     assert got == expected
     assert [(r.row, r.reason) for r in got[1]] == [(3, "missing_required"), (4, "missing_required")]
     assert [(r.row, r.reason) for r in got[2]] == [(5, "duplicate_id")]
+
+
+@pytest.mark.slow
+def test_events_cleaned_in_workers_fold_the_same(tmp_path: Path) -> None:
+    """Shuffled rows (a second pass for engagement) and a late nanosecond timestamp (a
+    restart at the finer unit): the same features and rejections through workers."""
+    demo = Path(__file__).resolve().parent.parent / "demo"
+    events = pd.read_csv(demo / "events.csv", dtype=str, keep_default_na=False)
+    events = events.sample(n=6_000, random_state=0).reset_index(drop=True)
+    row = events.index[events["timestamp"].str.endswith("Z")][-1]
+    events.loc[row, "timestamp"] = events.loc[row, "timestamp"][:-1] + ".123456789Z"
+    path = tmp_path / "events.csv"
+    events.to_csv(path, index=False)
+    profiles = pd.read_csv(demo / "profiles.csv", dtype=str, keep_default_na=False)
+    ids = profiles["id"].drop_duplicates().reset_index(drop=True)
+    as_of = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    config = FeatureConfig(engagement_weights={"open": 1, "click": 2}, half_life_days=60)
+    results = []
+    pool = WorkerPool(2, tmp_path / "pool")
+    try:
+        for mapper in (SERIAL, pool):
+            streamed = stream_events(
+                path, ids=ids, other_ids=[], as_of=as_of, config=config, chunk_size=1_000,
+                mapper=mapper,
+            )  # fmt: skip
+            features = feature_frame(streamed.summary, pd.Index(ids), None, config)
+            results.append((features, streamed.rejected, streamed.summary.unit))
+    finally:
+        pool.close()
+    pd.testing.assert_frame_equal(results[0][0], results[1][0], check_exact=True)
+    pd.testing.assert_frame_equal(results[0][1], results[1][1], check_exact=True)
+    assert results[0][2] == results[1][2] == "ns"

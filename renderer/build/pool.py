@@ -115,10 +115,11 @@ class WorkerPool:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
-        finally:  # the stage stopped early (an error): its items are not run
+        finally:  # the stage stopped early (an error) when items are pending: they are
+            # cancelled, not waited for (after an abort they would never finish); one
+            # already under way finds its context gone and fails, and nobody asks
             for future in pending:
                 future.cancel()
-            futures.wait(pending)
             self.release(ref)
 
     def close(self) -> None:
