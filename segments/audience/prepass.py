@@ -46,7 +46,7 @@ from segments.chunkmap import SERIAL, ChunkMapper
 from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
 from segments.features.eventstream import stream_events
 from segments.features.scores import FeatureConfig
-from segments.profiles.parallel import validate_chunks
+from segments.profiles.parallel import validate_chunks, validate_packed
 from segments.profiles.read import RawChunk, Rejection, read_chunks
 from segments.profiles.schema import ProfileSchema
 from segments.profiles.spool import ChunkSpool
@@ -274,11 +274,7 @@ def _read_population(
     schema = spec.schema
     text_id = schema.fields[schema.id_field].type == "string"
     frames = []
-    for validated in validate_chunks(spec.profiles.chunks(), spec.validator, mapper):
-        valid, rejected = validated.valid, validated.rejected
-        if spool is not None:
-            spool.add(validated)
-        part = valid[columns]
+    for part, rejected in _validated(spec, columns, spool, mapper):
         if text_id:  # pandas' own text dtype: a few bytes per id, not a Python string each
             part = part.assign(**{schema.id_field: part[schema.id_field].astype(str)})
         frames.append(part)
@@ -289,6 +285,22 @@ def _read_population(
     del frames
     other_ids = sorted({r.id for r in result.rejections if r.id is not None})
     return population, other_ids
+
+
+def _validated(
+    spec: AudienceSpec, columns: list[str], spool: ChunkSpool | None, mapper: ChunkMapper
+) -> Iterator[tuple[pd.DataFrame, list[Rejection]]]:
+    """Each chunk's valid rows' ``columns`` and its rejections; the whole validated chunks
+    go to ``spool`` (packed where they were validated: see
+    :func:`segments.profiles.parallel.validate_packed`)."""
+    chunks = spec.profiles.chunks()
+    if spool is None:
+        for chunk in validate_chunks(chunks, spec.validator, mapper):
+            yield chunk.valid[columns], chunk.rejected
+        return
+    for packed in validate_packed(chunks, spec.validator, columns, mapper):
+        spool.add_packed(packed.packed)
+        yield packed.audience, packed.rejected
 
 
 def audience_segments(

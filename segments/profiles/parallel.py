@@ -15,9 +15,11 @@ and ``suppressed``, so it replaces those, and the row is no longer valid.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from segments.chunkmap import SERIAL, ChunkMapper
@@ -63,10 +65,18 @@ class CrossChunkIds:
         self.detail = detail
         self._seen = SeenTexts()
 
+    def seen_before(self, seen: FirstSeen) -> np.ndarray:
+        """Which of a chunk's first sightings an earlier chunk had."""
+        return self._seen.contains_fingerprints(seen.first, seen.second)
+
+    def add(self, seen: FirstSeen) -> None:
+        """Remember a chunk's ids (none of them :meth:`seen_before`)."""
+        self._seen.add_fingerprints(seen.first, seen.second)
+
     def resolve(self, part: ValidatedPart) -> ValidatedChunk:
         """The chunk as one validator reading every chunk in order would have given it."""
         seen = part.first_seen
-        repeated = self._seen.contains_fingerprints(seen.first, seen.second)
+        repeated = self.seen_before(seen)
         new = ~repeated
         self._seen.add_fingerprints(seen.first[new], seen.second[new])
         if not repeated.any():
@@ -101,19 +111,90 @@ def validate_chunks(
 ) -> Iterator[ValidatedChunk]:
     """Validate ``chunks`` through ``mapper`` (each on its own), then flag the duplicates
     across chunks here: the same chunks, rows and rejections as one validator gives."""
-    sample = factory()
-    id_field = sample.schema.id_field
-    ids = CrossChunkIds(id_field, rejection_detail("duplicate_id", id_field, sample.schema))
-
-    def tasks() -> Iterator[ValidationTask]:
-        checked = False
-        for chunk in chunks:
-            check = not checked and bool(len(chunk.frame.columns))
-            checked = checked or check
-            yield ValidationTask(chunk, check)
-
-    for part in mapper.map(validate_task, factory, tasks()):
+    ids = _cross_chunk_ids(factory)
+    for part in mapper.map(validate_task, factory, _tasks(chunks)):
         yield ids.resolve(part)
 
 
-__all__ = ["CrossChunkIds", "ValidatedPart", "ValidationTask", "validate_chunks", "validate_task"]
+def _cross_chunk_ids(factory: ValidatorFactory) -> CrossChunkIds:
+    schema = factory().schema
+    detail = rejection_detail("duplicate_id", schema.id_field, schema)
+    return CrossChunkIds(schema.id_field, detail)
+
+
+def _tasks(chunks: Iterable[RawChunk]) -> Iterator[ValidationTask]:
+    """One task per chunk; the first chunk with columns checks them."""
+    checked = False
+    for chunk in chunks:
+        check = not checked and bool(len(chunk.frame.columns))
+        checked = checked or check
+        yield ValidationTask(chunk, check)
+
+
+@dataclass(frozen=True)
+class PackedChunk:
+    """A validated chunk as the spool stores it (``packed``: its pickle), with the valid
+    rows' ``columns`` that the parent keeps (``audience``) and the rejections."""
+
+    packed: bytes
+    audience: pd.DataFrame
+    rejected: list[Rejection]
+
+
+@dataclass(frozen=True)
+class _PackedPart:
+    packed: bytes
+    audience: pd.DataFrame
+    rejected: list[Rejection]
+    first_seen: FirstSeen
+
+
+def pack(chunk: ValidatedChunk) -> bytes:
+    """A validated chunk as :class:`~segments.profiles.spool.ChunkSpool` stores it."""
+    return pickle.dumps((chunk.valid, chunk.rejected), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def validate_and_pack(
+    context: tuple[ValidatorFactory, list[str]], task: ValidationTask
+) -> _PackedPart:
+    """:func:`validate_task`, packed where it ran: the parent then handles the bytes for
+    the spool and the few audience columns, never the whole typed chunk."""
+    factory, columns = context
+    part = validate_task(factory, task)
+    packed = pack(ValidatedChunk(part.valid, part.rejected))
+    return _PackedPart(packed, part.valid[columns], part.rejected, part.first_seen)
+
+
+def validate_packed(
+    chunks: Iterable[RawChunk],
+    factory: ValidatorFactory,
+    columns: list[str],
+    mapper: ChunkMapper = SERIAL,
+) -> Iterator[PackedChunk]:
+    """:func:`validate_chunks` for a pre-pass that spools the chunks and keeps ``columns``.
+
+    A chunk with a duplicate of an earlier chunk's id (rare) is unpacked here, resolved
+    and packed again; the others pass through as their workers packed them.
+    """
+    ids = _cross_chunk_ids(factory)
+    for part in mapper.map(validate_and_pack, (factory, columns), _tasks(chunks)):
+        seen = part.first_seen
+        if not ids.seen_before(seen).any():
+            ids.add(seen)
+            yield PackedChunk(part.packed, part.audience, part.rejected)
+            continue
+        valid, rejected = pickle.loads(part.packed)  # our own bytes, from our own worker
+        chunk = ids.resolve(ValidatedPart(valid, rejected, seen))
+        yield PackedChunk(pack(chunk), chunk.valid[columns], chunk.rejected)
+
+
+__all__ = [
+    "CrossChunkIds",
+    "PackedChunk",
+    "ValidatedPart",
+    "ValidationTask",
+    "validate_and_pack",
+    "validate_chunks",
+    "validate_packed",
+    "validate_task",
+]
