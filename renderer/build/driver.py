@@ -29,6 +29,7 @@ from renderer.build.fingerprint import build_fingerprint
 from renderer.build.inputs import InputFiles
 from renderer.build.journal import Checkpoint, remove_parts_from
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
+from renderer.build.pool import WorkerPool
 from renderer.build.resume import resume_notes, skip_committed
 from renderer.campaign import OUTPUT_FORMATS, Campaign
 from renderer.check.runner import raise_for_static_errors
@@ -40,6 +41,7 @@ from segments.audience.prepass import (
     prepare_audience,
     raise_for_warnings,
 )
+from segments.chunkmap import SERIAL
 from segments.errors import ConfigError
 from segments.experiments.assign import (
     sample_ratio_mismatch,
@@ -181,6 +183,8 @@ class CampaignBuild:
         spool = ChunkSpool(self.out.resolve().parent)
         # the output folder is checked and locked first: a refusal costs nothing
         writer = self._writer()
+        # --workers: processes for the pre-pass (validating, cleaning events) and the render
+        pool = WorkerPool(self.options.workers, spool.folder) if self.options.workers > 1 else None
         try:  # from here on, whatever stops the build removes its staging folder
             if self._resumed is not None:  # the shards of chunks after its last checkpoint
                 remove_parts_from(writer.staging / BUNDLE_FOLDER, self._resumed.parts)
@@ -194,9 +198,10 @@ class CampaignBuild:
                 refit=self.options.refit,
                 baseline=self.options.baseline,
                 spool=spool,
+                mapper=pool or SERIAL,
             )
             inputs.check()  # a pre-pass read the profiles (and events) to the end
-            yield from self._render_pass(schema, first, chunks, spool, writer, inputs)
+            yield from self._render_pass(schema, first, chunks, spool, writer, inputs, pool)
             self.summary = self._summary(self._state, time.perf_counter() - started)
             self.summary.update(self._audience_stage(self._state, writer.staging))
             self.summary["warnings"] = [*self.summary["warnings"], *sql_warnings(self.campaign)]
@@ -204,6 +209,8 @@ class CampaignBuild:
                 raise_for_warnings(self.summary["warnings"])
             writer.commit(self.summary)
         except BaseException as exc:
+            if pool is not None:
+                pool.abort()
             writer.abort()
             if isinstance(exc, OSError):  # the readers report their own files: this is a write
                 raise write_failed(exc, exc.filename or self.out) from None
@@ -271,6 +278,7 @@ class CampaignBuild:
         spool: ChunkSpool,
         writer: OutputWriter,
         inputs: InputFiles,
+        pool: WorkerPool | None = None,
     ) -> Iterator[Progress]:
         """Segment, render and write every chunk; the counts go to ``self._state``."""
         self.runtime = CampaignRuntime(self.campaign, schema, self.as_of, self.audience)
@@ -282,9 +290,8 @@ class CampaignBuild:
         else:
             validator = self.spec.validator()
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
-        executor = make_executor(
-            ChunkJob(self.runtime, plan, self._emails(writer)), self.options.workers
-        )
+        job = ChunkJob(self.runtime, plan, self._emails(writer))
+        executor = make_executor(job, self.options.workers, pool)  # it closes the pool
         resumed = self._resumed or Checkpoint()
         state = self._state = (
             BuildState.from_dict(resumed.state) if resumed.chunks else BuildState()

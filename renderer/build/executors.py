@@ -27,13 +27,16 @@ from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from renderer.build.output import holdout_line
 from renderer.runtime import EARLY_STOP, CampaignRuntime, Rendered, render_batch
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
 from segments.profiles.read import Rejection
 from segments.profiles.spool import ValidatedChunk
+
+if TYPE_CHECKING:
+    from renderer.build.pool import ContextRef, WorkerPool
 
 SUB_BATCH = 250  # rows rendered before their files are written: memory stays flat
 POOL_PART = 1000  # valid rows per task sent to a worker process
@@ -196,7 +199,7 @@ _WORKER: ChunkJob | None = None
 
 def _init_worker(job: ChunkJob) -> None:
     global _WORKER
-    _stay_with_parent()
+    stay_with_parent()
     _WORKER = job  # unpickled once per process: templates compiled once per worker
 
 
@@ -205,7 +208,12 @@ def _run_in_worker(part: tuple[ValidatedChunk, int]) -> ChunkResult:
     return run_chunk(_WORKER, *part)
 
 
-def _stay_with_parent() -> None:
+def _run_job(job: ChunkJob, part: tuple[ValidatedChunk, int]) -> ChunkResult:
+    """The unit in a :class:`~renderer.build.pool.WorkerPool` worker (the job is its context)."""
+    return run_chunk(job, *part)
+
+
+def stay_with_parent() -> None:
     """A worker leaves stopping to its parent, and does not outlive it.
 
     Ctrl-C reaches every process of the terminal's group: the parent stops the
@@ -234,13 +242,21 @@ class ProcessPoolExecutor:
     :data:`POOL_PART` rows (a bundle's shards) so every worker has work, and results
     come back in order."""
 
-    def __init__(self, job: ChunkJob, workers: int) -> None:
+    def __init__(self, job: ChunkJob, workers: int, pool: WorkerPool | None = None) -> None:
         self.job = job
         self.workers = workers
         self._parts = _Parts(job, POOL_PART)
         self._pool: futures.ProcessPoolExecutor | None = None
+        self._shared = pool  # the build's processes, which ran its pre-pass
+        self._job_ref: ContextRef | None = None
 
     def submit(self, chunk: ValidatedChunk) -> Iterator[ChunkResult]:
+        if self._shared is not None:
+            if self._job_ref is None:  # each worker loads the job once
+                self._job_ref = self._shared.context(self.job)
+            ref = self._job_ref
+            submitted = [self._shared.submit(_run_job, ref, part) for part in self._parts(chunk)]
+            return (future.result() for future in submitted)
         if self._pool is None:
             self._pool = futures.ProcessPoolExecutor(
                 max_workers=self.workers, initializer=_init_worker, initargs=(self.job,)
@@ -255,6 +271,8 @@ class ProcessPoolExecutor:
         return self._parts.count
 
     def close(self) -> None:
+        if self._shared is not None:  # the render pass is the build's last stage
+            self._shared.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -263,29 +281,42 @@ class ProcessPoolExecutor:
         """Stop the workers now, mid-render (a signal, an error): :meth:`close` would
         wait for the renders under way, and a long one takes up to its time limit.
         They are gone when this returns, so none writes into the staging folder after."""
+        if self._shared is not None:
+            self._shared.abort()
         if self._pool is not None:
-            processes = list((self._pool._processes or {}).values())
-            # parts still being sent to the workers: the queue's feeder thread may be
-            # blocked writing one into a pipe nobody will read again, and the pool's
-            # shutdown (and the interpreter's exit) would wait for it for ever
-            self._pool._call_queue.cancel_join_thread()  # type: ignore[attr-defined]
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            # the renders under way are abandoned; before Python 3.12 the pool would mark
-            # the cancelled ones failed too when it sees its workers end, and its thread
-            # die of InvalidStateError (a traceback on stderr)
-            self._pool._pending_work_items.clear()
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join(timeout=1)
-                if process.exitcode is None:
-                    process.kill()
-                    process.join()
+            stop_processes(self._pool)
 
 
-def make_executor(job: ChunkJob, workers: int) -> InProcessExecutor | ProcessPoolExecutor:
-    """In this process for one worker, else a process pool."""
-    return InProcessExecutor(job) if workers <= 1 else ProcessPoolExecutor(job, workers)
+def stop_processes(pool: futures.ProcessPoolExecutor) -> None:
+    """End a pool's processes now, abandoning the work under way (see
+    :meth:`ProcessPoolExecutor.abort`)."""
+    processes = list((pool._processes or {}).values())
+    # parts still being sent to the workers: the queue's feeder thread may be
+    # blocked writing one into a pipe nobody will read again, and the pool's
+    # shutdown (and the interpreter's exit) would wait for it for ever
+    pool._call_queue.cancel_join_thread()  # type: ignore[attr-defined]
+    pool.shutdown(wait=False, cancel_futures=True)
+    # the renders under way are abandoned; before Python 3.12 the pool would mark
+    # the cancelled ones failed too when it sees its workers end, and its thread
+    # die of InvalidStateError (a traceback on stderr)
+    pool._pending_work_items.clear()
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=1)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+
+
+def make_executor(
+    job: ChunkJob, workers: int, pool: WorkerPool | None = None
+) -> InProcessExecutor | ProcessPoolExecutor:
+    """In this process for one worker, else a process pool: ``pool`` (the build's, which
+    the executor closes with itself) or one of its own."""
+    if workers <= 1:
+        return InProcessExecutor(job)
+    return ProcessPoolExecutor(job, workers, pool)
 
 
 __all__ = ["ChunkJob", "ChunkResult", "SegmentedBatch", "make_executor", "run_chunk"]

@@ -42,12 +42,14 @@ from segments.audience.document import (
 )
 from segments.audience.drift import compare_distributions, feature_distributions
 from segments.audience.hierarchy import size_warnings
+from segments.chunkmap import SERIAL, ChunkMapper
 from segments.errors import AudienceWarningError, ConfigError, SegmentRuleError
 from segments.features.eventstream import stream_events
 from segments.features.scores import FeatureConfig
+from segments.profiles.parallel import validate_chunks, validate_packed
 from segments.profiles.read import DEFAULT_NA_VALUES, RawChunk, Rejection, read_chunks
 from segments.profiles.schema import ProfileSchema
-from segments.profiles.spool import ChunkSpool, ValidatedChunk
+from segments.profiles.spool import ChunkSpool
 from segments.profiles.sqlread import SqlSource, read_sql_chunks
 from segments.profiles.validate import ProfileValidator
 from segments.rules.ruleset import parse_segments
@@ -197,18 +199,21 @@ def prepare_audience(
     baseline: Path | None = None,
     full: bool = False,
     spool: ChunkSpool | None = None,
+    mapper: ChunkMapper = SERIAL,
 ) -> CampaignAudience:
     """The campaign's audience stage (a pre-pass only when needed, or always with ``full``).
 
     A pre-pass writes the chunks it validated to ``spool`` (a build's render pass
-    reads them back instead of validating the profiles a second time).
+    reads them back instead of validating the profiles a second time). ``mapper``
+    runs the per-chunk work (validating profiles, cleaning events), in this process
+    or in a build's workers (:mod:`segments.chunkmap`): the result is the same.
     """
     document, schema = spec.document, spec.schema
     result = CampaignAudience(document, schema.id_field, spec.model_path)
     if not (full or needs_prepass(spec, baseline)):
         return result
     columns = _population_columns(schema, document, full=full)
-    population, other_ids = _read_population(spec, columns, result, spool)
+    population, other_ids = _read_population(spec, columns, result, spool, mapper)
     config = spec.features or FeatureConfig.model_validate({})
     events = None
     if spec.events is not None:
@@ -221,6 +226,7 @@ def prepare_audience(
             delimiter=spec.events.delimiter,
             encoding=spec.events.encoding,
             sql=spec.events.sql,
+            mapper=mapper,
         )
         result.events = EventsReport(
             spec.events.label, streamed.rows, streamed.accepted, streamed.rejected
@@ -269,17 +275,13 @@ def _read_population(
     columns: list[str],
     result: CampaignAudience,
     spool: ChunkSpool | None = None,
+    mapper: ChunkMapper = SERIAL,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The valid rows' ``columns``, and the ids of rejected rows (events may name them)."""
     schema = spec.schema
-    validator = spec.validator()
     text_id = schema.fields[schema.id_field].type == "string"
     frames = []
-    for chunk in spec.profiles.chunks():
-        valid, rejected = validator.validate(chunk)
-        if spool is not None:
-            spool.add(ValidatedChunk(valid, rejected))
-        part = valid[columns]
+    for part, rejected in _validated(spec, columns, spool, mapper):
         if text_id:  # pandas' own text dtype: a few bytes per id, not a Python string each
             part = part.assign(**{schema.id_field: part[schema.id_field].astype(str)})
         frames.append(part)
@@ -290,6 +292,22 @@ def _read_population(
     del frames
     other_ids = sorted({r.id for r in result.rejections if r.id is not None})
     return population, other_ids
+
+
+def _validated(
+    spec: AudienceSpec, columns: list[str], spool: ChunkSpool | None, mapper: ChunkMapper
+) -> Iterator[tuple[pd.DataFrame, list[Rejection]]]:
+    """Each chunk's valid rows' ``columns`` and its rejections; the whole validated chunks
+    go to ``spool`` (packed where they were validated: see
+    :func:`segments.profiles.parallel.validate_packed`)."""
+    chunks = spec.profiles.chunks()
+    if spool is None:
+        for chunk in validate_chunks(chunks, spec.validator, mapper):
+            yield chunk.valid[columns], chunk.rejected
+        return
+    for packed in validate_packed(chunks, spec.validator, columns, mapper):
+        spool.add_packed(packed.packed)
+        yield packed.audience, packed.rejected
 
 
 def audience_segments(

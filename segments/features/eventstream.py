@@ -32,7 +32,7 @@ and :func:`stream_events` gives it by reading the file again:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,9 +40,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from segments.chunkmap import SERIAL, ChunkMapper
 from segments.errors import ProfileDataError
 from segments.features.events import (
     REJECTED_COLUMNS,
+    CleanChunk,
     KnownIds,
     check_columns,
     clean_chunk,
@@ -412,6 +414,7 @@ def stream_events(
     delimiter: str = ",",
     encoding: str = "utf-8",
     sql: SqlSource | None = None,
+    mapper: ChunkMapper = SERIAL,
 ) -> StreamedEvents:
     """Read, clean and fold an events file chunk by chunk for the profiles ``ids``.
 
@@ -422,6 +425,8 @@ def stream_events(
     ``encoding``: as :func:`segments.features.events.read_event_chunks` takes them.
     With ``sql``, the events come from that database source instead (``path``, then,
     is how messages name it).
+    ``mapper`` cleans the chunks (here or in worker processes, :mod:`segments.chunkmap`);
+    they are folded here, in file order.
     """
 
     def read() -> Iterator[pd.DataFrame]:
@@ -438,13 +443,13 @@ def stream_events(
     while True:
         aggregator = EventAggregator(n, as_of, config, unit=unit)
         try:
-            rows, accepted, rejected = _fold_file(path, read, known, n, aggregator)
+            rows, accepted, rejected = _fold_file(path, read, known, aggregator, mapper)
         except _FinerUnit as finer:
             unit = finer.unit
             continue
         break
     if aggregator.disordered.any():
-        _redo_engagement(read, known, n, aggregator)
+        _redo_engagement(read, known, aggregator, mapper)
     return StreamedEvents(aggregator.summary(), rows, accepted, rejected)
 
 
@@ -452,29 +457,50 @@ def _fold_file(
     path: str | Path,
     read: Callable[[], Iterator[pd.DataFrame]],
     known: KnownIds,
-    n: int,
     aggregator: EventAggregator,
+    mapper: ChunkMapper,
 ) -> tuple[int, int, pd.DataFrame]:
     """One pass: (rows, accepted rows, rejected rows); raises for a missing column."""
     seen: set[object] = set()
     rejected: list[pd.DataFrame] = []
-    first = 1
     accepted = 0
-    doomed = False
-    for raw in read():
-        seen.update(raw.columns)
-        if first == 1 and has_fixed_columns(path):
-            doomed = any(c not in seen for c in ("profile_id", "type", "timestamp"))
-        if not doomed:  # read on regardless: an unreadable file says so first, as before
-            chunk = clean_chunk(raw, known=known, as_of=aggregator.as_of, first_row=first)
-            if len(chunk.rejected) or not rejected:
-                rejected.append(chunk.rejected)
-            accepted += len(chunk.rows)
-            aggregator.add(np.where(chunk.known < n, chunk.known, -1), chunk.columns)
-        first += len(raw)
+
+    def tasks() -> Iterator[tuple[pd.DataFrame | None, int]]:
+        first = 1
+        doomed = False
+        for raw in read():
+            seen.update(raw.columns)
+            if first == 1 and has_fixed_columns(path):
+                doomed = any(c not in seen for c in ("profile_id", "type", "timestamp"))
+            # read on regardless: an unreadable file says so first, as before
+            yield (None if doomed else raw), first
+            first += len(raw)
+
+    n = aggregator.n
+    for chunk in mapper.map(clean_task, (known, aggregator.as_of), tasks()):
+        if chunk is None:
+            continue
+        if len(chunk.rejected) or not rejected:
+            rejected.append(chunk.rejected)
+        accepted += len(chunk.rows)
+        aggregator.add(np.where(chunk.known < n, chunk.known, -1), chunk.columns)
     check_columns(seen, path)
     frame = _joined(rejected)
     return accepted + int(frame["row"].nunique()), accepted, frame
+
+
+def clean_task(
+    context: tuple[KnownIds, pd.Timestamp], task: tuple[pd.DataFrame | None, int]
+) -> CleanChunk | None:
+    """Clean one raw chunk (``task``: the chunk, or None to skip it, and its first row
+    number) against the known ids as of ``as_of`` (``context``); the ids themselves are
+    left out of the result: the fold needs their positions only."""
+    known, as_of = context
+    raw, first = task
+    if raw is None:
+        return None
+    chunk = clean_chunk(raw, known=known, as_of=as_of, first_row=first)
+    return replace(chunk, ids=chunk.ids.iloc[:0])
 
 
 def _joined(rejected: list[pd.DataFrame]) -> pd.DataFrame:
@@ -491,17 +517,23 @@ def _joined(rejected: list[pd.DataFrame]) -> pd.DataFrame:
 def _redo_engagement(
     read: Callable[[], Iterator[pd.DataFrame]],
     known: KnownIds,
-    n: int,
     aggregator: EventAggregator,
+    mapper: ChunkMapper,
 ) -> None:
     """Second pass: the engagement sums of profiles whose events came out of time order,
     from their own events only, added in (timestamp, row) order as a one-chunk fold does."""
+    n = aggregator.n
     flagged = aggregator.disordered
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    first = 1
-    for raw in read():
-        chunk = clean_chunk(raw, known=known, as_of=aggregator.as_of, first_row=first)
-        first += len(raw)
+
+    def tasks() -> Iterator[tuple[pd.DataFrame | None, int]]:
+        first = 1
+        for raw in read():
+            yield raw, first
+            first += len(raw)
+
+    for chunk in mapper.map(clean_task, (known, aggregator.as_of), tasks()):
+        assert chunk is not None  # (every task has its chunk)
         pos = np.where(chunk.known < n, chunk.known, -1)
         timestamps = aggregator.in_unit(to_utc_series(chunk.columns["timestamp"]))
         age = (aggregator.as_of - timestamps).dt.total_seconds().to_numpy()

@@ -33,7 +33,7 @@ import idna
 import numpy as np
 import pandas as pd
 
-from segments.profiles.textindex import fingerprints
+from segments.profiles.textindex import text_fingerprints
 
 _GMAIL = frozenset({"gmail.com", "googlemail.com"})
 
@@ -96,7 +96,7 @@ class FirstRows:
 
     def first_rows(self, values: Any) -> np.ndarray:
         """For each value (text, never missing), the row it was added with, else -1."""
-        first, second = fingerprints(values)
+        first, second = text_fingerprints(values)
         found = np.full(len(first), -1, dtype=np.int64)
         for run_first, run_second, run_rows in self._runs:
             low = np.searchsorted(run_first, first, side="left")
@@ -109,7 +109,7 @@ class FirstRows:
 
     def add(self, values: Any, rows: np.ndarray) -> None:
         """Add texts that are new and distinct from each other, with their rows."""
-        first, second = fingerprints(values)
+        first, second = text_fingerprints(values)
         rows = np.asarray(rows, dtype=np.int64)
         if not len(first):
             return

@@ -81,10 +81,16 @@ class ChunkSpool:
         self.complete = False  # set when a pre-pass has written every chunk
 
     def add(self, chunk: ValidatedChunk) -> None:
+        self.add_packed(
+            pickle.dumps((chunk.valid, chunk.rejected), protocol=pickle.HIGHEST_PROTOCOL)
+        )
+
+    def add_packed(self, packed: bytes) -> None:
+        """Add a chunk already pickled as :meth:`add` would (by a worker process)."""
         if self._file is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._file = tempfile.TemporaryFile(dir=self.folder, prefix=".mailsmith-spool-")
-        pickle.dump((chunk.valid, chunk.rejected), self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._file.write(packed)
         self.chunks += 1
 
     def finish(self) -> None:

@@ -127,7 +127,10 @@ class SeenTexts:
 
     def contains(self, values: Any) -> np.ndarray:
         """For each value (text, never missing), whether it was added before."""
-        first, second = _fingerprints(_arrow_text(values))
+        return self.contains_fingerprints(*text_fingerprints(values))
+
+    def contains_fingerprints(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """:meth:`contains` for texts given by their :func:`text_fingerprints`."""
         found = np.zeros(len(first), dtype=bool)
         if not len(first) or not self._runs:
             return found
@@ -148,7 +151,10 @@ class SeenTexts:
 
     def add(self, values: Any) -> None:
         """Add texts that are new (not :meth:`contains`) and distinct from each other."""
-        first, second = _fingerprints(_arrow_text(values))
+        self.add_fingerprints(*text_fingerprints(values))
+
+    def add_fingerprints(self, first: np.ndarray, second: np.ndarray) -> None:
+        """:meth:`add` for texts given by their :func:`text_fingerprints`."""
         if not len(first):
             return
         while self._runs and len(self._runs[-1][0]) <= 2 * len(first):
@@ -159,8 +165,10 @@ class SeenTexts:
         self._runs.append((first[order], second[order]))
 
 
-def fingerprints(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The 128-bit fingerprint of each text (never missing), as two 64-bit halves."""
+def text_fingerprints(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The 128-bit fingerprints :class:`SeenTexts` keeps of texts (never missing), as two
+    arrays of 64-bit halves: computed where the texts are (a worker process), compared
+    where the set is (the parent)."""
     return _fingerprints(_arrow_text(values))
 
 

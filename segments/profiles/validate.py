@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,22 @@ from segments.profiles.guards import (
 )
 from segments.profiles.read import RawChunk, Rejection, column_hint
 from segments.profiles.schema import FieldDef, ProfileSchema, convert
-from segments.profiles.textindex import SeenTexts
+from segments.profiles.textindex import SeenTexts, text_fingerprints
+
+
+@dataclass(frozen=True)
+class FirstSeen:
+    """A chunk's rows whose ids the validator had not seen before (input row numbers),
+    with the fingerprints of those ids (:func:`~segments.profiles.textindex.text_fingerprints`).
+
+    A validator in a worker process sees one chunk only; the parent, which sees every
+    chunk's :class:`FirstSeen` in input order, finds the duplicates across chunks
+    (:mod:`segments.audience.parallel`).
+    """
+
+    rows: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
 
 
 class ProfileValidator:
@@ -81,6 +97,11 @@ class ProfileValidator:
         self._suppressed = frozenset(e for e in normalized if e is not None)
         self._details: dict[Any, str] = {}  # this chunk's row-specific details
         self._checked_columns = False
+        self.first_seen = FirstSeen(*(np.zeros(0, np.uint64) for _ in range(3)))  # last chunk's
+
+    def skip_column_check(self) -> None:
+        """Do not check the file's columns (another validator did, on an earlier chunk)."""
+        self._checked_columns = True
 
     def validate(self, chunk: RawChunk) -> tuple[pd.DataFrame, list[Rejection]]:
         """Return the typed valid rows and the rejections of this chunk."""
@@ -168,8 +189,13 @@ class ProfileValidator:
         """A row whose id (as text) was in an earlier row that was not rejected before it."""
         pending = np.flatnonzero((reason == "").to_numpy() & ids.notna().to_numpy())
         texts = pd.Series([str(value) for value in ids.to_numpy()[pending]], dtype=object)
-        repeated = texts.duplicated(keep="first").to_numpy() | self._seen.contains(texts)
-        self._seen.add(texts[~repeated])
+        first, second = text_fingerprints(texts)
+        within = texts.duplicated(keep="first").to_numpy()
+        repeated = within | self._seen.contains_fingerprints(first, second)
+        new = ~repeated
+        self._seen.add_fingerprints(first[new], second[new])
+        rows = ids.index.to_numpy()[pending[new]].astype(np.int64)
+        self.first_seen = FirstSeen(rows, first[new], second[new])
         duplicate = np.zeros(len(ids), dtype=bool)
         duplicate[pending[repeated]] = True
         _flag(
@@ -285,6 +311,11 @@ _DETAILS = {
     "no_consent": "no marketing consent in field '{field}'",
     "suppressed": "on the suppression list",
 }
+
+
+def rejection_detail(reason: str, name: str | None, schema: ProfileSchema) -> str:
+    """The detail text of a rejection for ``reason`` on field ``name``."""
+    return _detail(reason, name, schema)
 
 
 def _detail(reason: str, name: str | None, schema: ProfileSchema) -> str:
