@@ -56,6 +56,7 @@ class ChunkResult:
     variants: dict[str, Counter[str]] = field(default_factory=dict)  # of rendered recipients
     holdouts: Counter[str] = field(default_factory=Counter)  # per experiment
     layouts: set[str] = field(default_factory=set)
+    shards: int = 0  # bundle shards written (a part has one, unless it has no email)
 
 
 class EmailSink(Protocol):
@@ -123,6 +124,7 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk, shard: int = 0) -> ChunkResu
     sink.close()
     result.rejected = sorted(rejected, key=lambda r: r.row)
     _count(result, written)
+    result.shards = 1 if written and job.files.shard_size else 0
     return result
 
 
