@@ -24,12 +24,14 @@ as the duplicate-id fingerprints do (16 bytes per id, ``SeenTexts``).
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -39,8 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from _common import command_line, machine_line, note, source_line  # noqa: E402
-from bench_memory import campaign_for  # noqa: E402
-from make_profiles import WORK_DIR, make_bench_campaign  # noqa: E402
+from make_profiles import WORK_DIR, load_demo, make_bench_campaign  # noqa: E402
 
 TARGET_RATIO = 1.2  # issue #13: peak RSS at 1M over peak RSS at 100k
 
@@ -104,10 +105,35 @@ def measured_build(campaign: Path, out: Path, args: argparse.Namespace) -> dict[
     }
 
 
+def plain_campaign(count: int) -> dict[str, Any]:
+    """bench/bench_memory.py's campaign (profile-only segments, no events), reading
+    ``count`` profiles written here without the events a demo copy would need."""
+    demo = load_demo()
+    path = WORK_DIR / f"profiles-plain-{count}.csv"
+    if not path.exists():
+        WORK_DIR.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=demo.columns, lineterminator="\n")
+            writer.writeheader()
+            for number in range(1, count + 1):
+                row = dict(demo.rows[(number - 1) % len(demo.rows)])
+                row["id"], row["email"] = f"C{number:08d}", f"user{number}@example.com"
+                writer.writerow(row)
+    data: dict[str, Any] = yaml.safe_load((ROOT / "demo" / "campaign.yaml").read_text())
+    for key in ("events", "drift", "features"):
+        data.pop(key, None)
+    data["profiles"] = str(path)
+    data["segments"] = str(HERE / "segments_profile_only.yaml")
+    data["suppression"] = str(ROOT / "demo" / "suppression.csv")
+    return data
+
+
 def campaign_file(kind: str, count: int, compression: str) -> Path:
     """The benchmark campaign for ``count`` profiles, with ``output.compression``."""
-    path = campaign_for(count) if kind == "plain" else make_bench_campaign(count)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if kind == "plain":
+        data = plain_campaign(count)
+    else:
+        data = yaml.safe_load(make_bench_campaign(count).read_text(encoding="utf-8"))
     data.setdefault("output", {})["compression"] = compression
     target = WORK_DIR / f"campaign-memory-{kind}-{count}.yaml"
     target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
