@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from typer.testing import CliRunner
 from cli import app
 from renderer import BuildOptions, ConfigError, build_campaign, load_campaign
 from renderer.build.bundle import BundleFiles
+from renderer.build.executors import SUB_BATCH, ChunkJob, run_chunk
 from renderer.campaign import Campaign
+from renderer.preview import validated_chunks
 from renderer.runtime import Rendered
 from tests.conftest import AS_OF, copy_demo_campaign
 
@@ -268,3 +271,38 @@ def test_cli_says_the_format_and_number_of_shards(tmp_path: Path) -> None:
     shards = len(list((tmp_path / "out" / "emails").glob("emails-*.jsonl.zst")))
     assert shards >= 2
     assert f"Output: jsonl (zstd), {shards} shards of up to 20 rows." in result.stdout
+
+
+class WatchedOutput:
+    """Bundle shards, with a weak reference to each email written: which are still held
+    when the part is done."""
+
+    def __init__(self, files: BundleFiles) -> None:
+        self.files = files
+        self.shard_size = files.shard_size
+        self.written: list[weakref.ref[Rendered]] = []
+        self.held_at_close = -1
+
+    def open(self, shard: int) -> WatchedOutput:
+        self.sink = self.files.open(shard)
+        return self
+
+    def write(self, item: Rendered) -> bytes:
+        self.written.append(weakref.ref(item))
+        return self.sink.write(item)
+
+    def close(self) -> None:
+        self.held_at_close = sum(ref() is not None for ref in self.written)
+        self.sink.close()
+
+
+def test_a_part_does_not_hold_its_emails_once_written(tmp_path: Path) -> None:
+    demo = load_campaign(copy_demo_campaign(tmp_path / "campaign", rows=330))
+    campaign = demo.model_copy(
+        update={"profiles": demo.profiles.model_copy(update={"chunk_size": 400})}
+    )
+    runtime, chunk = next(validated_chunks(campaign, AS_OF))
+    output = WatchedOutput(BundleFiles(tmp_path / "out", "jsonl", 1000, text=True))
+    result = run_chunk(ChunkJob(runtime, runtime.segment_plan(), output), chunk)
+    assert result.rendered == len(output.written) > SUB_BATCH
+    assert output.held_at_close <= SUB_BATCH  # the last sub-batch's, at most
