@@ -38,6 +38,19 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def output_line(output: dict[str, Any] | None) -> str:
+    """Where the emails went: ``Output: jsonl (zstd), 12 shards of up to 1000 rows.``"""
+    if not output or output["format"] == "files":
+        return "Output: files (an HTML and a text file per email)."
+    compression = "" if output["compression"] in (None, "none") else f" ({output['compression']})"
+    shards = output["shards"]
+    plural = "shard" if shards == 1 else "shards"
+    return (
+        f"Output: {output['format']}{compression}, {shards} {plural} "
+        f"of up to {output['shard_size']} rows."
+    )
+
+
 def print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
     out.print(summary_table(summary))
     timing = summary["timing"]
@@ -49,6 +62,7 @@ def print_summary(summary: dict[str, Any], campaign: Campaign) -> None:
         f"({timing['recipients_per_second']} rows/s); "
         f"{summary['layouts_used']} layout(s), each compiled once."
     )
+    out.print(output_line(summary.get("output")))
     if not summary["input_rows"]:
         source = campaign.path(campaign.profiles.path)
         err.print(f"Warning: {source} has no profile rows; nothing was rendered")

@@ -193,6 +193,9 @@ class OutputSpec(_Model):
     shard_size: int = Field(
         default=1000, ge=1, description="Valid input rows per shard (jsonl, parquet)."
     )
+    compression: Literal["none", "zstd"] = Field(
+        default="none", description="zstd: JSONL shards as emails-00000.jsonl.zst."
+    )
 
 
 class CheckSpec(_Model):

@@ -7,10 +7,20 @@ part of the input of at most ``output.shard_size`` valid rows, numbered in input
 the build (not by the worker that renders it), so the bytes are the same whatever the
 number of workers. A part with no email (all held out, rejected or excluded) has no shard.
 
+``output.compression: zstd`` compresses JSONL shards (``emails-00000.jsonl.zst``, one
+zstd frame each, readable by ``zstd -d``, pandas and DuckDB): level :data:`ZSTD_LEVEL`,
+single-threaded, no content size and no checksum in the frame header, so the same rows
+give the same bytes (with the same zstd library). Parquet shards compress their pages
+with zstd anyway; ``files`` ignores the setting.
+
 The manifest keeps a line per recipient, with ``shard`` (the shard's path in the build)
 and ``shard_row`` (the recipient's row in it, from 0) where a ``files`` build has the
 paths of its HTML and text files. Parquet shards are written without timestamps, so a
 build run again gives the same bytes.
+
+A JSONL shard is written as it goes, a line per email (memory does not grow with the
+shard); a Parquet shard is one row group, so its rows are held until it is closed
+(``bench/bench_memory_scale.py`` measures the peak).
 """
 
 from __future__ import annotations
@@ -18,22 +28,25 @@ from __future__ import annotations
 import hashlib
 import os
 from array import array
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from renderer.build.output import dumps_line, write_failed
 from renderer.runtime import Rendered
 
 BundleFormat = Literal["jsonl", "parquet"]
+Compression = Literal["none", "zstd"]
 FOLDER = "emails"
+ZSTD_LEVEL = 3  # fixed: another level gives other bytes (3 is zstd's default: fast, ~8x here)
 
 COLUMNS = ("id", "email", "subject", "preheader", "html", "text", "segments", "variants", "sha256")
 """A shard's columns (the keys of a JSONL shard's objects), in order: ``text`` is null
 when the campaign has ``output.text: false``."""
 
 
-def shard_path(format: BundleFormat, shard: int) -> str:
+def shard_path(format: BundleFormat, shard: int, compression: Compression = "none") -> str:
     """A shard's path in the build folder."""
-    return f"{FOLDER}/emails-{shard:05d}.{format}"
+    suffix = ".zst" if format == "jsonl" and compression == "zstd" else ""
+    return f"{FOLDER}/emails-{shard:05d}.{format}{suffix}"
 
 
 class BundleFiles:
@@ -44,32 +57,43 @@ class BundleFiles:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], format: BundleFormat, shard_size: int, *, text: bool
+        self,
+        root: str | os.PathLike[str],
+        format: BundleFormat,
+        shard_size: int,
+        *,
+        text: bool,
+        compression: Compression = "none",
     ) -> None:
         self.root = str(root)
         self.format: BundleFormat = format
         self.shard_size = shard_size
         self.text = text
+        self.compression: Compression = compression
 
     def open(self, shard: int) -> ShardWriter:
         """The writer of shard number ``shard``; nothing is written before its first email."""
+        if self.format == "jsonl":
+            return JsonlShardWriter(self, shard)
         return ShardWriter(self, shard)
 
 
 class ShardWriter:
-    """Collects one shard's emails and writes the shard when closed."""
+    """Collects one shard's emails and writes the shard when closed (Parquet: one row
+    group); :class:`JsonlShardWriter` writes each email's line at once instead."""
 
     def __init__(self, files: BundleFiles, shard: int) -> None:
         self.files = files
-        self.path = shard_path(files.format, shard)
+        self.path = shard_path(files.format, shard, files.compression)
         self.rows: list[dict[str, Any]] = []
+        self.count = 0  # emails in the shard
 
     def write(self, item: Rendered) -> bytes:
         """Add one recipient's email to the shard; its manifest line."""
         html = item.html.encode("utf-8")
         html_sha256 = hashlib.sha256(html).hexdigest()
         text = item.text if self.files.text else None
-        self.rows.append(
+        self.add(
             {
                 "id": item.id,
                 "email": item.email,
@@ -94,7 +118,7 @@ class ShardWriter:
             "preheader": item.preheader,
             "layout": item.layout,
             "shard": self.path,
-            "shard_row": len(self.rows) - 1,
+            "shard_row": self.count - 1,
             "html_bytes": len(html),
             "html_sha256": html_sha256,
         }
@@ -104,26 +128,69 @@ class ShardWriter:
         entry["warnings"] = list(item.warnings)
         return dumps_line(entry)
 
+    def add(self, row: dict[str, Any]) -> None:
+        """Keep one email's row until the shard is closed."""
+        self.rows.append(row)
+        self.count += 1
+
     def close(self) -> None:
         """Write the shard (when it holds an email)."""
         if not self.rows:
             return
         path = f"{self.files.root}/{self.path}"
         try:
-            os.makedirs(f"{self.files.root}/{FOLDER}", exist_ok=True)  # processes may race
-            if self.files.format == "jsonl":
-                _write_jsonl(path, self.rows)
-            else:
-                _write_parquet(path, self.rows)
+            _make_folder(self.files.root)
+            _write_parquet(path, self.rows)
         except OSError as exc:
             raise write_failed(exc, path) from None
         self.rows = []
 
 
-def _write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
-    with open(path, "wb") as handle:
-        for row in rows:
-            handle.write(dumps_line(row))
+class JsonlShardWriter(ShardWriter):
+    """Writes a JSONL shard a line at a time (through zstd when compressed): only the
+    current email is in memory. The file is created with the shard's first email."""
+
+    def __init__(self, files: BundleFiles, shard: int) -> None:
+        super().__init__(files, shard)
+        self._file: IO[bytes] | None = None
+        self._stream: IO[bytes] | None = None  # the compressor over the file, or the file
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Write one email's line to the shard."""
+        try:
+            if self._stream is None:
+                self._open()
+            assert self._stream is not None
+            self._stream.write(dumps_line(row))
+        except OSError as exc:
+            raise write_failed(exc, f"{self.files.root}/{self.path}") from None
+        self.count += 1
+
+    def _open(self) -> None:
+        _make_folder(self.files.root)
+        self._file = self._stream = open(f"{self.files.root}/{self.path}", "wb")  # noqa: SIM115
+        if self.files.compression == "zstd":
+            import zstandard  # here: a build without compression does not load it
+
+            compressor = zstandard.ZstdCompressor(
+                level=ZSTD_LEVEL, write_content_size=False, write_checksum=False, threads=0
+            )
+            self._stream = compressor.stream_writer(self._file, closefd=False)
+
+    def close(self) -> None:
+        """Finish the shard's file (and its zstd frame)."""
+        try:
+            if self._stream is not None and self._stream is not self._file:
+                self._stream.close()  # ends the frame; the file stays open (closefd=False)
+            if self._file is not None:
+                self._file.close()
+        except OSError as exc:
+            raise write_failed(exc, f"{self.files.root}/{self.path}") from None
+        self._file = self._stream = None
+
+
+def _make_folder(root: str) -> None:
+    os.makedirs(f"{root}/{FOLDER}", exist_ok=True)  # processes may race
 
 
 def _write_parquet(path: str, rows: list[dict[str, Any]]) -> None:

@@ -117,6 +117,7 @@ class BuildState:
     not_sampled: int = 0
     evaluated: int = 0  # profiles whose segments were evaluated (the audience)
     members: Counter[str] = field(default_factory=Counter)
+    shards: int = 0
 
     def add(self, result: ChunkResult) -> None:
         self.rows += result.input_rows
@@ -133,6 +134,7 @@ class BuildState:
         self.not_sampled += result.not_sampled
         self.evaluated += result.evaluated
         self.members.update(result.members)
+        self.shards += result.shards
 
     def progress(self) -> Progress:
         return Progress(self.rows, self.rendered, self.rejected_count, self.holdout)
@@ -329,7 +331,25 @@ class CampaignBuild:
         if format == "files":
             return writer.files
         bundle: BundleFormat = "parquet" if format == "parquet" else "jsonl"  # as checked
-        return BundleFiles(writer.staging, bundle, output.shard_size, text=output.text)
+        return BundleFiles(
+            writer.staging, bundle, output.shard_size, text=output.text,
+            compression=output.compression,
+        )  # fmt: skip
+
+    def _output_summary(self, state: BuildState) -> dict[str, Any]:
+        """summary.json's ``output``: the emails' format, compression and shards."""
+        output = self.campaign.output
+        format = self.options.format or output.format
+        if format == "files":
+            return {"format": format, "compression": None, "shard_size": None, "shards": 0}
+        # Parquet compresses its pages with zstd whatever output.compression says
+        compression = "zstd" if format == "parquet" else output.compression
+        return {
+            "format": format,
+            "compression": compression,
+            "shard_size": output.shard_size,
+            "shards": state.shards,
+        }
 
     def _audience_stage(self, state: BuildState, folder: Path) -> dict[str, Any]:
         assert self.audience is not None
@@ -365,6 +385,7 @@ class CampaignBuild:
                 "limit": self.options.limit,
             },
             "layouts_used": len(state.layouts),
+            "output": self._output_summary(state),
             "timing": {
                 "duration_seconds": round(seconds, 3),
                 "recipients_per_second": round(state.rows / seconds, 1) if seconds else None,

@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from itertools import chain
@@ -59,6 +59,7 @@ class ChunkResult:
     variants: dict[str, Counter[str]] = field(default_factory=dict)  # of rendered recipients
     holdouts: Counter[str] = field(default_factory=Counter)  # per experiment
     layouts: set[str] = field(default_factory=set)
+    shards: int = 0  # bundle shards written (a part has one, unless it has no email)
 
 
 class EmailSink(Protocol):
@@ -101,7 +102,8 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk, shard: int = 0) -> ChunkResu
         holdouts=Counter(batch.holdouts()),
     )
     rejected = list(batch.rejected)
-    written: list[Rendered] = []
+    # what the counts need, not the emails: a part's HTML is not held past its write
+    written: list[tuple[str, tuple[str, ...], Mapping[str, str | None]]] = []
     email_field = job.plan.schema.email_field
     # the build's first renders all over the render limit: a template error, not data
     stop_after = EARLY_STOP if 1 in chunk.row_numbers()[:1] else 0
@@ -121,21 +123,25 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk, shard: int = 0) -> ChunkResu
                 result.holdout += 1
             elif item is not None and item.row == row:
                 result.lines.append(sink.write(item))
-                written.append(item)
+                written.append((item.layout, item.segments, item.variants))
                 item = next(rendered, None)
     sink.close()
     result.rejected = sorted(rejected, key=lambda r: r.row)
     _count(result, written)
+    result.shards = 1 if written and job.files.shard_size else 0
     return result
 
 
-def _count(result: ChunkResult, written: list[Rendered]) -> None:
-    """Counts of the rendered recipients, once per chunk (not a call per recipient)."""
+def _count(
+    result: ChunkResult, written: list[tuple[str, tuple[str, ...], Mapping[str, str | None]]]
+) -> None:
+    """Counts of the rendered recipients (layout, segments, variants of each), once per
+    chunk (not a call per recipient)."""
     result.rendered = len(written)
-    result.layouts = {item.layout for item in written}
-    segments = Counter(chain.from_iterable(item.segments for item in written))
+    result.layouts = {layout for layout, _, _ in written}
+    segments = Counter(chain.from_iterable(names for _, names, _ in written))
     result.segments = Counter({s: n for s, n in segments.items() if not s.startswith("block:")})
-    pairs = Counter(chain.from_iterable(item.variants.items() for item in written))
+    pairs = Counter(chain.from_iterable(variants.items() for _, _, variants in written))
     for (key, name), count in pairs.items():
         result.variants.setdefault(key, Counter())[str(name)] += count
 
