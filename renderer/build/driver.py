@@ -25,6 +25,7 @@ import pandas as pd
 from renderer.build.bundle import BundleFiles, BundleFormat
 from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, make_executor
 from renderer.build.inputs import InputFiles
+from renderer.build.mime import MIME_FORMATS, MimeFormat, delivery_warnings, mime_output
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
 from renderer.campaign import OUTPUT_FORMATS, Campaign
 from renderer.check.runner import raise_for_static_errors
@@ -142,6 +143,9 @@ class CampaignBuild:
         self.runtime: CampaignRuntime | None = None
         self.audience: CampaignAudience | None = None
         self._excluded_ids = read_manifest_ids(self.options.exclude)
+        # the unsubscribe secret, and a sender for eml/mbox, before anything is read
+        format = self.options.format or campaign.output.format
+        self._delivery_warnings = delivery_warnings(campaign, format, self.as_of)
         self._state = BuildState()
 
     def run(self) -> Iterator[Progress]:
@@ -175,6 +179,7 @@ class CampaignBuild:
             self.summary.update(self._audience_stage(self._state, writer.staging))
             if self.options.strict:
                 raise_for_warnings(self.summary["warnings"])
+            self.summary.setdefault("warnings", []).extend(self._delivery_warnings)
             writer.commit(self.summary)
         except BaseException as exc:
             writer.abort()
@@ -247,6 +252,9 @@ class CampaignBuild:
         format = self.options.format or output.format
         if format == "files":
             return writer.files
+        if format in MIME_FORMATS:
+            mime: MimeFormat = "eml" if format == "eml" else "mbox"  # as checked
+            return mime_output(writer.staging, mime, self.campaign, self.as_of)
         bundle: BundleFormat = "parquet" if format == "parquet" else "jsonl"  # as checked
         return BundleFiles(writer.staging, bundle, output.shard_size, text=output.text)
 
