@@ -36,9 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.generator import BytesGenerator
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 from io import BytesIO
 from typing import Any, Literal
 from urllib.parse import quote
@@ -57,6 +56,7 @@ FOLDER = "emails"  # mbox shards sit where the bundle formats' shards do
 # a long URL would make it an RFC 2047 encoded word, which List-Unsubscribe forbids
 _EML_POLICY = policy.SMTP.clone(refold_source="none")
 _MBOX_POLICY = policy.default  # LF, as mbox files are written
+MAX_NAME = 100  # characters of a From or To display name
 _FEEDBACK_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")
 _FROM_LINE = re.compile(r"^From ", re.MULTILINE)
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
@@ -116,8 +116,8 @@ def build_message(item: Rendered, envelope: Envelope) -> EmailMessage:
     """One recipient's message (see the module docstring for its headers and parts)."""
     smtputf8 = not item.email.isascii()  # an internationalized address needs SMTPUTF8
     message = EmailMessage(policy=_EML_POLICY.clone(utf8=True) if smtputf8 else _EML_POLICY)
-    message["From"] = Address(envelope.from_name, addr_spec=envelope.from_address)
-    message["To"] = Address(item.to_name, addr_spec=item.email)
+    message.set_raw("From", _mailbox(envelope.from_name, envelope.from_address))
+    message.set_raw("To", _mailbox(item.to_name, item.email))
     if envelope.reply_to:
         message["Reply-To"] = envelope.reply_to
     message["Subject"] = item.subject
@@ -149,6 +149,15 @@ def _encode_from_lines(part: EmailMessage) -> None:
     payload = part.get_payload()
     if isinstance(payload, str) and "From " in payload:
         part.set_payload(_FROM_LINE.sub("=46rom ", payload))
+
+
+def _mailbox(name: str, address: str) -> str:
+    """``Name <address>``, the name quoted when needed and, when not ASCII, one RFC 2047
+    encoded word: the standard library's parser reads a name folded into several encoded
+    words with a space added at each fold. Names are cut to :data:`MAX_NAME` characters
+    (the line stays far below SMTP's 998) and never hold a line break."""
+    name = " ".join(name.split())[:MAX_NAME]
+    return formataddr((name, address), charset="utf-8") if name else address
 
 
 def _list_unsubscribe(item: Rendered, envelope: Envelope) -> str:
