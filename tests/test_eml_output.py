@@ -101,9 +101,8 @@ def decoded(part: EmailMessage | str) -> str:
 
 
 def as_part(path: Path) -> str:
-    """A file's text as a MIME text part holds it: ending with a line break."""
-    text = path.read_text(encoding="utf-8")
-    return text if text.endswith("\n") else text + "\n"
+    """A file's text, as a part must decode to (no line break added at the end)."""
+    return path.read_text(encoding="utf-8")
 
 
 def check_message(message: EmailMessage, entry: dict[str, Any], files: Path, name: str) -> None:
@@ -241,7 +240,7 @@ def rendered(**changes: Any) -> Rendered:
         "variants": {"subject_test": "A", "offer_test": None},
         "subject": "Ünïcode subject, long enough to be folded by the generator somewhere around here",
         "preheader": "",
-        "html": "<p>From here on</p>\n",
+        "html": "<p>From here on</p>\n<p>no final line break</p>",
         "text": "From here on\n",
         "unsubscribe_url": "https://x.example.com/u?token=abc",
         "unsubscribe_token": "abc",
