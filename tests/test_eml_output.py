@@ -9,7 +9,7 @@ import json
 import mailbox
 from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesParser, Parser
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -287,6 +287,15 @@ def test_display_names_read_back_whole() -> None:
         (to,) = message["To"].addresses
         assert (to.display_name, to.addr_spec) == (" ".join(name.split()), "ana@example.com")
         assert message["Bcc"] is None
+
+
+def test_an_internationalized_address_is_written_as_utf8() -> None:
+    """An address email-validator accepts (SMTPUTF8): the header is UTF-8 (RFC 6532)."""
+    item = rendered(email="zoë@exämple.com", to_name="Zoë")
+    data = message_bytes(build_message(item, envelope()))
+    assert "To: =?utf-8?q?Zo=C3=AB?= <zoë@exämple.com>\r\n".encode() in data
+    (to,) = Parser(policy=policy.default).parsestr(data.decode("utf-8"))["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Zoë", "zoë@exämple.com")
 
 
 def test_html_only_without_text_and_no_one_click_without_https() -> None:

@@ -170,7 +170,11 @@ def _mailbox(name: str, address: str) -> str:
     words with a space added at each fold. Names are cut to :data:`MAX_NAME` characters
     (the line stays far below SMTP's 998) and never hold a line break."""
     name = " ".join(name.split())[:MAX_NAME]
-    return formataddr((name, address), charset="utf-8") if name else address
+    if not name:
+        return address
+    # formataddr takes ASCII addresses only; an internationalized one is written as UTF-8
+    shown = formataddr((name, "_@_"), charset="utf-8").removesuffix(" <_@_>")
+    return f"{shown} <{address}>"
 
 
 def _list_unsubscribe(item: Rendered, envelope: Envelope) -> str:
