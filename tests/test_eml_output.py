@@ -25,6 +25,7 @@ from renderer.build.mime import Envelope, build_message, message_bytes
 from renderer.campaign import Campaign
 from renderer.runtime import Rendered
 from renderer.unsubscribe import sign_token, verify_token
+from segments.profiles import DEFAULT_NA_VALUES
 from tests.conftest import AS_OF, UNSUBSCRIBE_SECRET, copy_demo_campaign
 
 runner = CliRunner()
@@ -66,7 +67,12 @@ def names(campaign_file: Path) -> dict[str, str]:
     """Each profile's expected To display name (the demo's ``to_name:``)."""
     with (campaign_file.parent / "profiles.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return {r["id"]: " ".join(f"{r['first_name']} {r['last_name']}".split()) for r in rows}
+
+    def value(text: str) -> str:  # "null", "n/a"... are missing: the fallback, ""
+        return "" if text.strip().lower() in DEFAULT_NA_VALUES else text
+
+    full = {r["id"]: f"{value(r['first_name'])} {value(r['last_name'])}" for r in rows}
+    return {recipient_id: " ".join(name.split()) for recipient_id, name in full.items()}
 
 
 def messages(out: Path, format: str) -> dict[str, EmailMessage]:
