@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from renderer import BuildOptions, ConfigError, build_campaign, load_campaign
-from renderer.build.mime import Envelope, build_message, message_bytes
+from renderer.build.mime import MAX_NAME, Envelope, build_message, message_bytes
 from renderer.campaign import Campaign
 from renderer.runtime import Rendered
 from renderer.unsubscribe import sign_token, verify_token
@@ -72,7 +72,7 @@ def names(campaign_file: Path) -> dict[str, str]:
         return "" if text.strip().lower() in DEFAULT_NA_VALUES else text
 
     full = {r["id"]: f"{value(r['first_name'])} {value(r['last_name'])}" for r in rows}
-    return {recipient_id: " ".join(name.split()) for recipient_id, name in full.items()}
+    return {i: " ".join(name.split())[:MAX_NAME] for i, name in full.items()}  # cut as built
 
 
 def messages(out: Path, format: str) -> dict[str, EmailMessage]:
