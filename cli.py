@@ -219,8 +219,9 @@ def build(
         str | None,
         typer.Option(
             "--format",
-            help="files (an HTML and a text file per email), or jsonl or parquet shards. "
-            "Default: the campaign's output.format, else files.",
+            help="files (an HTML and a text file per email), jsonl or parquet shards, eml "
+            "(a message per email) or mbox shards. Default: the campaign's output.format, "
+            "else files.",
         ),
     ] = None,
     resume: Annotated[

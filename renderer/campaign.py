@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from renderer.delivery import SenderSpec, UnsubscribeSpec
 from renderer.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS
 from renderer.tracking import TrackingSpec
 from segments.errors import ConfigError
@@ -178,8 +179,8 @@ class DriftSpec(_Model):
     alpha: float | None = Field(0.01, gt=0, lt=1, description="And p-value below this.")
 
 
-OutputFormat = Literal["files", "jsonl", "parquet"]
-OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("files", "jsonl", "parquet")
+OutputFormat = Literal["files", "jsonl", "parquet", "eml", "mbox"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("files", "jsonl", "parquet", "eml", "mbox")
 
 
 class OutputSpec(_Model):
@@ -188,10 +189,11 @@ class OutputSpec(_Model):
     dir: str = "out"
     text: bool = True
     format: OutputFormat = Field(
-        default="files", description="files: two per email; jsonl or parquet: shards."
+        default="files",
+        description="files: two per email; eml: a message each; jsonl, parquet, mbox: shards.",
     )
     shard_size: int = Field(
-        default=1000, ge=1, description="Valid input rows per shard (jsonl, parquet)."
+        default=1000, ge=1, description="Valid input rows per shard (jsonl, parquet, mbox)."
     )
     compression: Literal["none", "zstd"] = Field(
         default="none", description="zstd: JSONL shards as emails-00000.jsonl.zst."
@@ -239,6 +241,9 @@ class Campaign(_Model):
     consent: ConsentSpec | None = None
     suppression: SuppressionSpec | None = None
     unsubscribe_url: str | None = None
+    unsubscribe: UnsubscribeSpec | None = None  # signed links (renderer/delivery.py)
+    sender: SenderSpec | None = None  # From and Reply-To of eml and mbox messages
+    to_name: str | None = Field(default=None, description="The To display name (Jinja).")
     vars: dict[str, Any] = Field(default_factory=dict)
     output: OutputSpec = OutputSpec()
     render: RenderSpec = RenderSpec()
@@ -298,6 +303,12 @@ class Campaign(_Model):
             for key in (self.profiles.id_field, self.profiles.email_field):
                 if key not in self.schema_:
                     raise ValueError(f"schema must declare the {key!r} field")
+        return self
+
+    @model_validator(mode="after")
+    def _one_unsubscribe(self) -> Campaign:
+        if self.unsubscribe is not None and self.unsubscribe_url is not None:
+            raise ValueError("set `unsubscribe:` (signed links) or `unsubscribe_url:`, not both")
         return self
 
     def path(self, relative: str) -> Path:

@@ -27,6 +27,7 @@ from renderer.compile import CompiledTemplate, compile_template
 from renderer.compile.links import LinkDecorator
 from renderer.compile.optimize import optimize_tokens
 from renderer.content import BlockOverrides, assemble
+from renderer.delivery import token_signer, unsubscribe_source
 from renderer.env import RENDER_ERRORS, make_environment, render_error, render_shared
 from renderer.limits import RenderGuard
 from renderer.specs import audience_spec, cluster_model_path, content_folders, segment_document
@@ -61,6 +62,9 @@ class Rendered:
     text: str
     warnings: tuple[str, ...] = ()
     layout: str = ""
+    unsubscribe_url: str = ""  # for List-Unsubscribe (renderer/build/mime.py)
+    unsubscribe_token: str = ""
+    to_name: str = ""
 
 
 @dataclass
@@ -116,11 +120,15 @@ class CampaignRuntime:
         self.template: CompiledTemplate = compile_template(
             optimized, self.env, self.text_env, links
         )
+        self.signer = token_signer(campaign)  # a missing secret stops here, before a render
         self.header_sources = {
             "subject": campaign.subject,
             "preheader": campaign.preheader,
-            "unsubscribe_url": campaign.unsubscribe_url or "",
+            "unsubscribe_url": unsubscribe_source(campaign) or "",
         }
+        self._to_name: Template | None = None
+        if campaign.to_name:
+            self._to_name = self._field_template("to_name", campaign.to_name)
         self.headers = {k: self._field_template(k, v) for k, v in self.header_sources.items()}
         self._headers_once: dict[tuple[tuple[str, str], ...], tuple[Template, dict[str, str]]] = {}
         # The shape key renders with the headers (one render less per recipient)
@@ -187,12 +195,22 @@ class CampaignRuntime:
     ) -> tuple[dict[str, Any], str | None]:
         """:meth:`full_context` and, when the headers render gave it, the shape key."""
         context = self.context(record, segments, variants)
+        if self.signer is not None:
+            self._sign(context)
         subject, preheader, unsubscribe, *shape_key = self._render_headers(context)
         context["subject"] = self._header_line("subject", subject)
         context["preheader"] = self._header_line("preheader", preheader)
-        if self.campaign.unsubscribe_url:
+        if self.header_sources["unsubscribe_url"]:
             context["unsubscribe_url"] = unsubscribe.strip()
         return context, shape_key[0] if shape_key else None
+
+    def _sign(self, context: dict[str, Any]) -> None:
+        """The recipient's signed token, and the preference URL that carries it."""
+        assert self.signer is not None and self.campaign.unsubscribe is not None
+        token = context["unsubscribe_token"] = self.signer.sign(context["recipient_id"])
+        preferences = self.campaign.unsubscribe.preferences_url
+        if preferences is not None:
+            context["preferences_url"] = preferences.replace("{token}", token)
 
     def _header_line(self, key: str, text: str) -> str:
         """A rendered subject or preheader on one line, without control characters,
@@ -246,7 +264,16 @@ class CampaignRuntime:
             text=text,
             warnings=tuple(warnings),
             layout=shape.layout,
+            unsubscribe_url=context.get("unsubscribe_url", ""),
+            unsubscribe_token=context.get("unsubscribe_token", ""),
+            to_name=self._render_to_name(context),
         )
+
+    def _render_to_name(self, context: Mapping[str, Any]) -> str:
+        """The To display name (``to_name:``), on one line; empty without one."""
+        if self._to_name is None:
+            return ""
+        return _one_line(self._render_field("to_name", self._to_name, context))
 
     def _headers_for(self, variants: Mapping[str, str | None]) -> tuple[Template, dict[str, str]]:
         """Subject, preheader and unsubscribe URL as one template, per variant override;

@@ -34,6 +34,12 @@ settings.register_profile("quick", max_examples=10)
 settings.register_profile("full", max_examples=100)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
+# The demo signs its unsubscribe links with this secret in every test (and the CLI
+# subprocesses they start), whatever the developer's shell holds: the goldens carry the
+# tokens. A test of the demo_secret fallback or of a missing secret unsets it itself.
+UNSUBSCRIBE_SECRET = "mailsmith-tests-not-a-secret"
+os.environ["MAILSMITH_UNSUBSCRIBE_SECRET"] = UNSUBSCRIBE_SECRET
+
 
 def examples(full: int) -> int:
     """How many examples a property test tries: ``full`` under the "full" profile,

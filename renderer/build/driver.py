@@ -28,6 +28,7 @@ from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, make_ex
 from renderer.build.fingerprint import build_fingerprint
 from renderer.build.inputs import InputFiles
 from renderer.build.journal import Checkpoint, remove_parts_from
+from renderer.build.mime import MIME_FORMATS, MimeFormat, delivery_warnings, mime_output
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
 from renderer.build.pool import WorkerPool
 from renderer.build.resume import resume_notes, skip_committed
@@ -174,6 +175,9 @@ class CampaignBuild:
         self.runtime: CampaignRuntime | None = None
         self.audience: CampaignAudience | None = None
         self._excluded_ids = read_manifest_ids(self.options.exclude)
+        # the unsubscribe secret, and a sender for eml/mbox, before anything is read
+        format = self.options.format or campaign.output.format
+        self._delivery_warnings = delivery_warnings(campaign, format, self.as_of)
         self._state = BuildState()
         self.notes: list[str] = []  # what a resumed build took over, or removed
         self._resumed: Checkpoint | None = None
@@ -209,6 +213,7 @@ class CampaignBuild:
             self.summary["warnings"] = [*self.summary["warnings"], *sql_warnings(self.campaign)]
             if self.options.strict:
                 raise_for_warnings(self.summary["warnings"])
+            self.summary.setdefault("warnings", []).extend(self._delivery_warnings)
             writer.commit(self.summary)
         except BaseException as exc:
             if pool is not None:
@@ -330,6 +335,9 @@ class CampaignBuild:
         format = self.options.format or output.format
         if format == "files":
             return writer.files
+        if format in MIME_FORMATS:
+            mime: MimeFormat = "eml" if format == "eml" else "mbox"  # as checked
+            return mime_output(writer.staging, mime, self.campaign, self.as_of)
         bundle: BundleFormat = "parquet" if format == "parquet" else "jsonl"  # as checked
         return BundleFiles(
             writer.staging, bundle, output.shard_size, text=output.text,

@@ -156,7 +156,8 @@ def _listed(line: bytes) -> list[str]:
         return []
     if not isinstance(entry, dict):
         return []
-    return [path for key in ("html", "text", "shard") if isinstance(path := entry.get(key), str)]
+    keys = ("html", "text", "shard", "eml")
+    return [path for key in keys if isinstance(path := entry.get(key), str)]
 
 
 def _parents(name: str) -> Iterable[str]:

@@ -136,7 +136,7 @@ class EmailFiles:
     no two recipients share a file, whichever process writes it.
     """
 
-    def __init__(self, root: Path, *, text: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, text: bool = True) -> None:
         self.root = str(root)
         self.text = text
         self._dirs: set[str] = set()  # shard folders made (by this process)
@@ -183,7 +183,10 @@ class EmailFiles:
 
     def _file(self, relative: str, content: str) -> tuple[int, str]:
         """Write one file under the root: (bytes, sha256 hex)."""
-        data = content.encode("utf-8")
+        return self._bytes(relative, content.encode("utf-8"))
+
+    def _bytes(self, relative: str, data: bytes) -> tuple[int, str]:
+        """:meth:`_file` for content already encoded."""
         folder = relative.rpartition("/")[0]
         path = f"{self.root}/{relative}"
         try:  # plain os calls: this runs twice per recipient

@@ -51,11 +51,14 @@ class NameScope:
     experiments: set[str]
     env: SandboxedEnvironment
     unsubscribe: bool = False
+    signed: bool = False  # `unsubscribe:`: its token (and preference URL) in every context
     declared: set[str] = field(default_factory=set)  # loop and set variables, all files
 
     def known(self, *, header: bool) -> set[str]:
         """Names a content file (``header=False``) or a campaign header may read."""
         names = {*self.fields, *self.derived, *CONTEXT_NAMES, *self.env.globals, *JINJA_NAMES}
+        if self.signed:
+            names |= {"unsubscribe_token", "preferences_url"}
         if not header:
             names |= HEADER_NAMES | ({"unsubscribe_url"} if self.unsubscribe else set())
         return names | self.declared
@@ -88,7 +91,8 @@ def name_scope(campaign: Campaign, env: SandboxedEnvironment) -> NameScope:
         segments=segments,
         experiments={e.key for e in experiments},
         env=env,
-        unsubscribe=bool(campaign.unsubscribe_url),
+        unsubscribe=bool(campaign.unsubscribe_url or campaign.unsubscribe),
+        signed=campaign.unsubscribe is not None,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from renderer.campaign import Campaign
 from renderer.content import AssembledTemplate, split_front_matter
+from renderer.delivery import unsubscribe_source
 from segments.yamlsrc import LineDict, line_at, load_yaml
 
 _IGNORE_RE = re.compile(r"mailsmith:\s*ignore\[([\w\s,-]+)\]")
@@ -125,9 +126,11 @@ def _header_sources(campaign: Campaign) -> Iterator[Source]:
     data = load_yaml(path) if path.is_file() else None
     lines = data if isinstance(data, LineDict) else LineDict()
     for key in HEADER_KEYS:
-        text = getattr(campaign, key) or ""
+        text, keys = getattr(campaign, key) or "", [key]
+        if key == "unsubscribe_url" and campaign.unsubscribe is not None:  # signed links
+            text, keys = unsubscribe_source(campaign) or "", ["unsubscribe", "url"]
         if text or key in lines:  # an empty one too: a finding about it needs its line
-            yield Source(campaign.file, text, line_at(lines, [key]) or 1, key)
+            yield Source(campaign.file, text, line_at(lines, keys) or 1, key)
     for e, experiment in enumerate(campaign.experiments):
         for v, variant in enumerate(experiment.get("variants") or []):
             if not isinstance(variant, dict):
