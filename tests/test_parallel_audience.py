@@ -202,3 +202,21 @@ def test_events_cleaned_in_workers_fold_the_same(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(results[0][0], results[1][0], check_exact=True)
     pd.testing.assert_frame_equal(results[0][1], results[1][1], check_exact=True)
     assert results[0][2] == results[1][2] == "ns"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_addresses_repeated_across_chunks_are_found_by_the_pre_pass(
+    tmp_path: Path, workers: int
+) -> None:
+    """A pre-pass validates chunks each on its own (in workers with --workers): a repeat
+    of an earlier chunk's address is still ``duplicate_email``, as one validator finds it."""
+    rows = ["id,email,opt_in,score", *(f"C{i},u{i % 4}@example.com,true,{i}" for i in range(1, 11))]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    campaign = load_campaign(_write_campaign(tmp_path, "{field: score, op: gte, value: p50}"))
+    out = tmp_path / "out"
+    build_campaign(campaign, BuildOptions(out=out, workers=workers))
+    rejected = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["reason"]) for r in rejected] == [
+        (row, "duplicate_email") for row in range(5, 11)
+    ]
+    assert rejected[0]["detail"] == "address in field 'email' already used by row 1"

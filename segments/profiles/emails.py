@@ -96,7 +96,10 @@ class FirstRows:
 
     def first_rows(self, values: Any) -> np.ndarray:
         """For each value (text, never missing), the row it was added with, else -1."""
-        first, second = text_fingerprints(values)
+        return self.find(*text_fingerprints(values))
+
+    def find(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """:meth:`first_rows` of texts given by their fingerprints."""
         found = np.full(len(first), -1, dtype=np.int64)
         for run_first, run_second, run_rows in self._runs:
             low = np.searchsorted(run_first, first, side="left")
@@ -109,8 +112,10 @@ class FirstRows:
 
     def add(self, values: Any, rows: np.ndarray) -> None:
         """Add texts that are new and distinct from each other, with their rows."""
-        first, second = text_fingerprints(values)
-        rows = np.asarray(rows, dtype=np.int64)
+        self.add_fingerprints(*text_fingerprints(values), np.asarray(rows, dtype=np.int64))
+
+    def add_fingerprints(self, first: np.ndarray, second: np.ndarray, rows: np.ndarray) -> None:
+        """:meth:`add` of texts given by their fingerprints."""
         if not len(first):
             return
         while self._runs and len(self._runs[-1][0]) <= 2 * len(first):
@@ -120,6 +125,14 @@ class FirstRows:
             rows = np.concatenate([run_rows, rows])
         order = np.argsort(first, kind="stable")
         self._runs.append((first[order], second[order], rows[order]))
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every text kept, as fingerprints (two halves) and rows."""
+        if not self._runs:
+            empty = np.zeros(0, np.uint64)
+            return empty, empty, np.zeros(0, np.int64)
+        first, second, rows = zip(*self._runs, strict=True)
+        return np.concatenate(first), np.concatenate(second), np.concatenate(rows)
 
 
 def repeated_addresses(

@@ -1,32 +1,34 @@
-"""Validating profile chunks in worker processes, with the duplicate-id check in the parent.
+"""Validating profile chunks in worker processes, with the duplicate checks in the parent.
 
 Everything :class:`~segments.profiles.validate.ProfileValidator` checks looks at one row
-at a time, except ``duplicate_id``: a row whose id was in an earlier row not rejected
-before that check, perhaps in an earlier chunk. So each worker validates its chunk
-with a fresh validator (duplicates within the chunk are found there) and sends back,
-with the typed rows, the :class:`~segments.profiles.validate.FirstSeen` of the chunk:
-the rows whose ids it had not seen, and the 128-bit fingerprints of those ids (16
-bytes each, the very fingerprints a single validator keeps). The parent takes the
-chunks in input order and, in :class:`CrossChunkIds`, turns the rows whose
-fingerprint an earlier chunk added into ``duplicate_id`` rejections, exactly as one
-validator reading every chunk would: a ``duplicate_id`` comes before ``no_consent``
-and ``suppressed``, so it replaces those, and the row is no longer valid.
+at a time, except ``duplicate_id`` and ``duplicate_email``: a row whose id (address) was
+in an earlier row not rejected before that check, perhaps in an earlier chunk. So each
+worker validates its chunk with a fresh validator (duplicates within the chunk are
+found there) and sends back, with the typed rows, what the chunk added to the
+validator's memory: :class:`~segments.profiles.validate.FirstSeen` (the rows whose ids
+it had not seen, with the 128-bit fingerprints of those ids) and the addresses it
+claimed (fingerprints and rows). The parent keeps one validator's memory of every chunk
+so far, in input order (:class:`CrossChunks`). A chunk none of whose ids or addresses
+that memory holds is judged by a fresh validator exactly as by one that read every
+chunk: its result stands, and its ids and addresses join the memory. A chunk with a
+repeat of an earlier chunk's id or address (rare) is validated again here, by that
+validator: the same rows and rejections as one validator reading every chunk.
 """
 
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from segments.chunkmap import SERIAL, ChunkMapper
+from segments.profiles.emails import FirstRows
 from segments.profiles.read import RawChunk, Rejection
 from segments.profiles.spool import ValidatedChunk
-from segments.profiles.textindex import SeenTexts
-from segments.profiles.validate import FirstSeen, ProfileValidator, rejection_detail
+from segments.profiles.validate import FirstSeen, ProfileValidator
 
 ValidatorFactory = Callable[[], ProfileValidator]
 
@@ -46,6 +48,7 @@ class ValidatedPart:
     valid: pd.DataFrame
     rejected: list[Rejection]
     first_seen: FirstSeen
+    addresses: FirstRows
 
 
 def validate_task(factory: ValidatorFactory, task: ValidationTask) -> ValidatedPart:
@@ -54,54 +57,27 @@ def validate_task(factory: ValidatorFactory, task: ValidationTask) -> ValidatedP
     if not task.check_columns:
         validator.skip_column_check()
     valid, rejected = validator.validate(task.chunk)
-    return ValidatedPart(valid, rejected, validator.first_seen)
+    return ValidatedPart(valid, rejected, validator.first_seen, validator.addresses)
 
 
-class CrossChunkIds:
-    """The ids of the chunks so far (as fingerprints): flags the duplicates of later ones."""
+class CrossChunks:
+    """One validator's memory of the chunks so far: judges each worker's chunk, in order."""
 
-    def __init__(self, id_field: str, detail: str) -> None:
-        self.id_field = id_field
-        self.detail = detail
-        self._seen = SeenTexts()
+    def __init__(self, factory: ValidatorFactory) -> None:
+        self.validator = factory()
+        self.validator.skip_column_check()  # a worker checked them, on the first chunk
 
-    def seen_before(self, seen: FirstSeen) -> np.ndarray:
-        """Which of a chunk's first sightings an earlier chunk had."""
-        return self._seen.contains_fingerprints(seen.first, seen.second)
+    def stands(self, seen: FirstSeen, addresses: FirstRows) -> bool:
+        """Whether a worker's result, which added ``seen`` and ``addresses`` to its fresh
+        validator, is the one validator's (then they are remembered)."""
+        if self.validator.knows_any(seen, addresses):
+            return False
+        self.validator.remember(seen, addresses)
+        return True
 
-    def add(self, seen: FirstSeen) -> None:
-        """Remember a chunk's ids (none of them :meth:`seen_before`)."""
-        self._seen.add_fingerprints(seen.first, seen.second)
-
-    def resolve(self, part: ValidatedPart) -> ValidatedChunk:
-        """The chunk as one validator reading every chunk in order would have given it."""
-        seen = part.first_seen
-        repeated = self.seen_before(seen)
-        new = ~repeated
-        self._seen.add_fingerprints(seen.first[new], seen.second[new])
-        if not repeated.any():
-            return ValidatedChunk(part.valid, part.rejected)
-        rows = {int(row) for row in seen.rows[repeated]}
-        valid = part.valid
-        ids = valid[self.id_field]
-        kept: list[Rejection] = []
-        for rejection in part.rejected:  # a later reason (consent, suppression) gives way
-            if rejection.row in rows:
-                rows.discard(rejection.row)
-                kept.append(self._duplicate(rejection.row, rejection.id))
-            else:
-                kept.append(rejection)
-        dropped = valid.index.isin(list(rows))
-        kept.extend(self._duplicate(int(row), _text(ids[row])) for row in valid.index[dropped])
-        kept.sort(key=lambda r: r.row)
-        return ValidatedChunk(valid[~dropped], kept)
-
-    def _duplicate(self, row: int, id_text: str | None) -> Rejection:
-        return Rejection(row, id_text, self.id_field, "duplicate_id", self.detail)
-
-
-def _text(value: object) -> str | None:
-    return None if value is None or value != value else str(value)
+    def again(self, chunk: RawChunk) -> ValidatedChunk:
+        """The chunk validated here, with the memory of every chunk before it."""
+        return ValidatedChunk(*self.validator.validate(chunk))
 
 
 def validate_chunks(
@@ -109,23 +85,24 @@ def validate_chunks(
     factory: ValidatorFactory,
     mapper: ChunkMapper = SERIAL,
 ) -> Iterator[ValidatedChunk]:
-    """Validate ``chunks`` through ``mapper`` (each on its own), then flag the duplicates
+    """Validate ``chunks`` through ``mapper`` (each on its own), then judge the repeats
     across chunks here: the same chunks, rows and rejections as one validator gives."""
-    ids = _cross_chunk_ids(factory)
-    for part in mapper.map(validate_task, factory, _tasks(chunks)):
-        yield ids.resolve(part)
+    memory = CrossChunks(factory)
+    raw: deque[RawChunk] = deque()  # the chunks in the workers, in order
+    for part in mapper.map(validate_task, factory, _tasks(chunks, raw)):
+        chunk = raw.popleft()
+        if memory.stands(part.first_seen, part.addresses):
+            yield ValidatedChunk(part.valid, part.rejected)
+        else:
+            yield memory.again(chunk)
 
 
-def _cross_chunk_ids(factory: ValidatorFactory) -> CrossChunkIds:
-    schema = factory().schema
-    detail = rejection_detail("duplicate_id", schema.id_field, schema)
-    return CrossChunkIds(schema.id_field, detail)
-
-
-def _tasks(chunks: Iterable[RawChunk]) -> Iterator[ValidationTask]:
-    """One task per chunk; the first chunk with columns checks them."""
+def _tasks(chunks: Iterable[RawChunk], raw: deque[RawChunk]) -> Iterator[ValidationTask]:
+    """One task per chunk, each chunk kept in ``raw`` until its result is judged; the
+    first chunk with columns checks them."""
     checked = False
     for chunk in chunks:
+        raw.append(chunk)
         check = not checked and bool(len(chunk.frame.columns))
         checked = checked or check
         yield ValidationTask(chunk, check)
@@ -147,6 +124,7 @@ class _PackedPart:
     audience: pd.DataFrame
     rejected: list[Rejection]
     first_seen: FirstSeen
+    addresses: FirstRows
 
 
 def pack(chunk: ValidatedChunk) -> bytes:
@@ -162,7 +140,7 @@ def validate_and_pack(
     factory, columns = context
     part = validate_task(factory, task)
     packed = pack(ValidatedChunk(part.valid, part.rejected))
-    return _PackedPart(packed, part.valid[columns], part.rejected, part.first_seen)
+    return _PackedPart(packed, part.valid[columns], part.rejected, part.first_seen, part.addresses)
 
 
 def validate_packed(
@@ -173,23 +151,22 @@ def validate_packed(
 ) -> Iterator[PackedChunk]:
     """:func:`validate_chunks` for a pre-pass that spools the chunks and keeps ``columns``.
 
-    A chunk with a duplicate of an earlier chunk's id (rare) is unpacked here, resolved
-    and packed again; the others pass through as their workers packed them.
+    A chunk with a repeat of an earlier chunk's id or address (rare) is validated again
+    here and packed; the others pass through as their workers packed them.
     """
-    ids = _cross_chunk_ids(factory)
-    for part in mapper.map(validate_and_pack, (factory, columns), _tasks(chunks)):
-        seen = part.first_seen
-        if not ids.seen_before(seen).any():
-            ids.add(seen)
+    memory = CrossChunks(factory)
+    raw: deque[RawChunk] = deque()
+    for part in mapper.map(validate_and_pack, (factory, columns), _tasks(chunks, raw)):
+        chunk = raw.popleft()
+        if memory.stands(part.first_seen, part.addresses):
             yield PackedChunk(part.packed, part.audience, part.rejected)
             continue
-        valid, rejected = pickle.loads(part.packed)  # our own bytes, from our own worker
-        chunk = ids.resolve(ValidatedPart(valid, rejected, seen))
-        yield PackedChunk(pack(chunk), chunk.valid[columns], chunk.rejected)
+        again = memory.again(chunk)
+        yield PackedChunk(pack(again), again.valid[columns], again.rejected)
 
 
 __all__ = [
-    "CrossChunkIds",
+    "CrossChunks",
     "PackedChunk",
     "ValidatedPart",
     "ValidationTask",

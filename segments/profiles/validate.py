@@ -55,7 +55,7 @@ class FirstSeen:
 
     A validator in a worker process sees one chunk only; the parent, which sees every
     chunk's :class:`FirstSeen` in input order, finds the duplicates across chunks
-    (:mod:`segments.audience.parallel`).
+    (:mod:`segments.profiles.parallel`).
     """
 
     rows: np.ndarray
@@ -98,6 +98,25 @@ class ProfileValidator:
         self._details: dict[Any, str] = {}  # this chunk's row-specific details
         self._checked_columns = False
         self.first_seen = FirstSeen(*(np.zeros(0, np.uint64) for _ in range(3)))  # last chunk's
+
+    @property
+    def addresses(self) -> FirstRows:
+        """The addresses seen so far (fingerprints and rows; a fresh validator's: its chunk's)."""
+        return self._emails
+
+    def knows_any(self, seen: FirstSeen, addresses: FirstRows) -> bool:
+        """Whether an id of ``seen`` or an address of ``addresses`` (another validator's,
+        of one chunk) was seen by this one: only then does this validator judge that
+        chunk differently from a fresh one."""
+        if self._seen.contains_fingerprints(seen.first, seen.second).any():
+            return True
+        first, second, _ = addresses.entries()
+        return bool((self._emails.find(first, second) >= 0).any())
+
+    def remember(self, seen: FirstSeen, addresses: FirstRows) -> None:
+        """Take in a chunk another validator read (none of it :meth:`knows_any`)."""
+        self._seen.add_fingerprints(seen.first, seen.second)
+        self._emails.add_fingerprints(*addresses.entries())
 
     def skip_column_check(self) -> None:
         """Do not check the file's columns (another validator did, on an earlier chunk)."""
