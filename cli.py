@@ -223,6 +223,12 @@ def build(
             "Default: the campaign's output.format, else files.",
         ),
     ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local, or dask: a local Dask cluster of --workers processes.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="--executor dask on a running cluster: tcp://host:8786.")
+    ] = None,
     no_check: Annotated[
         bool,
         typer.Option(
@@ -260,6 +266,8 @@ def build(
             force=force,
             check=not no_check,
             format=format,
+            executor=executor,
+            scheduler=scheduler,
         )
 
     def load() -> Campaign:

@@ -26,6 +26,8 @@ HOMES = {
     "premailer": "renderer/compile/inline.py",
     "typer": "cli.py",
     "rich": ("cli.py", "cli_output.py"),
+    "dask": "renderer/build/dask_executor.py",
+    "distributed": "renderer/build/dask_executor.py",
 }
 
 

@@ -18,12 +18,18 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from renderer.build.bundle import BundleFiles, BundleFormat
-from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, make_executor
+from renderer.build.executors import (
+    ChunkJob,
+    ChunkResult,
+    EmailOutput,
+    Executor,
+    make_executor,
+)
 from renderer.build.inputs import InputFiles
 from renderer.build.output import OutputWriter, iter_manifest, write_failed
 from renderer.campaign import OUTPUT_FORMATS, Campaign
@@ -44,6 +50,9 @@ from segments.profiles.read import RawChunk, leave_interrupts_to_python, read_ch
 from segments.profiles.schema import ProfileSchema, infer_schema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
+if TYPE_CHECKING:
+    from renderer.build.dask_executor import DaskCluster
+
 
 @dataclass
 class Progress:
@@ -53,6 +62,9 @@ class Progress:
     rendered: int
     rejected: int
     holdout: int = 0
+
+
+EXECUTORS = ("local", "dask")
 
 
 @dataclass
@@ -79,10 +91,22 @@ class BuildOptions:
     force: bool = False  # replace the output folder even if files were added to it
     check: bool = True  # refuse to start on the static errors of `check` (unknown names...)
     format: str | None = None  # files, jsonl or parquet; None: the campaign's output.format
+    executor: str = "local"  # local: this process or a pool; dask: renderer/build/dask_executor
+    scheduler: str | None = None  # dask: a scheduler's address; None: a local cluster
 
     def __post_init__(self) -> None:
         if self.workers == 0:
             self.workers = _cores()
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"unknown executor {self.executor!r}",
+                field="--executor",
+                hint="choose " + ", ".join(EXECUTORS),
+            )
+        if self.scheduler is not None and self.executor != "dask":
+            raise ConfigError(
+                "--scheduler names a Dask scheduler", hint="add --executor dask to use it"
+            )
         if self.format is not None and self.format not in OUTPUT_FORMATS:
             raise ConfigError(
                 f"unknown output format {self.format!r}",
@@ -143,6 +167,7 @@ class CampaignBuild:
         self.audience: CampaignAudience | None = None
         self._excluded_ids = read_manifest_ids(self.options.exclude)
         self._state = BuildState()
+        self._dask: DaskCluster | None = None
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
@@ -153,6 +178,7 @@ class CampaignBuild:
         # the output folder is checked and locked first: a refusal costs nothing
         writer = OutputWriter(self.out, text=self.campaign.output.text, force=self.options.force)
         try:  # from here on, whatever stops the build removes its staging folder
+            self._dask = self._start_dask(writer.staging)
             chunks = read_chunks(
                 self.campaign.path(source.path),
                 source.resolved_format,
@@ -184,6 +210,8 @@ class CampaignBuild:
         finally:
             with suppress(OSError):  # closing flushes: it fails again on a full disk
                 spool.close()
+            if self._dask is not None:  # stopped with its executor, or before it started
+                self._dask.close()
 
     def _inferred_schema(self, first: RawChunk | None) -> ProfileSchema:
         source = self.campaign.profiles
@@ -216,14 +244,12 @@ class CampaignBuild:
         else:
             validator = self.spec.validator()
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
-        executor = make_executor(
-            ChunkJob(self.runtime, plan, self._emails(writer)), self.options.workers
-        )
+        executor = self._executor(ChunkJob(self.runtime, plan, self._emails(writer)))
         state = self._state = BuildState()
         try:  # workers write files: all of them stop before the build commits or aborts
             with _fewer_collections():
                 # with workers, one chunk is prepared while they render the one before
-                ahead = 1 if self.options.workers > 1 else 0
+                ahead = 1 if self.options.workers > 1 or self.options.executor != "local" else 0
                 in_flight: deque[Iterator[ChunkResult]] = deque()
                 for chunk in _limited(validated, self.options.limit):
                     in_flight.append(executor.submit(chunk))
@@ -240,6 +266,21 @@ class CampaignBuild:
             executor.close()
         if not spool.complete:  # this pass read the profile file
             inputs.check("profile file")
+
+    def _executor(self, job: ChunkJob) -> Executor:
+        if self._dask is not None:
+            from renderer.build.dask_executor import DaskExecutor
+
+            return DaskExecutor(job, self._dask)
+        return make_executor(job, self.options.workers)
+
+    def _start_dask(self, staging: Path) -> DaskCluster | None:
+        """With ``--executor dask``, the cluster, starting while the build reads its input."""
+        if self.options.executor != "dask":
+            return None
+        from renderer.build.dask_executor import DaskCluster  # Dask loads only here
+
+        return DaskCluster(self.options.workers, self.options.scheduler, str(staging))
 
     def _emails(self, writer: OutputWriter) -> EmailOutput:
         """Where the emails go: a file or two each, or shards (``output.format``)."""
