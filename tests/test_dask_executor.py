@@ -116,17 +116,20 @@ def test_a_build_on_a_scheduler_of_its_own_matches_the_local_one(tmp_path: Path)
 # --- a stopped build stops its cluster ----------------------------------------------------
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``."""
-    found = []
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (Dask forks its workers from a server)."""
+    parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
     return found
 
 
@@ -155,10 +158,9 @@ def test_a_stopped_dask_build_stops_its_workers_and_removes_its_output(
             assert child.poll() is None, child.communicate()
             assert time.monotonic() < deadline, "the build never started writing"
             time.sleep(0.05)
-        workers = children(child.pid)
+        workers = descendants(child.pid)
         assert len(workers) >= 2
-        if stop == signal.SIGINT:  # Ctrl-C: the terminal signals the whole group
-            os.killpg(os.getpgid(child.pid), 0)  # (the group is the test's: signal each)
+        if stop == signal.SIGINT:  # Ctrl-C: a terminal signals every process of the group
             for pid in [child.pid, *workers]:
                 os.kill(pid, stop)
         else:

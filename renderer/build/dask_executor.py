@@ -24,6 +24,7 @@ This module is the only one that imports Dask.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -31,8 +32,11 @@ from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
+import dask
 from distributed import Client, Future, LocalCluster
+from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
+from distributed.utils import get_mp_context
 
 from renderer.build.executors import POOL_PART, ChunkJob, ChunkResult, _Parts, run_chunk
 from segments.errors import ConfigError, MailsmithError, OutputError
@@ -41,14 +45,22 @@ from segments.profiles.spool import ValidatedChunk
 CONNECT_SECONDS = 10  # to reach a scheduler, and for it to have a worker
 CLOSE_SECONDS = 5  # for a local cluster to stop its workers
 START_SECONDS = 120  # for a local cluster's processes to start (a loaded machine is slow)
+QUIET = {
+    # Dask samples the stack of a busy worker every 10 ms, for its dashboard: nearly half
+    # again the CPU of a render (bench/bench_dask.py); a local cluster has no dashboard
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+}
+"""Dask settings of a local cluster: docs/scale.md gives them for a cluster of its own."""
 
 
 class DaskCluster:
     """The Dask workers of one build: a local cluster of ``workers`` processes (started
     in the background), or the cluster of the scheduler at ``scheduler``
-    (``tcp://host:8786``), connected at once and checked to see ``output``."""
+    (``tcp://host:8786``), connected at once and checked to see the ``shared`` folders
+    (the staging folder they write, the campaign's folder they compile it from)."""
 
-    def __init__(self, workers: int, scheduler: str | None, output: str) -> None:
+    def __init__(self, workers: int, scheduler: str | None, shared: dict[str, str]) -> None:
         self._lock = threading.Lock()
         self._client: Client | None = None
         self._local: LocalCluster | None = None
@@ -58,7 +70,7 @@ class DaskCluster:
         if scheduler is not None:
             self._client = _remote_client(scheduler)
             try:
-                _check_output_is_shared(self._client, output)
+                _check_shared(self._client, shared)
             except BaseException:
                 self.close()
                 raise
@@ -71,7 +83,9 @@ class DaskCluster:
     def _start_local(self, workers: int) -> None:
         try:
             cluster = _local_cluster(workers)
-            client = Client(cluster, set_as_default=False)
+            # parts and results straight between this process and the workers, not
+            # through the scheduler: it runs in this process too, whose CPU reads the input
+            client = Client(cluster, set_as_default=False, direct_to_workers=True)
         except BaseException as exc:  # raised in the build's thread by client()
             self._error = exc
             return
@@ -145,8 +159,13 @@ class DaskExecutor:
             except KilledWorker as exc:
                 raise MailsmithError(
                     "a Dask worker died while rendering (out of memory, or killed)",
-                    hint="give the workers more memory or lower profiles.chunk_size; "
-                    f"Dask says: {exc}",
+                    hint="give the workers more memory or lower profiles.chunk_size or "
+                    f"output.shard_size; Dask says: {exc}",
+                ) from None
+            except FutureCancelledError as exc:  # the scheduler went away, or was restarted
+                raise MailsmithError(
+                    f"the Dask cluster dropped the build's work: {exc.reason}",
+                    hint="check the scheduler and workers, and run the build again",
                 ) from None
             self._pending.discard(future)
             future.release()
@@ -168,7 +187,14 @@ class DaskExecutor:
 
 
 def _run_part(job: ChunkJob, part: ValidatedChunk, shard: int) -> ChunkResult:
-    """The task: ``job`` is the worker's own copy, unpickled once when it arrived."""
+    """The task: ``job`` is the worker's own copy, unpickled once when it arrived.
+
+    A part that starts after its build stopped and removed the staging folder (a cluster
+    of its own goes on with the parts it had) writes nothing: writing would make the
+    folder again, and leave it there."""
+    root = getattr(job.files, "root", None)
+    if root is not None and not os.path.isdir(root):
+        raise OutputError("the build's staging folder is gone", file=root)
     return run_chunk(job, part, shard)
 
 
@@ -180,16 +206,26 @@ def dask_setup(worker: Any) -> None:
 
 
 def _local_cluster(workers: int) -> LocalCluster:
-    """``workers`` single-threaded processes on the loopback interface, no dashboard."""
-    return LocalCluster(
-        n_workers=max(workers, 1),
-        processes=True,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-        preload=[__name__],
-    )
+    """``workers`` single-threaded processes on the loopback interface, no dashboard.
+
+    Dask spawns its worker processes, and each would import mailsmith (and pandas,
+    Jinja...) again: seconds of CPU per worker. They are forked from a server process that
+    imported it once instead (``forkserver``: a fresh single-threaded process, unlike this
+    one, whose threads make a plain fork unsafe). A worker Dask restarts is spawned.
+    """
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    with dask.config.set({"distributed.worker.multiprocessing-method": method, **QUIET}):
+        if method == "forkserver":
+            get_mp_context().set_forkserver_preload([__name__])  # after Dask set its own
+        return LocalCluster(
+            n_workers=max(workers, 1),
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            preload=[__name__],
+        )
 
 
 def _remote_client(address: str) -> Client:
@@ -214,14 +250,15 @@ def _remote_client(address: str) -> Client:
     return client
 
 
-def _check_output_is_shared(client: Client, root: str) -> None:
-    """Every worker sees the staging folder (``--out`` on a shared file system)."""
-    seen: dict[str, Any] = client.run(os.path.isdir, root)
-    blind = sorted(worker for worker, found in seen.items() if not found)
-    if blind:
-        raise OutputError(
-            f"{len(blind)} of {len(seen)} Dask workers cannot see the output folder "
-            f"(first: {blind[0]})",
-            file=root,
-            hint="put --out on a file system every worker mounts at the same path",
-        )
+def _check_shared(client: Client, folders: dict[str, str]) -> None:
+    """Every worker sees each of ``folders`` (what it is -> its path) at the same path."""
+    for what, folder in folders.items():
+        seen: dict[str, Any] = client.run(os.path.isdir, folder)
+        blind = sorted(worker for worker, found in seen.items() if not found)
+        if blind:
+            raise OutputError(
+                f"{len(blind)} of {len(seen)} Dask workers cannot see {what} (first: {blind[0]})",
+                file=folder,
+                hint="every worker must mount it at the same path: put --out and the "
+                "campaign on a shared file system (docs/scale.md)",
+            )

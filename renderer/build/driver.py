@@ -280,7 +280,8 @@ class CampaignBuild:
             return None
         from renderer.build.dask_executor import DaskCluster  # Dask loads only here
 
-        return DaskCluster(self.options.workers, self.options.scheduler, str(staging))
+        shared = {"the output folder": str(staging), "the campaign": str(self.campaign.base_dir)}
+        return DaskCluster(self.options.workers, self.options.scheduler, shared)
 
     def _emails(self, writer: OutputWriter) -> EmailOutput:
         """Where the emails go: a file or two each, or shards (``output.format``)."""
