@@ -46,8 +46,8 @@ CONNECT_SECONDS = 10  # to reach a scheduler, and for it to have a worker
 CLOSE_SECONDS = 5  # for a local cluster to stop its workers
 START_SECONDS = 120  # for a local cluster's processes to start (a loaded machine is slow)
 QUIET = {
-    # Dask samples the stack of a busy worker every 10 ms, for its dashboard: nearly half
-    # again the CPU of a render (bench/bench_dask.py); a local cluster has no dashboard
+    # Dask samples the stack of a busy worker every 10 ms, for its dashboard: it nearly
+    # doubled a worker's CPU (bench/bench_dask.py); a local cluster has no dashboard
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.gil.enabled": False,
 }
