@@ -50,6 +50,12 @@ QUIET = {
     # doubled a worker's CPU (bench/bench_dask.py); a local cluster has no dashboard
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.gil.enabled": False,
+    # each server (scheduler, nannies, client: in the build's process; workers) wakes
+    # every 20 ms to time its event loop, and samples memory and CPU for the dashboard
+    # every 100 and 500 ms: taken from the build's own thread and the renders
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
 }
 """Dask settings of a local cluster: docs/scale.md gives them for a cluster of its own."""
 
