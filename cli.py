@@ -187,18 +187,10 @@ def build(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     workers: Annotated[
-        int,
-        typer.Option(
-            help="Render and write in this many processes; 0: one per core "
-            "(the output is identical).",
-            min=0,
-        ),
+        int, typer.Option(help="Processes (0: one per core); the output is the same.", min=0)
     ] = 1,
     strict: Annotated[
-        bool,
-        typer.Option(
-            help="Fail (exit 7, nothing written) on audience warnings: small segment, drift."
-        ),
+        bool, typer.Option(help="Fail (exit 7) on audience warnings: small segment, drift.")
     ] = False,
     refit: Annotated[
         bool, typer.Option(help="Fit the cluster models again and save them next to the campaign.")
@@ -208,12 +200,7 @@ def build(
         typer.Option(help="An earlier build's output: warn when rule features drifted from it."),
     ] = None,
     force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Replace the previous build even if files were added to its folder "
-            "(they are deleted with it).",
-        ),
+        bool, typer.Option("--force", help="Replace the previous build and files added to it.")
     ] = False,
     format: Annotated[
         str | None,
@@ -232,6 +219,12 @@ def build(
             "out of memory): its finished chunks are kept. Exit 2 if its inputs changed.",
         ),
     ] = False,
+    executor: Annotated[
+        str, typer.Option(help="local, or dask: a local Dask cluster of --workers processes.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="--executor dask on a running cluster: tcp://host:8786.")
+    ] = None,
     no_check: Annotated[
         bool,
         typer.Option(
@@ -270,6 +263,8 @@ def build(
             check=not no_check,
             format=format,
             resume=resume,
+            executor=executor,
+            scheduler=scheduler,
         )
 
     def load() -> Campaign:

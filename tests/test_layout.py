@@ -27,6 +27,8 @@ HOMES = {
     "typer": "cli.py",
     "rich": ("cli.py", "cli_output.py"),
     "sqlalchemy": "segments/profiles/sqlread.py",
+    "dask": "renderer/build/dask_executor.py",
+    "distributed": "renderer/build/dask_executor.py",
 }
 
 

@@ -18,13 +18,19 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from renderer.build.bundle import FOLDER as BUNDLE_FOLDER
 from renderer.build.bundle import BundleFiles, BundleFormat
-from renderer.build.executors import ChunkJob, ChunkResult, EmailOutput, make_executor
+from renderer.build.executors import (
+    ChunkJob,
+    ChunkResult,
+    EmailOutput,
+    Executor,
+    make_executor,
+)
 from renderer.build.fingerprint import build_fingerprint
 from renderer.build.inputs import InputFiles
 from renderer.build.journal import Checkpoint, remove_parts_from
@@ -51,6 +57,9 @@ from segments.profiles.read import RawChunk, leave_interrupts_to_python
 from segments.profiles.schema import ProfileSchema, infer_schema
 from segments.profiles.spool import ChunkSpool, ValidatedChunk
 
+if TYPE_CHECKING:
+    from renderer.build.dask_executor import DaskCluster
+
 
 @dataclass
 class Progress:
@@ -60,6 +69,9 @@ class Progress:
     rendered: int
     rejected: int
     holdout: int = 0
+
+
+EXECUTORS = ("local", "dask")
 
 
 @dataclass
@@ -89,10 +101,22 @@ class BuildOptions:
     check: bool = True  # refuse to start on the static errors of `check` (unknown names...)
     format: str | None = None  # files, jsonl or parquet; None: the campaign's output.format
     resume: bool = False  # continue a killed build of this output folder
+    executor: str = "local"  # local: this process or a pool; dask: renderer/build/dask_executor
+    scheduler: str | None = None  # dask: a scheduler's address; None: a local cluster
 
     def __post_init__(self) -> None:
         if self.workers == 0:
             self.workers = _cores()
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"unknown executor {self.executor!r}",
+                field="--executor",
+                hint="choose " + ", ".join(EXECUTORS),
+            )
+        if self.scheduler is not None and self.executor != "dask":
+            raise ConfigError(
+                "--scheduler names a Dask scheduler", hint="add --executor dask to use it"
+            )
         if self.format is not None and self.format not in OUTPUT_FORMATS:
             raise ConfigError(
                 f"unknown output format {self.format!r}",
@@ -181,6 +205,7 @@ class CampaignBuild:
         self._state = BuildState()
         self.notes: list[str] = []  # what a resumed build took over, or removed
         self._resumed: Checkpoint | None = None
+        self._dask: DaskCluster | None = None
 
     def run(self) -> Iterator[Progress]:
         started = time.perf_counter()
@@ -192,6 +217,7 @@ class CampaignBuild:
         # --workers: processes for the pre-pass (validating, cleaning events) and the render
         pool = WorkerPool(self.options.workers, spool.folder) if self.options.workers > 1 else None
         try:  # from here on, whatever stops the build removes its staging folder
+            self._dask = self._start_dask(writer.staging)
             if self._resumed is not None:  # the shards of chunks after its last checkpoint
                 remove_parts_from(writer.staging / BUNDLE_FOLDER, self._resumed.parts)
             chunks = profile_file(self.campaign).chunks()
@@ -225,6 +251,8 @@ class CampaignBuild:
         finally:
             with suppress(OSError):  # closing flushes: it fails again on a full disk
                 spool.close()
+            if self._dask is not None:  # stopped with its executor, or before it started
+                self._dask.close()
 
     def _writer(self) -> OutputWriter:
         """The build's output, resumed from a killed build's when asked and possible."""
@@ -298,7 +326,7 @@ class CampaignBuild:
             validator = self.spec.validator()
             validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
         job = ChunkJob(self.runtime, plan, self._emails(writer))
-        executor = make_executor(job, self.options.workers, pool)  # it closes the pool
+        executor = self._executor(job, pool)  # it closes the pool
         resumed = self._resumed or Checkpoint()
         state = self._state = (
             BuildState.from_dict(resumed.state) if resumed.chunks else BuildState()
@@ -308,7 +336,7 @@ class CampaignBuild:
             with _fewer_collections():
                 skip_committed(todo, resumed, executor)
                 # with workers, one chunk is prepared while they render the one before
-                ahead = 1 if self.options.workers > 1 else 0
+                ahead = 1 if self.options.workers > 1 or self.options.executor != "local" else 0
                 in_flight: deque[tuple[Iterator[ChunkResult], int]] = deque()
                 done = resumed.chunks
                 for chunk in todo:
@@ -328,6 +356,25 @@ class CampaignBuild:
             executor.close()
         if not spool.complete:  # this pass read the profile file
             inputs.check("profile file")
+
+    def _executor(self, job: ChunkJob, pool: WorkerPool | None) -> Executor:
+        """The render's executor; it closes ``pool`` (the pre-pass's workers)."""
+        if self._dask is not None:
+            from renderer.build.dask_executor import DaskExecutor
+
+            if pool is not None:  # the pre-pass is done with them
+                pool.close()
+            return DaskExecutor(job, self._dask)
+        return make_executor(job, self.options.workers, pool)
+
+    def _start_dask(self, staging: Path) -> DaskCluster | None:
+        """With ``--executor dask``, the cluster, starting while the build reads its input."""
+        if self.options.executor != "dask":
+            return None
+        from renderer.build.dask_executor import DaskCluster  # Dask loads only here
+
+        shared = {"the output folder": str(staging), "the campaign": str(self.campaign.base_dir)}
+        return DaskCluster(self.options.workers, self.options.scheduler, shared)
 
     def _emails(self, writer: OutputWriter) -> EmailOutput:
         """Where the emails go: a file or two each, or shards (``output.format``)."""

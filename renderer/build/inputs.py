@@ -5,7 +5,8 @@ twice (and the events file once). A file rewritten meanwhile (an export still
 running, a sync client, a colleague's script) would give a build that mixes rows
 of two versions without a word. So each file's size, modification time and inode
 are taken before the build reads it and compared after the last read: a change
-fails the build, which leaves the previous one as it was.
+fails the build, which leaves the previous one as it was. A Parquet dataset (a
+folder, a glob pattern) is stamped file by file, so a file added is a change too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from segments.errors import ProfileDataError
+from segments.profiles.read import parquet_files
 
 Stamp = tuple[int, int, int] | None  # size, mtime (ns), inode; None: no such file
 
@@ -38,7 +40,14 @@ class InputFiles:
                 )
 
 
-def _stamp(path: Path) -> Stamp:
+def _stamp(path: Path) -> Stamp | tuple[tuple[str, Stamp], ...]:
+    """The file's stamp; a Parquet dataset's (a folder, a glob pattern): each file's."""
+    if not path.is_file() and (files := parquet_files(path)):
+        return tuple((str(file), _file_stamp(file)) for file in files)
+    return _file_stamp(path)
+
+
+def _file_stamp(path: Path) -> Stamp:
     try:
         status = os.stat(path)
     except OSError:  # missing or unreadable: the reader reports it

@@ -15,6 +15,7 @@ text is one of ``na_values`` (compared case-insensitively; default
 from __future__ import annotations
 
 import codecs
+import glob
 import json
 import math
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -120,12 +121,14 @@ def read_chunks(
     a ``malformed_row`` rejection) before the file fails.
     """
     path = Path(path)
+    fmt = dataset_format(path, fmt)
     na = frozenset(value.strip().lower() for value in na_values)
-    if not path.is_file():
+    if not path.is_file() and not (fmt == "parquet" and parquet_files(path)):
         raise ProfileDataError(
             "profile file not found",
             file=str(path),
-            hint="check `profiles:` in the campaign file or --profiles",
+            hint="check `profiles:` in the campaign file or --profiles (a Parquet dataset: "
+            "a folder or a glob pattern of .parquet files)",
         )
     readers: dict[str, Callable[[], Iterator[RawChunk]]] = {
         "csv": lambda: _csv_chunks(path, chunk_size, delimiter, encoding, na, max_malformed),
@@ -336,19 +339,83 @@ def _jsonl_chunk(
     return RawChunk(_without_na(frame, na, None), rejections)
 
 
+def dataset_format(path: Path, fmt: str) -> str:
+    """``fmt``, or ``parquet`` for a folder of no stated format (a Parquet dataset)."""
+    return "parquet" if not fmt and path.is_dir() else fmt
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The files of a Parquet source, in the order they are read: ``path`` itself; the
+    ``.parquet`` files under a folder (sub-folders too, as Hive partitions are written),
+    or those a glob pattern (``parts/*.parquet``) names; sorted by path, so part names
+    zero-padded to the same width (as Spark, Dask and pandas write them) read in order."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = path.rglob("*.parquet")
+    elif any(mark in str(path) for mark in "*?["):
+        found = (Path(name) for name in glob.glob(str(path), recursive=True))
+    else:
+        return []
+    return sorted(p for p in found if p.is_file() and not p.name.startswith((".", "_")))
+
+
 def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[RawChunk]:
-    import pyarrow.parquet as pq
+    """Chunks of ``chunk_size`` rows across the files of a dataset as if they were one
+    file: rows are numbered on from one file to the next, so a rejection's row is its
+    row in the dataset (files in :func:`parquet_files` order), and the chunks (so the
+    shards of a bundle build) are those of a single file of the same rows."""
+    import pyarrow as pa
 
     start = 1
+    held: list[pa.Table] = []  # rows read, not yet in a chunk
+    held_rows = 0
+    file = path
+    for file in parquet_files(path):
+        for batch in _parquet_batches(file, chunk_size):
+            held.append(pa.Table.from_batches([batch]))
+            held_rows += batch.num_rows
+            while held_rows >= chunk_size:
+                table = _concat(held, file)
+                held, held_rows = [table.slice(chunk_size)], held_rows - chunk_size
+                yield _parquet_chunk(table.slice(0, chunk_size), start)
+                start += chunk_size
+    if held_rows:
+        yield _parquet_chunk(_concat(held, file), start)
+
+
+def _parquet_batches(file: Path, chunk_size: int) -> Iterator[Any]:
+    import pyarrow.parquet as pq
+
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(file)
     except Exception as exc:  # pyarrow raises several unrelated types
-        raise ProfileDataError(f"cannot read Parquet: {exc}", file=str(path)) from None
-    for batch in parquet.iter_batches(batch_size=chunk_size):
-        frame = batch.to_pandas(types_mapper=None)
-        frame.index = pd.RangeIndex(start, start + len(frame))
-        start += len(frame)
-        yield RawChunk(frame)
+        raise ProfileDataError(f"cannot read Parquet: {exc}", file=str(file)) from None
+    yield from parquet.iter_batches(batch_size=chunk_size)
+
+
+def _concat(tables: list[Any], file: Path) -> Any:
+    """One table of ``tables`` (the last from ``file``); a column's type may widen from one
+    file to the next (int to float, null to text), as pandas would read it."""
+    import pyarrow as pa
+
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ProfileDataError(
+            f"cannot read Parquet: the columns of this file do not match the earlier "
+            f"files' ({exc})",
+            file=str(file),
+            hint="the files of a Parquet dataset must have the same columns and types",
+        ) from None
+
+
+def _parquet_chunk(table: Any, start: int) -> RawChunk:
+    frame = table.to_pandas(types_mapper=None)
+    frame.index = pd.RangeIndex(start, start + len(frame))
+    return RawChunk(frame)
 
 
 def count_rows(path: str | Path, fmt: str) -> int | None:
@@ -358,10 +425,11 @@ def count_rows(path: str | Path, fmt: str) -> int | None:
     """
     path = Path(path)
     try:
-        if fmt == "parquet":
+        if dataset_format(path, fmt) == "parquet":
             import pyarrow.parquet as pq
 
-            return int(pq.ParquetFile(path).metadata.num_rows)
+            files = parquet_files(path)
+            return sum(int(pq.ParquetFile(f).metadata.num_rows) for f in files) if files else None
         with path.open("rb") as handle:
             lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
             size = handle.tell()
