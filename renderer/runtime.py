@@ -117,9 +117,7 @@ class CampaignRuntime:
             assembled, tokens=optimize_tokens(assembled.tokens, self.env, campaign.vars)
         )
         links = LinkDecorator(campaign.tracking, campaign.file) if campaign.tracking else None
-        self.template: CompiledTemplate = compile_template(
-            optimized, self.env, self.text_env, links
-        )
+        self.template = compile_template(optimized, self.env, self.text_env, links)
         self.signer = token_signer(campaign)  # a missing secret stops here, before a render
         self.header_sources = {
             "subject": campaign.subject,
