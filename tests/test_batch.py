@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -62,7 +63,11 @@ def test_a_chunk_rendered_from_pickled_inputs_in_a_fresh_process_is_what_the_bui
         input=payload,
         capture_output=True,
         cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={  # the unsubscribe secret tests/conftest.py sets, so the tokens are the build's
+            "PYTHONPATH": str(ROOT),
+            "PATH": "/usr/bin:/bin",
+            "MAILSMITH_UNSUBSCRIBE_SECRET": os.environ["MAILSMITH_UNSUBSCRIBE_SECRET"],
+        },
         check=True,
     )
     result = json.loads(done.stdout)

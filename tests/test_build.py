@@ -26,7 +26,8 @@ from renderer import (
 from renderer.build.output import OutputWriter
 from renderer.campaign import demo_campaign_path
 from renderer.runtime import recipient_key
-from tests.conftest import AS_OF
+from renderer.unsubscribe import verify_token
+from tests.conftest import AS_OF, UNSUBSCRIBE_SECRET
 
 runner = CliRunner()
 
@@ -103,7 +104,12 @@ def test_manifest_lines_describe_the_written_files(demo_build: tuple[Path, dict[
         assert entry["key"] == recipient_key("autumn-retail-2026", entry["id"])
         assert entry["subject"] and entry["preheader"]
         assert "<" not in text.decode()[:200]
-        assert f"rid={entry['id']}" in html.decode() or "rid=" in html.decode()
+        # the unsubscribe link carries a token signed for this recipient, not the raw id
+        token = re.search(r"unsubscribe\?token=([\w.=-]+)", html.decode())
+        assert (
+            token
+            and verify_token(token[1], UNSUBSCRIBE_SECRET, "autumn-retail-2026") == (entry["id"])
+        )
 
 
 @pytest.mark.slow
