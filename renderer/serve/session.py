@@ -22,6 +22,7 @@ templates' caches are not meant to be filled by two threads at once).
 from __future__ import annotations
 
 import contextlib
+import pickle
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -125,6 +126,11 @@ class _MemorySpool(ChunkSpool):
 
     def add(self, chunk: ValidatedChunk) -> None:
         self.kept.append(chunk)
+
+    def add_packed(self, packed: bytes) -> None:
+        """A chunk a worker (or the pre-pass) pickled for a file spool: kept unpickled."""
+        valid, rejected = pickle.loads(packed)  # the pre-pass's own bytes
+        self.kept.append(ValidatedChunk(valid, rejected))
 
     def __iter__(self) -> Iterator[ValidatedChunk]:
         return iter(self.kept)
