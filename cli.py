@@ -200,7 +200,7 @@ def build(
         typer.Option(help="An earlier build's output: warn when rule features drifted from it."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace the previous build and files added to it.")
+        bool, typer.Option("--force", help="Replace the last build (added files deleted with it).")
     ] = False,
     format: Annotated[
         str | None,
