@@ -29,6 +29,7 @@ HOMES = {
     "sqlalchemy": "segments/profiles/sqlread.py",
     "dask": "renderer/build/dask_executor.py",
     "distributed": "renderer/build/dask_executor.py",
+    "babel": ("renderer/i18n/locale.py", "renderer/i18n/tools.py"),
 }
 
 
