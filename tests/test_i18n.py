@@ -261,3 +261,83 @@ def test_an_invalid_locale_rejects_the_row_or_falls_back(tmp_path: Path) -> None
     fallback = results["default"][1]
     assert body_of(fallback.html) == "\u20ac2.50"
     assert fallback.warnings == ("field 'lang_code' is not a valid locale: the default was used",)
+
+
+def small_campaign(folder: Path, subject: str = "{% trans %}Your picks{% endtrans %}") -> Path:
+    """A campaign whose template and subject hold messages, with ``i18n:``."""
+    body = text(
+        "{% trans name=first_name %}Hello {{ name }}{% endtrans %}|"
+        "{% trans num=n %}{{ num }} item{% pluralize %}{{ num }} items{% endtrans %}"
+    )
+    (folder / "t.mjml").write_text(wrap(body), encoding="utf-8")
+    (folder / "p.csv").write_text(
+        "id,email,first_name,n,locale\n1,a@example.com,Ann,2,fr-CA\n2,b@example.com,Bo,1,de\n",
+        encoding="utf-8",
+    )
+    (folder / "campaign.yaml").write_text(
+        f'name: t\ntemplate: t.mjml\nsubject: "{subject}"\nprofiles: p.csv\n'
+        "schema: {id: string, email: string, first_name: string, n: int, locale: string}\n"
+        "paths: {templates: ['.']}\ni18n: {default: en_US}\n",
+        encoding="utf-8",
+    )
+    return folder / "campaign.yaml"
+
+
+def test_extract_init_update_compile_round_trip(tmp_path: Path) -> None:
+    from babel.messages.pofile import write_po
+
+    from renderer import compile_catalogs, extract_messages, init_catalog, update_catalogs
+
+    campaign = load_campaign(small_campaign(tmp_path))
+    pot = extract_messages(campaign)
+    assert pot.path == tmp_path / "locales" / "messages.pot" and pot.messages == 3
+    with pot.path.open("rb") as handle:
+        template = read_po(handle)
+    assert {m.id for m in template if m.id} == {
+        "Hello %(name)s",
+        ("%(num)s item", "%(num)s items"),
+        "Your picks",
+    }
+    locations = {loc for m in template if m.id for loc in m.locations}
+    assert ("campaign.yaml", 3) in locations and any(f == "t.mjml" for f, _ in locations)
+    po = init_catalog(campaign, "fr")
+    assert po.path == tmp_path / "locales" / "fr" / "LC_MESSAGES" / "messages.po"
+    with pytest.raises(ConfigError):
+        init_catalog(campaign, "fr")  # kept: update merges into it
+    with po.path.open("rb") as handle:
+        catalog = read_po(handle)
+    for message in catalog:
+        if message.id == "Your picks":
+            message.string = "Vos choix"
+        elif message.id == "Hello %(name)s":
+            message.string = "Bonjour <b>%(name)s</b>"
+    with po.path.open("wb") as handle:
+        write_po(handle, catalog)
+    small_campaign(tmp_path, "{% trans %}Your picks{% endtrans %} {% trans %}New{% endtrans %}")
+    campaign = load_campaign(tmp_path / "campaign.yaml")
+    extract_messages(campaign)
+    [updated] = update_catalogs(campaign)
+    assert (updated.messages, updated.translated) == (4, 2)
+    [mo] = compile_catalogs(campaign)
+    assert mo.path.suffix == ".mo" and mo.path.is_file()
+    runtime = CampaignRuntime(campaign, schema_of(campaign), AS_OF)  # type: ignore[arg-type]
+    record = {"id": "1", "email": "a@example.com", "first_name": "Ann", "n": 2, "locale": "fr-CA"}
+    fr = runtime.render_one(1, record, (), {})
+    assert fr.subject == "Vos choix New"  # fr_CA -> fr; "New" untranslated
+    assert body_of(fr.html).startswith("Bonjour &lt;b&gt;Ann&lt;/b&gt;|2 items")
+    assert '<html lang="fr-CA" dir="ltr"' in fr.html
+
+
+def test_i18n_commands_print_what_they_wrote(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import cli
+
+    file = str(small_campaign(tmp_path))
+    runner = CliRunner()
+    for args in (["extract", file], ["init", "de", file], ["update", file], ["compile", file]):
+        result = runner.invoke(cli.app, ["i18n", *args])
+        assert result.exit_code == 0, result.output
+    assert "messages.mo (de: 3 messages, 0 translated)" in result.output
+    failed = runner.invoke(cli.app, ["i18n", "init", "xx-!!", file])
+    assert failed.exit_code != 0 and "is not a known locale" in failed.output
