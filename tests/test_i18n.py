@@ -341,3 +341,17 @@ def test_i18n_commands_print_what_they_wrote(tmp_path: Path) -> None:
     assert "messages.mo (de: 3 messages, 0 translated)" in result.output
     failed = runner.invoke(cli.app, ["i18n", "init", "xx-!!", file])
     assert failed.exit_code != 0 and "is not a known locale" in failed.output
+
+
+def test_compile_refuses_a_translation_with_other_placeholders(tmp_path: Path) -> None:
+    from renderer import compile_catalogs
+
+    campaign = load_campaign(small_campaign(tmp_path))
+    po = FR_PO.replace('msgstr "Bonjour %(name)s"', 'msgstr "Bonjour %(nom)s"')
+    folder = tmp_path / "locales" / "fr" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "messages.po").write_text(po, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        compile_catalogs(campaign)
+    assert caught.value.file == str(folder / "messages.po") and caught.value.line == 7
+    assert "'nom'" in str(caught.value) and not (folder / "messages.mo").exists()

@@ -113,7 +113,7 @@ def compile_catalogs(campaign: Campaign) -> list[CatalogFile]:
         for message, errors in catalog.check():
             if errors:
                 raise ConfigError(
-                    f"{path}: message {message.id!r}: {errors[0]}",
+                    f"message {message.id!r}: {errors[0]}",
                     file=str(path),
                     line=message.lineno,
                     hint="fix the translation (its placeholders must match the message's)",
