@@ -355,3 +355,15 @@ def test_compile_refuses_a_translation_with_other_placeholders(tmp_path: Path) -
         compile_catalogs(campaign)
     assert caught.value.file == str(folder / "messages.po") and caught.value.line == 7
     assert "'nom'" in str(caught.value) and not (folder / "messages.mo").exists()
+
+
+def test_the_one_pass_render_equals_the_two_pass_one(content: Content, catalogs: Path) -> None:
+    localizer = Localizer(catalogs=catalogs)
+    body = "{{ _('Your cart') }}|{{ total | money('EUR') }}|{{ ngettext('%(num)s item', '%(num)s items', k) }}"
+    template = compiled(content, text(body), localizer)
+    assert template.shape("").fused is not None  # ({% trans %} blocks render in two passes)
+    for locale in ("fr-CA", "de", "ar"):
+        template.fused_enabled = True
+        one_pass = render(template, localizer, locale, total=12.5, k=2)
+        template.fused_enabled = False
+        assert render(template, localizer, locale, total=12.5, k=2) == one_pass
