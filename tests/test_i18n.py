@@ -367,3 +367,19 @@ def test_the_one_pass_render_equals_the_two_pass_one(content: Content, catalogs:
         one_pass = render(template, localizer, locale, total=12.5, k=2)
         template.fused_enabled = False
         assert render(template, localizer, locale, total=12.5, k=2) == one_pass
+
+
+def test_check_knows_trans_and_the_locale_names(tmp_path: Path) -> None:
+    from renderer import check_campaign
+
+    path = small_campaign(tmp_path)
+    template = tmp_path / "t.mjml"
+    template.write_text(
+        template.read_text(encoding="utf-8").replace(
+            "<!--START-->", "<!--START-->{{ lang }}{{ text_dir }}{{ locale_id }}"
+        ),
+        encoding="utf-8",
+    )
+    report = check_campaign(load_campaign(path), as_of=AS_OF)
+    rules = {finding.rule for finding in report.findings}
+    assert "unknown-name" not in rules and "syntax-error" not in rules, rules

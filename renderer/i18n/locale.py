@@ -41,6 +41,7 @@ from segments.errors import ConfigError, RecipientError
 _TAG_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?")
 DATE_STYLES = frozenset({"short", "medium", "long", "full"})
 MO_PATH = "LC_MESSAGES/messages.mo"
+LOCALE_NAMES = ("locale_id", "lang", "text_dir")  # what a recipient's context gets
 Granularity = Literal["year", "month", "week", "day", "hour", "minute", "second"]
 
 
