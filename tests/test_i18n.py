@@ -24,7 +24,7 @@ from renderer.i18n import Localizer, fallback_chain
 from renderer.runtime import CampaignRuntime
 from renderer.specs import schema_of
 from segments.errors import ConfigError, RecipientError
-from tests.conftest import Content, wrap
+from tests.conftest import Content, normalize_html, wrap
 
 AS_OF = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 LOCALES = ["en_US", "fr_FR", "de_DE", "ar"]
@@ -383,3 +383,18 @@ def test_check_knows_trans_and_the_locale_names(tmp_path: Path) -> None:
     report = check_campaign(load_campaign(path), as_of=AS_OF)
     rules = {finding.rule for finding in report.findings}
     assert "unknown-name" not in rules and "syntax-error" not in rules, rules
+
+
+def test_the_compiled_email_equals_the_naive_pipelines(content: Content, catalogs: Path) -> None:
+    from renderer.naive import NaivePipeline
+
+    localizer = Localizer(catalogs=catalogs)
+    body = text("{{ _('Your cart') }} {{ total | money('EUR') }} {{ day | date('long') }}")
+    template = compiled(content, body, localizer)
+    env = make_environment(localizer=localizer)
+    naive = NaivePipeline(assemble(content.folders, "t.mjml"), env, localized=True)
+    for locale in ("fr-CA", "de", "ar", None):
+        context: dict[str, Any] = {"as_of": AS_OF, "total": 3.5, "day": date(2026, 1, 5)}
+        context.update(localizer.context_values({"locale": locale}, []))
+        html, _ = template.render(context)
+        assert normalize_html(html) == normalize_html(naive.render(context)), locale

@@ -9,6 +9,10 @@ context values of :meth:`renderer.i18n.Localizer.context_values`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
+
+from markupsafe import escape
 
 from renderer.compile.placeholders import Atom, Protected
 from renderer.compile.structure import Context
@@ -29,6 +33,18 @@ def localize_html(source: str, protected: Protected, origin: Token) -> str:
     direction = _marker(protected, "{{ text_dir }}", origin)
     tag = f'<html lang="{lang}" dir="{direction}"{tag[5:]}'
     return source[: match.start()] + tag + source[match.end() :]
+
+
+def localize_rendered(html: str, context: Mapping[str, Any]) -> str:
+    """A rendered email's ``<html>`` with the recipient's ``lang`` and ``dir`` (the naive
+    pipeline's way: once per email, what :func:`localize_html` compiles in once)."""
+    match = _HTML_TAG_RE.search(html)
+    if match is None:
+        return html
+    tag = _LANG_DIR_RE.sub("", match.group(0))
+    lang, direction = escape(context["lang"]), escape(context["text_dir"])
+    tag = f'<html lang="{lang}" dir="{direction}"{tag[5:]}'
+    return html[: match.start()] + tag + html[match.end() :]
 
 
 def _marker(protected: Protected, text: str, origin: Token) -> str:
