@@ -398,3 +398,25 @@ def test_the_compiled_email_equals_the_naive_pipelines(content: Content, catalog
         context.update(localizer.context_values({"locale": locale}, []))
         html, _ = template.render(context)
         assert normalize_html(html) == normalize_html(naive.render(context)), locale
+
+
+LOCALIZED_DEMO = Path(__file__).resolve().parent.parent / "demo" / "localized" / "campaign.yaml"
+
+
+def test_the_localized_demo_speaks_english_french_german_and_arabic(tmp_path: Path) -> None:
+    import json
+
+    from renderer import BuildOptions
+    from renderer.build.driver import build_campaign
+
+    build_campaign(load_campaign(LOCALIZED_DEMO), BuildOptions(out=tmp_path / "out"))
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in manifest.splitlines()]
+    subjects = {row["id"]: row["subject"] for row in rows}
+    assert subjects["L001"] == subjects["L008"] == "Your autumn picks are here"
+    assert subjects["L003"] == subjects["L004"] == "Vos sélections d’automne sont là"  # fr_CA -> fr
+    assert subjects["L005"] == subjects["L006"] == "Ihre Herbstauswahl ist da"
+    html = {row["id"]: (tmp_path / "out" / row["html"]).read_text("utf-8") for row in rows}
+    assert '<html lang="ar" dir="rtl"' in html["L007"]
+    assert '<html lang="de-DE" dir="ltr"' in html["L005"] and "310,00\u00a0€" in html["L005"]
+    assert "Vous avez laissé 2 articles" in html["L003"] and "€1,234.50" in html["L002"]
