@@ -41,6 +41,7 @@ from segments.errors import ConfigError, RecipientError
 _TAG_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}))?")
 DATE_STYLES = frozenset({"short", "medium", "long", "full"})
 MO_PATH = "LC_MESSAGES/messages.mo"
+MAX_CACHED_VALUES = 10_000  # distinct locale values resolved once each
 LOCALE_NAMES = ("locale_id", "lang", "text_dir")  # what a recipient's context gets
 Granularity = Literal["year", "month", "week", "day", "hour", "minute", "second"]
 
@@ -119,10 +120,13 @@ class Localizer:
         if _missing(value):
             return self.default
         text = str(value)
-        if text not in self._resolved:
-            parsed = parse_locale(text)
-            self._resolved[text] = None if parsed is None else describe(parsed)
-        return self._resolved[text]
+        if text in self._resolved:
+            return self._resolved[text]
+        parsed = parse_locale(text)
+        found = None if parsed is None else describe(parsed)
+        if len(self._resolved) < MAX_CACHED_VALUES:  # hostile data: many distinct values
+            self._resolved[text] = found
+        return found
 
     def context_values(self, record: Any, warnings: list[str]) -> dict[str, str]:
         """What a recipient's context gets: ``locale_id``, ``lang`` and ``text_dir``.
