@@ -234,8 +234,15 @@ class Localizer:
             """``{{ total | money('EUR') }}``: ``1.234,50 €`` in German."""
             if _missing(value):
                 return ""
-            code = currency or self.currency
-            return _cached_currency(_number_value(value), code, self.locale_of(ctx))
+            key = (type(value), value, currency or self.currency, self.locale_of(ctx))
+            if type(value) not in (int, float):  # (NaN is missing: never a key)
+                return format_currency(_number_value(value), key[2], locale=key[3])
+            found = _MONEY.get(key)
+            if found is None:
+                if len(_MONEY) >= _CACHE_SIZE:
+                    _MONEY.clear()
+                found = _MONEY[key] = format_currency(_number_value(value), key[2], locale=key[3])
+            return found
 
         return money
 
@@ -306,13 +313,13 @@ def _number_value(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=65_536)
-def _cached_currency(value: Any, currency: str, locale: str) -> str:
-    """Prices repeat across recipients: Babel's formatting once per (value, locale)."""
-    return format_currency(value, currency, locale=locale)
+# Prices repeat across recipients: Babel formats each (value, currency, locale) once.
+# Keyed by the value's type too (1 and 1.0 are equal keys but may print differently).
+_MONEY: dict[tuple[type, Any, str, str], str] = {}
+_CACHE_SIZE = 65_536
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _cached_number(function: Callable[..., str], value: Any, format: Any, locale: str) -> str:
     return function(value, format, locale=locale)
 
