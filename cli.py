@@ -26,6 +26,7 @@ from rich.text import Text
 
 # The library's public API, resolved lazily: pandas, scipy, Jinja and MJML load
 # when a command first uses them, so --help, --version and usage errors are instant.
+import cli_i18n
 import cli_output
 import renderer
 
@@ -528,6 +529,7 @@ def segments_command(
 
 ab_app = typer.Typer(help="A/B test results.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(ab_app, name="ab")
+app.add_typer(cli_i18n.app, name="i18n")  # mailsmith i18n extract | init | update | compile
 
 
 @ab_app.command("report")

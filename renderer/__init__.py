@@ -9,6 +9,7 @@ The public API, one function per CLI command::
     ab_report / ab_reports_html     mailsmith ab report (--html)
     snapshot                        mailsmith snapshot (personas from load_fixtures)
     check_campaign                  mailsmith check (format_findings: --format json/github)
+    extract_messages / init_catalog / update_catalogs / compile_catalogs  mailsmith i18n
 
 plus the campaign loaders, the options and result types, and the error tree.
 
@@ -50,6 +51,11 @@ if TYPE_CHECKING:
     from renderer.compile.template import compile_template as compile_template
     from renderer.fixtures import Fixture as Fixture
     from renderer.fixtures import load_fixtures as load_fixtures
+    from renderer.i18n.tools import CatalogFile as CatalogFile
+    from renderer.i18n.tools import compile_catalogs as compile_catalogs
+    from renderer.i18n.tools import extract_messages as extract_messages
+    from renderer.i18n.tools import init_catalog as init_catalog
+    from renderer.i18n.tools import update_catalogs as update_catalogs
     from renderer.naive import NaivePipeline as NaivePipeline
     from renderer.preview import render_profile as render_profile
     from renderer.preview import render_segment as render_segment
@@ -135,6 +141,11 @@ __all__ = [
     "Fixture",
     "SnapshotOptions",
     "SnapshotReport",
+    "CatalogFile",
+    "extract_messages",
+    "init_catalog",
+    "update_catalogs",
+    "compile_catalogs",
 ]
 
 # name -> (module, attribute): where each lazily resolved name lives.
@@ -188,6 +199,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "SnapshotReport": ("renderer.snapshots.runner", "SnapshotReport"),
     "load_fixtures": ("renderer.fixtures", "load_fixtures"),
     "Fixture": ("renderer.fixtures", "Fixture"),
+    "CatalogFile": ("renderer.i18n.tools", "CatalogFile"),
+    "extract_messages": ("renderer.i18n.tools", "extract_messages"),
+    "init_catalog": ("renderer.i18n.tools", "init_catalog"),
+    "update_catalogs": ("renderer.i18n.tools", "update_catalogs"),
+    "compile_catalogs": ("renderer.i18n.tools", "compile_catalogs"),
 }
 
 # Names exported before the API was curated, still importable for existing callers

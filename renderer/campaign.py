@@ -226,6 +226,17 @@ class PathsSpec(_Model):
     blocks: list[str] = ["blocks"]
 
 
+class I18nSpec(_Model):
+    """``i18n:``: the recipient's locale and the campaign's catalogs (renderer/i18n/)."""
+
+    default: str = Field(default="en_US", description="Locale of rows without one (BCP 47).")
+    field: str = Field(default="locale", description="The profile field holding the locale.")
+    currency: str = Field(default="USD", description="ISO 4217 code `money` uses by default.")
+    catalogs: str = Field(default="locales", description="<catalogs>/<locale>/LC_MESSAGES/")
+    invalid: Literal["reject", "default"] = "reject"  # a row with an unknown locale
+    trusted_translations: bool = False  # True: catalog strings may hold HTML
+
+
 class Campaign(_Model):
     """A validated campaign. Relative paths are relative to ``base_dir``."""
 
@@ -257,6 +268,7 @@ class Campaign(_Model):
     )
     check: CheckSpec = CheckSpec()
     tracking: TrackingSpec | None = None
+    i18n: I18nSpec | None = None  # localized content (renderer/i18n/); None: English only
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
     inferred: tuple[str, ...] = Field(

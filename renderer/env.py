@@ -30,6 +30,7 @@ from jinja2.utils import Namespace, internalcode
 from markupsafe import Markup, escape
 
 from renderer.codegen import GuardedCodeGenerator
+from renderer.i18n import Localizer
 from renderer.limits import RenderGuard, RenderLimitError
 from renderer.tracking import TRACKING_FILTERS
 from renderer.urls import FAST_SAFE, UrlKind, escaped_parts, is_safe_url, safe_value
@@ -276,13 +277,19 @@ _PLAIN_VALUE_TYPES = frozenset({datetime, date})  # methods called without the g
 
 
 def make_environment(
-    missing: MissingPolicy = "reject", *, text: bool = False, guard: RenderGuard | None = None
+    missing: MissingPolicy = "reject",
+    *,
+    text: bool = False,
+    guard: RenderGuard | None = None,
+    localizer: Localizer | None = None,
 ) -> MailsmithEnvironment:
     """A sandboxed environment with mailsmith's filters and globals.
 
     ``text=True`` gives the environment for plain-text parts and subjects (no
     HTML escaping); everything else is identical. ``guard``: the render limits
-    and warnings (a runtime's HTML and text environments share one).
+    and warnings (a runtime's HTML and text environments share one). ``localizer``
+    (a campaign's ``i18n:``): ``money`` and ``date`` in the recipient's locale, and
+    ``{% trans %}``; without it they are English-only, as they always were.
     """
     undefined = BlankUndefined if missing == "blank" else MissingFieldUndefined
     env = MailsmithEnvironment(
@@ -294,11 +301,23 @@ def make_environment(
         guard=guard,
     )
     env.filters.update(fallback=fallback, money=money, date=format_date)
+    env.filters.update((localizer or _english()).filters(legacy=localizer is None))
+    if localizer is not None:
+        env.add_extension("jinja2.ext.i18n")
+        env.install_gettext_callables(  # type: ignore[attr-defined]
+            **localizer.gettext_callables(), newstyle=True
+        )
     env.filters.update(TRACKING_FILTERS)  # (renderer/compile/links.py writes their calls)
     for name in _PADDING_FILTERS:
         env.filters[name] = _width_checked(env.guard, env.filters[name])
     env.globals.update(in_segment=in_segment, variant=variant, has_fields=has_fields)
     return env
+
+
+@functools.cache
+def _english() -> Localizer:
+    """The locale of ``number``, ``percent`` and ``timedelta`` without ``i18n:``."""
+    return Localizer()
 
 
 _PADDING_FILTERS = ("center", "indent", "format")  # a number argument sets the output size

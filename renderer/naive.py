@@ -13,6 +13,7 @@ from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from renderer.compile.inline import inline_css
+from renderer.compile.lang import localize_rendered
 from renderer.compile.links import LinkDecorator
 from renderer.compile.mjml import compile_mjml
 from renderer.content import AssembledTemplate
@@ -28,10 +29,12 @@ class NaivePipeline:
         env: SandboxedEnvironment,
         inliner: Callable[[str], str] = inline_css,
         links: LinkDecorator | None = None,
+        localized: bool = False,
     ) -> None:
         self.assembled = assembled
         self.env = env
         self.links = links  # the campaign's tracked links, applied to each rendered email
+        self.localized = localized  # <html lang dir> from the context (i18n:), each email
         source = "".join(t.text for t in assembled.tokens)
         self.template: Template = env.from_string(source)
         self.inliner = inliner
@@ -44,4 +47,6 @@ class NaivePipeline:
             html = self.inliner(html)
         except MjmlError as exc:
             raise MjmlError(exc.message, file=self.assembled.file, hint=exc.hint) from None
+        if self.localized:
+            html = localize_rendered(html, context)
         return html if self.links is None else self.links.decorate_rendered(html, self.env, context)

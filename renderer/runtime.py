@@ -28,7 +28,15 @@ from renderer.compile.links import LinkDecorator
 from renderer.compile.optimize import optimize_tokens
 from renderer.content import BlockOverrides, assemble
 from renderer.delivery import token_signer, unsubscribe_source
-from renderer.env import RENDER_ERRORS, make_environment, render_error, render_shared
+from renderer.env import (
+    RENDER_ERRORS,
+    MailsmithEnvironment,
+    MissingPolicy,
+    make_environment,
+    render_error,
+    render_shared,
+)
+from renderer.i18n import Localizer
 from renderer.limits import RenderGuard
 from renderer.specs import audience_spec, cluster_model_path, content_folders, segment_document
 from segments.audience.document import AudienceSegments, percentile_references
@@ -94,8 +102,8 @@ class CampaignRuntime:
         self.as_of = as_of
         limits = campaign.render
         self.guard = RenderGuard(limits.max_seconds, limits.max_bytes, limits.unsafe_urls)
-        self.env = make_environment(campaign.missing_token, guard=self.guard)
-        self.text_env = make_environment(campaign.missing_token, text=True, guard=self.guard)
+        self.localizer = i18n = localizer(campaign)  # None without i18n:
+        self.env, self.text_env = environments(campaign.missing_token, self.guard, i18n)
         folders = content_folders(campaign)
         self.experiments = load_experiments(campaign)
         assembled = assemble(
@@ -117,7 +125,8 @@ class CampaignRuntime:
             assembled, tokens=optimize_tokens(assembled.tokens, self.env, campaign.vars)
         )
         links = LinkDecorator(campaign.tracking, campaign.file) if campaign.tracking else None
-        self.template = compile_template(optimized, self.env, self.text_env, links)
+        localized = i18n is not None
+        self.template = compile_template(optimized, self.env, self.text_env, links, localized)
         self.signer = token_signer(campaign)  # a missing secret stops here, before a render
         self.header_sources = {
             "subject": campaign.subject,
@@ -172,6 +181,8 @@ class CampaignRuntime:
         context["email"] = record[self.schema.email_field]
         context["segments"] = frozenset(segments)
         context["variants"] = variants
+        if self.localizer is not None:  # locale_id, lang, text_dir
+            context.update(self.localizer.context_values(record, self.guard.warnings))
         for group in self.segments.groups:
             label = group.label_of(segments)
             if label is not None:
@@ -466,6 +477,30 @@ def load_campaign_segments(
             )
         extra[f"block:{block.name}"] = block.show_if
     return audience_segments(schema, audience, extra, file=campaign.file)
+
+
+def environments(
+    missing: MissingPolicy, guard: RenderGuard, i18n: Localizer | None
+) -> tuple[MailsmithEnvironment, MailsmithEnvironment]:
+    """A runtime's HTML and text environments (sharing the render guard)."""
+    html = make_environment(missing, guard=guard, localizer=i18n)
+    return html, make_environment(missing, text=True, guard=guard, localizer=i18n)
+
+
+def localizer(campaign: Campaign) -> Localizer | None:
+    """The campaign's locales and catalogs (``i18n:``); None without it."""
+    spec = campaign.i18n
+    if spec is None:
+        return None
+    return Localizer(
+        spec.default,
+        field=spec.field,
+        currency=spec.currency,
+        catalogs=campaign.path(spec.catalogs),
+        invalid=spec.invalid,
+        trusted=spec.trusted_translations,
+        file=campaign.file,
+    )
 
 
 def load_experiments(campaign: Campaign) -> list[Experiment]:

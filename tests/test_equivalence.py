@@ -30,7 +30,10 @@ def load_demo() -> tuple[
     assert schema is not None
     runtime = CampaignRuntime(demo_campaign, schema, AS_OF)
     naive = NaivePipeline(  # unoptimized, as written
-        runtime.assembled, runtime.env, links=runtime.template.links
+        runtime.assembled,
+        runtime.env,
+        links=runtime.template.links,
+        localized=runtime.template.localized,
     )
     validator = make_validator(demo_campaign, schema)
     rows = []

@@ -53,6 +53,12 @@ def test_renderer_exports() -> None:
         "SnapshotReport",
         "load_fixtures",
         "Fixture",
+        # mailsmith i18n
+        "CatalogFile",
+        "extract_messages",
+        "init_catalog",
+        "update_catalogs",
+        "compile_catalogs",
         # mailsmith check
         "check_campaign",
         "CheckReport",

@@ -24,17 +24,18 @@ HOMES = {
     "mjml": "renderer/compile/mjml.py",
     "css_inline": "renderer/compile/inline.py",
     "premailer": "renderer/compile/inline.py",
-    "typer": "cli.py",
+    "typer": ("cli.py", "cli_i18n.py"),
     "rich": ("cli.py", "cli_output.py"),
     "sqlalchemy": "segments/profiles/sqlread.py",
     "dask": "renderer/build/dask_executor.py",
     "distributed": "renderer/build/dask_executor.py",
+    "babel": ("renderer/i18n/locale.py", "renderer/i18n/tools.py"),
 }
 
 
 def source_files() -> list[Path]:
     files = [p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))]
-    return [*files, ROOT / "cli.py", ROOT / "cli_output.py"]
+    return [*files, ROOT / "cli.py", ROOT / "cli_output.py", ROOT / "cli_i18n.py"]
 
 
 def module_name(path: Path) -> str:

@@ -24,6 +24,7 @@ from renderer.campaign import Campaign, infer_campaign_schema
 from renderer.check.findings import Finding, Severity
 from renderer.check.sources import Source, closest
 from renderer.content import ContentFolders, read_source, split_front_matter
+from renderer.i18n import LOCALE_NAMES
 from renderer.runtime import load_experiments
 from renderer.specs import schema_of, segment_document
 from segments.errors import SegmentRuleError
@@ -75,6 +76,8 @@ def name_scope(campaign: Campaign, env: SandboxedEnvironment) -> NameScope:
     derived |= {spec.name for spec in document.clusters}
     derived |= {group.name for group in document.exclusive}
     derived |= {name for e in experiments for v in e.variants for name in v.tokens}
+    if campaign.i18n is not None:
+        derived |= set(LOCALE_NAMES)  # the recipient's lang, text_dir, locale_id
     for group in document.exclusive:  # as the audience stage refuses it, before any read
         if group.name in specs:
             raise SegmentRuleError(

@@ -33,7 +33,13 @@ from renderer.check.rendered import (
 from renderer.check.sources import CampaignSources, campaign_sources
 from renderer.content import AssembledTemplate, assemble
 from renderer.env import make_environment
-from renderer.runtime import CampaignRuntime, Rendered, block_overrides, load_experiments
+from renderer.runtime import (
+    CampaignRuntime,
+    Rendered,
+    block_overrides,
+    load_experiments,
+    localizer,
+)
 from renderer.specs import content_folders
 from segments.errors import CheckFailedError, MailsmithError
 
@@ -124,8 +130,8 @@ class _Static:
 
 
 def _static(campaign: Campaign) -> _Static:
-    env = make_environment(campaign.missing_token)
     try:
+        env = make_environment(campaign.missing_token, localizer=localizer(campaign))
         scope = name_scope(campaign, env)
         folders = content_folders(campaign)
         overrides = block_overrides(load_experiments(campaign))

@@ -95,6 +95,8 @@ def _fold(token: Token, env: SandboxedEnvironment, constants: Mapping[str, Any])
     filters = {node.name for node in tree.find_all(nodes.Filter)}
     if not filters <= _FOLDABLE_FILTERS or any(True for _ in tree.find_all(nodes.Call)):
         return None
+    if any(hasattr(env.filters[name], "jinja_pass_arg") for name in filters):
+        return None  # reads the recipient's context (``money`` in their locale: i18n)
     try:
         return env.from_string(token.text).render(vars=constants)
     except Exception:  # noqa: BLE001 - not foldable; the per-recipient render reports it

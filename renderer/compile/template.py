@@ -33,6 +33,7 @@ from renderer.compile.columns import conditional_column_css
 from renderer.compile.fused import FusedSource, fuse_sources
 from renderer.compile.fusedgen import FusedCodeGenerator, finish_template
 from renderer.compile.inline import inline_css, refused_style
+from renderer.compile.lang import localize_html
 from renderer.compile.links import LinkDecorator
 from renderer.compile.mjml import compile_mjml
 from renderer.compile.placeholders import Protected, protect, restore
@@ -85,6 +86,7 @@ class CompiledTemplate:
     shape_source: str | None = None  # the source of shape_template
     shape_lines: list[tuple[int, Token]] = field(default_factory=list)  # its line map
     links: LinkDecorator | None = None  # the campaign's tracked links, when it has them
+    localized: bool = False  # <html lang dir> from the recipient's locale (i18n:)
     fused_enabled: bool = True  # False: always the two-pass render (benchmarks, tests)
 
     def shape_key(self, context: Mapping[str, Any]) -> str:
@@ -121,6 +123,8 @@ class CompiledTemplate:
         html = _inline(compile_mjml(protected.source, file=file), protected, file)
         if self.links is not None:
             html = self.links.decorate(html, protected)
+        if self.localized:
+            html = localize_html(html, protected, Token("tag", "", self.assembled.file, 1))
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         filename = f"<mailsmith:{self.assembled.name}:{digest}>"
         origin = Token("tag", "", self.assembled.file, 1)
@@ -261,9 +265,11 @@ def compile_template(
     env: SandboxedEnvironment,
     text_env: SandboxedEnvironment,
     links: LinkDecorator | None = None,
+    localized: bool = False,
 ) -> CompiledTemplate:
     """Compile an assembled template; the static shape is compiled eagerly. ``links``
-    decorates each layout's links (:mod:`renderer.compile.links`)."""
+    decorates each layout's links (:mod:`renderer.compile.links`); ``localized``
+    gives ``<html>`` the recipient's ``lang`` and ``dir`` (:mod:`renderer.compile.lang`)."""
     tokens = assembled.tokens
     contexts = classify(tokens)
     tree = parse_tree(tokens, contexts)
@@ -283,6 +289,7 @@ def compile_template(
         shape_source=source.source if source else None,
         shape_lines=source.line_map if source else [],
         links=links,
+        localized=localized,
     )
     if source is None:
         compiled.shape("")
