@@ -41,7 +41,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {"view": 1.0, "add_to_cart": 3.0, "purchase"
 @dataclass(frozen=True)
 class Interactions:
     """Interaction triples as codes: ``users`` and ``items`` index ``user_ids`` and
-    ``skus``; ``kinds`` index ``kind_names``; ``points`` are the decayed weights."""
+    ``skus``; ``kinds`` index ``kind_names``; ``points`` are the decayed weights and
+    ``ages`` the events' ages in days (the evaluation holds out the newest)."""
 
     users: np.ndarray
     items: np.ndarray
@@ -50,6 +51,7 @@ class Interactions:
     user_ids: np.ndarray
     skus: np.ndarray
     kind_names: tuple[str, ...]
+    ages: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def encode(
     item_codes, items = _codes(skus[keep])
     kind_codes = np.searchsorted(np.array(kind_names), kinds[keep].astype(str))
     points = decayed_points(kind_codes, age_days[keep], kind_names, weights, half_life_days)
-    return Interactions(user_codes, item_codes, kind_codes, points, users, items, kind_names)
+    ages = np.asarray(age_days[keep], dtype=np.float64)
+    return Interactions(user_codes, item_codes, kind_codes, points, users, items, kind_names, ages)
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -239,8 +242,9 @@ def recommend(
             row = start + offset
             bought = _bought(model, user, excluded_code)
             if user >= 0:
-                _fill_similar(model, scores, offset, int(user), bought, stock, n, out, row)
+                _fill_similar(scores, offset, bought, stock, out, row)
             fallbacks.fill(out, row, bought, stock)
+        _add_reasons(model, users, out, start, start + len(chunk))
     return out
 
 
@@ -262,13 +266,10 @@ def _bought(model: Model, user: int, code: int) -> np.ndarray:
 
 
 def _fill_similar(
-    model: Model,
     scores: sparse.csr_matrix,
     offset: int,
-    user: int,
     bought: np.ndarray,
     stock: np.ndarray,
-    n: int,
     out: Recommendations,
     row: int,
 ) -> None:
@@ -276,18 +277,33 @@ def _fill_similar(
     items, values = scores.indices[start:end], scores.data[start:end]
     ok = (values > 0) & stock[items] & ~np.isin(items, bought)
     items, values = items[ok], np.round(values[ok], 9)  # sums in another order still tie
-    chosen = items[np.lexsort((items, -values))[:n]]
-    if not len(chosen):
+    chosen = items[np.lexsort((items, -values))[: out.items.shape[1]]]
+    out.items[row, : len(chosen)] = chosen
+    out.sources[row, : len(chosen)] = SIMILAR
+
+
+def _add_reasons(model: Model, users: np.ndarray, out: Recommendations, lo: int, hi: int) -> None:
+    """For each similar item of rows ``lo:hi``, the history item ``j`` with the largest
+    ``R[u, j] * S[j, item]`` (ties to the smaller ``j``) and its strongest kind; one
+    vectorized pass over every (slot, history item) pair of the rows."""
+    rows, slots = np.nonzero(out.sources[lo:hi] == SIMILAR)
+    if not len(rows):
         return
-    h_start, h_end = model.ratings.indptr[user], model.ratings.indptr[user + 1]
-    history = model.ratings.indices[h_start:h_end]
-    points = model.ratings.data[h_start:h_end]
-    contributions = points[:, None] * model.similarity[history][:, chosen].toarray()
-    reasons = history[np.argmax(contributions, axis=0)]  # first max: the smaller code
-    kinds = model.strongest[user, reasons].toarray().ravel() - 1
-    k = len(chosen)
-    out.items[row, :k], out.reasons[row, :k] = chosen, reasons
-    out.reason_kinds[row, :k], out.sources[row, :k] = kinds, SIMILAR
+    rows += lo
+    user, item = users[rows], out.items[rows, slots]
+    first = model.ratings.indptr[user]
+    counts = model.ratings.indptr[user + 1] - first
+    pair = np.repeat(np.arange(len(rows)), counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    position = first[pair] + np.arange(len(pair)) - starts
+    history = model.ratings.indices[position]
+    sim = np.asarray(model.similarity[history, item[pair]]).ravel()
+    contribution = model.ratings.data[position] * sim
+    order = np.lexsort((history, -contribution, pair))
+    best = order[np.r_[True, pair[order][1:] != pair[order][:-1]]]
+    out.reasons[rows, slots] = history[best]
+    # strongest has the structure of ratings (both come from the same sorted pairs)
+    out.reason_kinds[rows, slots] = model.strongest.data[position[best]] - 1
 
 
 class _Fallbacks:
@@ -296,9 +312,9 @@ class _Fallbacks:
     def __init__(
         self, model: Model, users: np.ndarray, groups: np.ndarray | None, code: int
     ) -> None:
-        self.overall = popularity_order(model.popularity)
+        self.overall = popularity_order(model.popularity).tolist()
         self.groups = groups
-        self.by_group: dict[int, np.ndarray] = {}
+        self.by_group: dict[int, list[int]] = {}
         if groups is not None:
             self.by_group = _group_orders(model, users, groups, code)
 
@@ -307,7 +323,7 @@ class _Fallbacks:
         slot = int((out.items[row] >= 0).sum())
         sources = []
         if self.groups is not None and self.groups[row] >= 0:
-            group = self.by_group.get(int(self.groups[row]), np.empty(0, np.int64))
+            group = self.by_group.get(int(self.groups[row]), [])
             sources.append((group, SEGMENT))
         sources.append((self.overall, POPULAR))
         for order, source in sources:
@@ -323,7 +339,7 @@ class _Fallbacks:
 
 def _group_orders(
     model: Model, users: np.ndarray, groups: np.ndarray, code: int
-) -> dict[int, np.ndarray]:
+) -> dict[int, list[int]]:
     """Per group, items by popularity among the group's users the model knows."""
     known = users >= 0
     members, labels = users[known], groups[known]
@@ -336,5 +352,5 @@ def _group_orders(
         counts = np.asarray(did[mine].sum(axis=0)).ravel()
         if counts.sum() == 0:  # nobody in the group bought: the group's interest instead
             counts = np.asarray(points[mine].sum(axis=0)).ravel()
-        orders[int(label)] = popularity_order(counts)
+        orders[int(label)] = popularity_order(counts).tolist()
     return orders
