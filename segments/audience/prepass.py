@@ -52,6 +52,12 @@ from segments.profiles.schema import ProfileSchema
 from segments.profiles.spool import ChunkSpool
 from segments.profiles.sqlread import SqlSource, read_sql_chunks
 from segments.profiles.validate import ProfileValidator
+from segments.recommend.prepass import (
+    RecommendationSpec,
+    add_recommendations,
+    check_events_source,
+    read_product_events,
+)
 from segments.rules.ruleset import parse_segments
 from segments.yamlsrc import LineDict
 
@@ -183,6 +189,7 @@ class AudienceSpec:
     features: FeatureConfig | None = None
     drift: DriftSettings | None = None
     file: str | None = None
+    recommendations: RecommendationSpec | None = None  # segments.recommend.prepass
 
 
 def needs_prepass(spec: AudienceSpec, baseline: Path | None) -> bool:
@@ -247,7 +254,34 @@ def prepare_audience(
     )
     if result.audience.fitted:
         save_cluster_models(result.model_path, result.audience.models)
+    if spec.recommendations is not None and spec.events is not None:
+        recommend = spec.recommendations
+        result.audience = _recommend(recommend, spec.events, spec, result.audience, as_of, config)
     return result
+
+
+def _recommend(
+    recommend: RecommendationSpec,
+    source: EventsFile,
+    spec: AudienceSpec,
+    audience: Audience,
+    as_of: datetime,
+    config: FeatureConfig,
+) -> Audience:
+    """The audience with each profile's ``recommendations`` (segments.recommend.prepass)."""
+    check_events_source(recommend, source.sql)
+    types = list(recommend.config.weights)
+    events = read_product_events(
+        source.path, as_of, types, delimiter=source.delimiter, encoding=source.encoding
+    )
+    return add_recommendations(
+        audience,
+        recommend,
+        events,
+        id_field=spec.schema.id_field,
+        as_of=as_of,
+        half_life_days=config.half_life_days,
+    )
 
 
 def _population_columns(schema: ProfileSchema, document: SegmentDocument, full: bool) -> list[str]:

@@ -275,7 +275,9 @@ def _fill_similar(
 ) -> None:
     start, end = scores.indptr[offset], scores.indptr[offset + 1]
     items, values = scores.indices[start:end], scores.data[start:end]
-    ok = (values > 0) & stock[items] & ~np.isin(items, bought)
+    ok = (values > 0) & stock[items]
+    if len(bought):  # a handful, mostly: a broadcast compare beats np.isin's setup
+        ok &= ~(items[:, None] == bought[None, :]).any(axis=1)
     items, values = items[ok], np.round(values[ok], 9)  # sums in another order still tie
     chosen = items[np.lexsort((items, -values))[: out.items.shape[1]]]
     out.items[row, : len(chosen)] = chosen
