@@ -32,7 +32,7 @@ def _campaign(folder: Path, extra: str = CONFIG) -> Path:
     path = copy_demo_campaign(folder, rows=40)
     shutil.copy(DEMO / "catalog.csv", folder / "catalog.csv")
     text = path.read_text(encoding="utf-8")
-    text = text.replace("\nrecommendations:\n", "\nold_recommendations:\n")  # if the demo has one
+    text = re.sub(r"\nrecommendations:\n(  .*\n)+", "\n", text)  # the demo's own settings
     path.write_text(text + extra, encoding="utf-8")
     return path
 
@@ -71,3 +71,12 @@ def test_recommendations_without_events_is_a_config_error(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as info:
         load_campaign(path)
     assert "recommendations need an events source" in str(info.value)
+
+
+def test_segments_report_prints_the_offline_evaluation(tmp_path: Path) -> None:
+    from renderer import segment_report
+
+    report = segment_report(load_campaign(_campaign(tmp_path)))
+    assert report.recommendations[0].startswith("recommendations: ")
+    assert "last add_to_cart held out, top 3" in report.recommendations[0]  # no purchase sku
+    assert [line.split()[0] for line in report.recommendations[2:]] == ["item-item", "popularity"]

@@ -2,9 +2,9 @@
 
 When a campaign has ``recommendations:`` (and ``events:``), the audience pre-pass
 (:func:`segments.audience.prepass.prepare_audience`) calls :func:`add_recommendations`
-after the features: the events file is read again, chunk by chunk, keeping only
-(profile, product, type, age) of the events that name a product and have a
-weighted type; the model is fitted, every valid profile gets its list, and the
+after the features: the events (file or database source) are read again, chunk by
+chunk, keeping only (profile, product, type, timestamp) of the events that name a
+product and have a weighted type; the model is fitted, every valid profile gets its list, and the
 lists join each render chunk by id like the other derived fields. Unlike the
 other derived fields, the computed list wins over a profile column of the same
 name (an exported ``recommendations`` column is the fallback when the campaign
@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from segments.audience.document import Audience
-from segments.errors import ConfigError
 from segments.features.derived import DerivedFields
 from segments.features.events import clean_events, read_event_chunks
-from segments.recommend.api import RecommendationConfig, recommend_for
+from segments.profiles.sqlread import SqlSource, read_sql_event_chunks
+from segments.recommend.api import RecommendationConfig, interactions_from_events, recommend_for
 from segments.recommend.catalog import load_catalog
+from segments.recommend.evaluate import Evaluation, evaluate
 
 FIELD = "recommendations"
 _CHUNK = 200_000
@@ -45,12 +46,23 @@ class RecommendationSpec:
 
 
 def read_product_events(
-    path: Path, as_of: datetime, types: list[str], *, delimiter: str = ",", encoding: str = "utf-8"
+    path: Path,
+    as_of: datetime,
+    types: list[str],
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    sql: SqlSource | None = None,
 ) -> pd.DataFrame:
     """The accepted events of ``types`` that name a product (columns ``profile_id``,
-    ``type``, ``timestamp``, ``product_id``), read ``_CHUNK`` rows at a time."""
+    ``type``, ``timestamp``, ``product_id``), read ``_CHUNK`` rows at a time from the
+    file or, with ``sql``, from that database source."""
     kept = []
-    for raw in read_event_chunks(path, _CHUNK, delimiter=delimiter, encoding=encoding):
+    if sql is not None:
+        chunks = read_sql_event_chunks(sql, _CHUNK)
+    else:
+        chunks = read_event_chunks(path, _CHUNK, delimiter=delimiter, encoding=encoding)
+    for raw in chunks:
         if "product_id" not in raw.columns:
             continue
         events = clean_events(raw, known_ids=None, as_of=as_of).events
@@ -89,11 +101,25 @@ def add_recommendations(
     return replace(audience, derived=DerivedFields(frame, types, derived.text, overrides))
 
 
-def check_events_source(spec: RecommendationSpec | None, sql: object) -> None:
-    """Recommendations read the events file again: a database source is not supported yet."""
-    if spec is not None and sql is not None:
-        raise ConfigError(
-            "recommendations need an events file, not a database source",
-            field="recommendations",
-            hint="export the events to CSV, JSON Lines or Parquet, or drop recommendations:",
-        )
+def evaluate_events(
+    spec: RecommendationSpec, events: pd.DataFrame, as_of: datetime, half_life_days: float | None
+) -> Evaluation:
+    """The offline evaluation (:mod:`segments.recommend.evaluate`) on a campaign's events,
+    as ``mailsmith segments`` prints it: the last purchase held out, or, when no
+    purchase names a product, the last event of the highest-weighted type that does."""
+    config = spec.config
+    half_life = config.half_life_days or half_life_days
+    inter = interactions_from_events(events, as_of, config.weights, half_life)
+    present = {inter.kind_names[k] for k in set(inter.kinds.tolist())}
+    ranked = sorted(present, key=lambda kind: (-config.weights[kind], kind))
+    holdout = config.exclude if config.exclude in present else (ranked or [config.exclude])[0]
+    catalog = load_catalog(spec.catalog)
+    return evaluate(
+        inter,
+        n=config.n,
+        holdout=holdout,
+        weights=config.weights,
+        neighbors=config.neighbors,
+        in_stock=catalog.in_stock(inter.skus),
+        exclude_kind=config.exclude,
+    )
