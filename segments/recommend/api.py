@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from segments.recommend.catalog import Catalog
 from segments.recommend.model import (
     DEFAULT_WEIGHTS,
-    POPULAR,
     SEGMENT,
     SIMILAR,
     SOURCE_NAMES,
@@ -42,7 +41,7 @@ from segments.recommend.model import (
     recommend,
 )
 
-_VERBS = {"view": "viewed", "add_to_cart": "added", "purchase": "bought"}
+_VERBS = {"view": "viewed", "purchase": "bought"}  # other weighted types: "chose"
 _DAY = 86400.0
 
 
@@ -157,12 +156,11 @@ def _reason(
     source = int(recs.sources[row, slot])
     if source == SEGMENT:
         return "popular in your segment"
-    if source == POPULAR or source != SIMILAR:
+    if source != SIMILAR:
         return "a bestseller"
     sku = str(skus[recs.reasons[row, slot]])
     name = str(catalog.rows["name"].get(sku, sku))
     kind = model.kind_names[int(recs.reason_kinds[row, slot])]
-    verb = _VERBS.get(kind, f"had {kind} events for")
     if kind == "add_to_cart":
         return f"because you added {name} to your cart"
-    return f"because you {verb} {name}"
+    return f"because you {_VERBS.get(kind, 'chose')} {name}"

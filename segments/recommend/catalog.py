@@ -46,8 +46,9 @@ class Catalog:
 
     def row(self, sku: str) -> dict[str, Any]:
         """The catalog row of ``sku`` as a dict, ``sku`` included."""
-        record: dict[str, Any] = self.rows.loc[sku].to_dict()
-        return {"sku": sku, **record}
+        record = self.rows.loc[sku].to_dict()
+        plain = {str(k): v.item() if isinstance(v, np.generic) else v for k, v in record.items()}
+        return {"sku": sku, **plain}
 
 
 def load_catalog(path: str | Path) -> Catalog:
