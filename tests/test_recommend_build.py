@@ -80,3 +80,13 @@ def test_segments_report_prints_the_offline_evaluation(tmp_path: Path) -> None:
     assert report.recommendations[0].startswith("recommendations: ")
     assert "last add_to_cart held out, top 3" in report.recommendations[0]  # no purchase sku
     assert [line.split()[0] for line in report.recommendations[2:]] == ["item-item", "popularity"]
+
+
+def test_check_knows_the_derived_recommendations_field(tmp_path: Path) -> None:
+    from renderer import check_campaign
+
+    path = _campaign(tmp_path)
+    text = path.read_text(encoding="utf-8").replace("  recommendations: list\n", "")
+    path.write_text(text, encoding="utf-8")
+    findings = check_campaign(load_campaign(path)).findings
+    assert not [f for f in findings if "recommendations" in f.message], findings
