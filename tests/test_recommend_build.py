@@ -90,3 +90,11 @@ def test_check_knows_the_derived_recommendations_field(tmp_path: Path) -> None:
     path.write_text(text, encoding="utf-8")
     findings = check_campaign(load_campaign(path)).findings
     assert not [f for f in findings if "recommendations" in f.message], findings
+
+
+def test_segments_page_shows_the_offline_evaluation(tmp_path: Path) -> None:
+    from renderer import segment_report
+
+    page = segment_report(load_campaign(_campaign(tmp_path))).to_html()
+    assert "Recommendations: offline evaluation" in page
+    assert "item-item" in page and "popularity" in page
