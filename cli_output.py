@@ -112,6 +112,8 @@ def print_segments(report: SegmentReport) -> None:
         out.print(
             f"events: {events['accepted']} of {events['rows']} used, {events['rejected']} rejected"
         )
+    for line in report.recommendations:  # the offline evaluation (docs/delivery.md)
+        out.print(line, highlight=False)
 
 
 def print_explanation(result: ProfileExplanation) -> None:

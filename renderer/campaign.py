@@ -30,6 +30,7 @@ from segments.features.scores import FeatureConfig
 from segments.profiles.read import DEFAULT_MAX_MALFORMED, DEFAULT_NA_VALUES
 from segments.profiles.schema import ProfileSchema, infer_file_schema
 from segments.profiles.sqlread import SqlSource, infer_sql_schema
+from segments.recommend.api import RecommendationConfig
 from segments.yamlsrc import line_at, load_yaml
 
 FieldType = Literal["string", "int", "float", "bool", "date", "datetime", "list", "dict"]
@@ -263,6 +264,7 @@ class Campaign(_Model):
     events: EventsSpec | None = None
     features: FeatureConfig | None = None
     drift: DriftSpec | None = None
+    recommendations: RecommendationConfig | None = None  # docs/delivery.md, Recommendations
     fixtures: str | None = Field(
         default=None, description="YAML or JSON file of named personas (renderer/fixtures.py)."
     )
@@ -295,6 +297,13 @@ class Campaign(_Model):
     def _features_need_events(cls, value: Any, info: ValidationInfo) -> Any:
         if value is not None and info.data.get("events") is None:
             raise ValueError("derived features need an events source: add `events:`")
+        return value
+
+    @field_validator("recommendations")
+    @classmethod
+    def _recommendations_need_events(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("events") is None:
+            raise ValueError("recommendations need an events source: add `events:`")
         return value
 
     @field_validator("schema_", mode="before")

@@ -20,6 +20,7 @@ from segments.errors import ConfigError
 from segments.profiles.schema import FieldDef, ProfileSchema
 from segments.profiles.sqlread import sql_warnings as sql_source_warnings
 from segments.profiles.validate import ProfileValidator, load_suppression
+from segments.recommend.prepass import RecommendationSpec
 from segments.yamlsrc import LineDict, load_yaml
 
 
@@ -180,4 +181,12 @@ def audience_spec(campaign: Campaign, schema: ProfileSchema) -> AudienceSpec:
         features=campaign.features,
         drift=drift,
         file=campaign.file,
+        recommendations=_recommendations(campaign),
     )
+
+
+def _recommendations(campaign: Campaign) -> RecommendationSpec | None:
+    config = campaign.recommendations
+    if config is None:
+        return None
+    return RecommendationSpec(config, campaign.path(config.catalog))

@@ -73,6 +73,8 @@ def name_scope(campaign: Campaign, env: SandboxedEnvironment) -> NameScope:
     document = segment_document(campaign)
     experiments = load_experiments(campaign)
     derived = set(FEATURE_TYPES) if campaign.events is not None else set()
+    if campaign.recommendations is not None:  # segments/recommend/prepass.py
+        derived.add("recommendations")
     derived |= {spec.name for spec in document.clusters}
     derived |= {group.name for group in document.exclusive}
     derived |= {name for e in experiments for v in e.variants for name in v.tokens}

@@ -118,6 +118,7 @@ class SegmentReport:
     events: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    recommendations: list[str] = field(default_factory=list)  # the offline evaluation
 
     def raise_for_warnings(self) -> None:
         """``--strict``: any warning raises :class:`~segments.errors.AudienceWarningError`."""
@@ -194,6 +195,7 @@ def segment_report(
         events=audience.events.summary() if audience.events else None,
         warnings=[str(w) for w in size_warnings(sizes, total, document.min_sizes)],
         points=_points(population, [s.name for s in document.clusters], campaign.profiles.id_field),
+        recommendations=audience.recommendations.lines() if audience.recommendations else [],
     )
 
 

@@ -52,6 +52,13 @@ from segments.profiles.schema import ProfileSchema
 from segments.profiles.spool import ChunkSpool
 from segments.profiles.sqlread import SqlSource, read_sql_chunks
 from segments.profiles.validate import ProfileValidator
+from segments.recommend.evaluate import Evaluation
+from segments.recommend.prepass import (
+    RecommendationSpec,
+    add_recommendations,
+    evaluate_events,
+    read_product_events,
+)
 from segments.rules.ruleset import parse_segments
 from segments.yamlsrc import LineDict
 
@@ -90,6 +97,7 @@ class CampaignAudience:
     audience: Audience | None = None
     events: EventsReport | None = None
     rejections: list[Rejection] = field(default_factory=list)
+    recommendations: Evaluation | None = None  # the offline evaluation, with ``full``
 
     @property
     def population(self) -> pd.DataFrame | None:
@@ -183,6 +191,7 @@ class AudienceSpec:
     features: FeatureConfig | None = None
     drift: DriftSettings | None = None
     file: str | None = None
+    recommendations: RecommendationSpec | None = None  # segments.recommend.prepass
 
 
 def needs_prepass(spec: AudienceSpec, baseline: Path | None) -> bool:
@@ -247,7 +256,40 @@ def prepare_audience(
     )
     if result.audience.fitted:
         save_cluster_models(result.model_path, result.audience.models)
+    _recommend(spec, result, as_of, config, evaluated=full)
     return result
+
+
+def _recommend(
+    spec: AudienceSpec,
+    result: CampaignAudience,
+    as_of: datetime,
+    config: FeatureConfig,
+    *,
+    evaluated: bool = False,
+) -> None:
+    """Add each profile's ``recommendations`` to ``result``'s audience (when the campaign
+    has them: segments.recommend.prepass), and with ``evaluated`` the offline evaluation
+    on the same events."""
+    recommend, source, audience = spec.recommendations, spec.events, result.audience
+    if recommend is None or source is None or audience is None:
+        return
+    types = list(recommend.config.weights)
+    events = read_product_events(
+        source.path, as_of, types, delimiter=source.delimiter, encoding=source.encoding,
+        sql=source.sql,
+    )  # fmt: skip
+    half_life = config.half_life_days
+    if evaluated:
+        result.recommendations = evaluate_events(recommend, events, as_of, half_life)
+    result.audience = add_recommendations(
+        audience,
+        recommend,
+        events,
+        id_field=spec.schema.id_field,
+        as_of=as_of,
+        half_life_days=half_life,
+    )
 
 
 def _population_columns(schema: ProfileSchema, document: SegmentDocument, full: bool) -> list[str]:

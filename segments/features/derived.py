@@ -30,12 +30,14 @@ class DerivedFields:
     table would hold every id as a Python string for as long as the build runs.
     The columns in ``text`` (made by :meth:`compact`) are kept as categoricals, a
     small code per profile; :meth:`join` and :meth:`fill_records` give them back in
-    the dtype they had (``text`` maps each to it).
+    the dtype they had (``text`` maps each to it). A profile's own value wins over a
+    derived one, except in the columns of ``overrides`` (computed recommendations).
     """
 
     frame: pd.DataFrame
     types: Mapping[str, str]
     text: Mapping[str, Any] = field(default_factory=dict)
+    overrides: frozenset[str] = frozenset()
 
     @classmethod
     def compact(cls, frame: pd.DataFrame, types: Mapping[str, str]) -> DerivedFields:
@@ -76,6 +78,9 @@ class DerivedFields:
             values = aligned[column]
             if column in self.text:
                 values = values.astype(self.text[column])
+            if column in self.overrides and column in df.columns:
+                out[column] = values.where(values.notna(), df[column])  # derived wins
+                continue
             out[column] = own_or_derived(df, column, values)  # an unknown id: missing
         return out
 
@@ -87,9 +92,13 @@ class DerivedFields:
         found = positions >= 0
         derived = iter(to_records(self.frame.iloc[positions[found]], self.types))
         return [
-            {**next(derived), **record} if hit else record
+            self._filled(next(derived), record) if hit else record
             for record, hit in zip(records, found, strict=True)
         ]
+
+    def _filled(self, derived: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        won = {name: derived[name] for name in self.overrides if name in derived}
+        return {**derived, **record, **won}
 
 
 def is_text(series: pd.Series) -> bool:
