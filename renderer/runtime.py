@@ -23,7 +23,7 @@ from jinja2 import Template, meta
 from jinja2.exceptions import TemplateSyntaxError
 
 from renderer.campaign import Campaign
-from renderer.compile import CompiledTemplate, compile_template
+from renderer.compile import compile_template
 from renderer.compile.links import LinkDecorator
 from renderer.compile.optimize import optimize_tokens
 from renderer.content import BlockOverrides, assemble

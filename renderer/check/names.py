@@ -75,6 +75,8 @@ def name_scope(campaign: Campaign, env: SandboxedEnvironment) -> NameScope:
     derived |= {spec.name for spec in document.clusters}
     derived |= {group.name for group in document.exclusive}
     derived |= {name for e in experiments for v in e.variants for name in v.tokens}
+    if campaign.coupons is not None:  # its segment's recipients' code (renderer/coupons.py)
+        derived.add(campaign.coupons.field)
     for group in document.exclusive:  # as the audience stage refuses it, before any read
         if group.name in specs:
             raise SegmentRuleError(
