@@ -122,7 +122,7 @@ class CouponPool:
         of = f" ({used} of its {self.total} already used)" if used else ""
         return ConfigError(
             f"coupons: the pool {self.spec.pool} has {len(self.codes)} unused codes{of}, "
-            f"but {needed} recipients of segment '{self.spec.segment}' need one",
+            f"but {needed} recipients need one",
             file=self.file,
             line=self.line,
             field="coupons",

@@ -87,8 +87,8 @@ def test_a_pool_too_small_stops_the_build_before_any_email(tmp_path: Path) -> No
     assert result.exit_code == 2, result.output
     error = " ".join(result.stderr.split())
     assert f"campaign.yaml:{coupons_line(campaign)}" in error
-    assert "has 3 unused codes" in error and "of segment 'lapsed' need one" in error
-    assert "add at least" in error and "codes to coupons.csv" in error
+    assert "has 3 unused codes" in error and "but 53 recipients need one (segment lapsed)" in error
+    assert "add at least 50 codes to coupons.csv" in error
     assert not out.exists() and staging_folders(out) == []
 
 
