@@ -45,6 +45,7 @@ from segments.profiles.spool import ValidatedChunk
 from segments.yamlsrc import line_at, load_yaml
 
 MANIFEST_KEY = "coupon"  # the manifest's key, whatever ``field`` the templates read
+KEY = MANIFEST_KEY.encode()
 
 
 class CouponSpec(BaseModel):
@@ -88,7 +89,7 @@ class CouponCodes:
         if code is None:
             return line
         value = json.dumps(code, ensure_ascii=False).encode("utf-8")
-        return line[: line.rindex(b"}")] + b',"coupon":' + value + b"}\n"
+        return line[: line.rindex(b"}")] + b',"' + KEY + b'":' + value + b"}\n"
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,14 @@ class CouponPool:
                 line=self.line,
                 field="coupons.segment",
                 hint="choose one of " + ", ".join(plan.segments.names),
+            )
+        if self.spec.field in plan.schema.fields:  # the code would replace the profile's value
+            raise ConfigError(
+                f"coupons: field {self.spec.field!r} is a profile field",
+                file=self.file,
+                line=self.line,
+                field="coupons.field",
+                hint="name the template variable otherwise: coupons: {field: coupon}",
             )
         segment = self.spec.segment
         rows = sorted(r for chunk in chunks for r in segment_members(chunk, plan, segment))

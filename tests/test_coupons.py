@@ -8,6 +8,7 @@ their profiles' events), whose ``coupons:`` gives each lapsed recipient a code o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,17 +104,26 @@ def test_a_code_twice_in_the_pool_is_an_error_at_its_line(tmp_path: Path) -> Non
         read_codes(pool, "coupon")
 
 
-def test_unknown_segment_and_duplicate_code_stop_the_cli(tmp_path: Path) -> None:
+def test_unknown_segment_profile_field_and_repeated_code_stop_the_cli(tmp_path: Path) -> None:
     campaign = small_campaign(tmp_path / "campaign", 20, 1000)
-    set_coupons(campaign, "coupons: {pool: coupons.csv, segment: lapsd}")
-    result = runner.invoke(app, ["build", str(campaign), "--out", str(tmp_path / "o"), "-q"])
-    assert result.exit_code == 2 and "no segment named 'lapsd'" in result.stderr
-    set_coupons_back = campaign.read_text(encoding="utf-8").replace("lapsd", "lapsed")
-    campaign.write_text(set_coupons_back, encoding="utf-8")
+    out = tmp_path / "o"
+    for line, message in (
+        ("coupons: {pool: coupons.csv, segment: lapsd}", "no segment named 'lapsd'"),
+        ("coupons: {pool: coupons.csv, segment: lapsed, field: city}", "'city' is a profile"),
+    ):
+        text = campaign.read_text(encoding="utf-8")
+        campaign.write_text(re.sub(r"(?m)^coupons: .*$", line, text), encoding="utf-8")
+        # --no-check: the block reads `coupon`, unknown once the field is named otherwise
+        options = ["--out", str(out), "-q", "--no-check"]
+        result = runner.invoke(app, ["build", str(campaign), *options])
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+        assert f"campaign.yaml:{coupons_line(campaign)}" in result.stderr
+    set_coupons_line = re.sub(r"(?m)^coupons: .*$", DEMO_LINE, campaign.read_text())
+    campaign.write_text(set_coupons_line, encoding="utf-8")
     (campaign.parent / "coupons.csv").write_text("code\nA1\nA1\n", encoding="utf-8")
-    result = runner.invoke(app, ["build", str(campaign), "--out", str(tmp_path / "o"), "-q"])
+    result = runner.invoke(app, ["build", str(campaign), "--out", str(out), "-q"])
     assert result.exit_code == 2 and "coupons.csv:3" in result.stderr
-    assert not (tmp_path / "o").exists()
+    assert not out.exists() and staging_folders(out) == []
 
 
 def test_codes_of_an_earlier_manifest_are_not_given_again(tmp_path: Path) -> None:
