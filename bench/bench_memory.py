@@ -25,7 +25,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from make_profiles import WORK_DIR, write_profiles  # noqa: E402
+from make_profiles import WORK_DIR, coupon_pool, write_profiles  # noqa: E402
 
 
 def campaign_for(count: int) -> Path:
@@ -38,6 +38,7 @@ def campaign_for(count: int) -> Path:
     data["profiles"] = str(profiles)
     data["segments"] = str(HERE / "segments_profile_only.yaml")
     data["suppression"] = str(demo / "suppression.csv")
+    coupon_pool(data, count)
     path = WORK_DIR / f"campaign-plain-{count}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from _common import command_line, machine_line, note, source_line  # noqa: E402
-from make_profiles import WORK_DIR, load_demo, make_bench_campaign  # noqa: E402
+from make_profiles import WORK_DIR, coupon_pool, load_demo, make_bench_campaign  # noqa: E402
 
 TARGET_RATIO = 1.2  # issue #13: peak RSS at 1M over peak RSS at 100k
 
@@ -125,6 +125,7 @@ def plain_campaign(count: int) -> dict[str, Any]:
     data["profiles"] = str(path)
     data["segments"] = str(HERE / "segments_profile_only.yaml")
     data["suppression"] = str(ROOT / "demo" / "suppression.csv")
+    coupon_pool(data, count)
     return data
 
 

@@ -119,12 +119,27 @@ def write_campaign(profiles: Path, events: Path | None, out_dir: Path = WORK_DIR
     data["profiles"] = str(profiles.resolve())
     if events is not None:
         data["events"] = str(events.resolve())
+    with profiles.open("rb") as handle:
+        coupon_pool(data, sum(1 for _ in handle), out_dir)
     model = demo.parent / f"{data['name']}.clusters.json"
     if model.is_file():
         shutil.copyfile(model, out_dir / model.name)
     path = out_dir / f"campaign-{profiles.stem.removeprefix('profiles-')}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def coupon_pool(data: dict[str, Any], rows: int, out_dir: Path = WORK_DIR) -> None:
+    """The demo's ``coupons:`` given a pool of ``rows`` codes (at least one per recipient:
+    the demo's 1,000 codes run out past about 3,000 profiles), as an absolute path."""
+    if "coupons" not in data:
+        return
+    pool = out_dir / f"coupons-{rows}.csv"
+    if not pool.is_file():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        codes = "".join(f"BENCH-{number:09d}\n" for number in range(rows))
+        pool.write_text("code\n" + codes, encoding="utf-8")
+    data["coupons"] = {**data["coupons"], "pool": str(pool.resolve())}
 
 
 def make_bench_campaign(count: int, out_dir: Path = WORK_DIR) -> Path:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from renderer.coupons import CouponSpec
 from renderer.delivery import SenderSpec, UnsubscribeSpec
 from renderer.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS
 from renderer.tracking import TrackingSpec
@@ -271,6 +272,7 @@ class Campaign(_Model):
     check: CheckSpec = CheckSpec()
     tracking: TrackingSpec | None = None
     i18n: I18nSpec | None = None  # localized content (renderer/i18n/); None: English only
+    coupons: CouponSpec | None = None  # single-use codes for a segment (renderer/coupons.py)
     base_dir: Path = Field(default=Path("."), exclude=True)
     file: str = Field(default="<campaign>", exclude=True)
     inferred: tuple[str, ...] = Field(

@@ -126,6 +126,20 @@ def segment_chunk(chunk: ValidatedChunk, plan: SegmentPlan) -> SegmentedBatch:
     )
 
 
+def segment_members(chunk: ValidatedChunk, plan: SegmentPlan, segment: str) -> list[int]:
+    """The input rows of ``segment``'s members that :func:`segment_chunk` gives an email
+    (in the audience, not held out), without the records: a build counts them first."""
+    valid = chunk.valid
+    ids = valid[plan.schema.id_field].astype(str)
+    keep, _, _ = _audience_mask(ids, plan)
+    valid, ids = valid[keep], ids[keep]
+    membership = plan.segments.evaluate_frame(valid, plan.as_of)
+    _, held_out = _assign(ids, membership, plan)
+    hits = membership[segment].to_numpy(dtype=bool)
+    rows = zip(valid.index, hits, held_out, strict=True)
+    return [int(row) for row, hit, out in rows if hit and not out]
+
+
 def _audience_mask(ids: pd.Series, plan: SegmentPlan) -> tuple[pd.Series, int, int]:
     """Rows that stay in the audience; how many ``excluded`` and ``sample`` skipped."""
     keep = pd.Series(True, index=ids.index)

@@ -207,6 +207,7 @@ def copy_demo_campaign(folder: Path, rows: int) -> Path:
         "suppression.csv",
         "autumn-retail-2026.clusters.json",
         "fixtures.yaml",
+        "coupons.csv",
     ):
         shutil.copy(demo / name, folder / name)
     root = demo_campaign_path().resolve().parent.parent

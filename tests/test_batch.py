@@ -18,6 +18,7 @@ import pytest
 
 from renderer import BuildOptions, build_campaign, load_campaign
 from renderer.campaign import demo_campaign_path
+from renderer.coupons import CouponCodes
 from renderer.preview import validated_chunks
 from renderer.runtime import render_batch
 from segments.batch import SegmentedBatch, segment_chunk
@@ -57,6 +58,8 @@ def test_a_chunk_rendered_from_pickled_inputs_in_a_fresh_process_is_what_the_bui
 ) -> None:
     runtime, batch = _first_chunk()
     part = batch.take(range(60))
+    codes = {int(e["row"]): str(e["coupon"]) for e in demo_build.values() if "coupon" in e}
+    CouponCodes(codes).give(part.rows, part.records)  # as the build's parent gave them
     payload = pickle.dumps((runtime, part))
     done = subprocess.run(
         [sys.executable, "-c", _RENDER_IN_FRESH_PROCESS],

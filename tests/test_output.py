@@ -227,7 +227,7 @@ def demo_copy(folder: Path) -> Campaign:
     """The demo campaign (a pre-pass: events, clusters) with its files in ``folder``."""
     shipped = demo_campaign_path().parent
     for name in ("profiles.csv", "events.csv", "suppression.csv", "segments.yaml",
-                 "autumn-retail-2026.clusters.json"):  # fmt: skip
+                 "autumn-retail-2026.clusters.json", "coupons.csv"):  # fmt: skip
         (folder / name).write_bytes((shipped / name).read_bytes())
     config = folder / "campaign.yaml"
     config.write_bytes(demo_campaign_path().read_bytes())  # the template is a shipped one

@@ -35,6 +35,7 @@ DEMO_FILES = (
     "events.csv",
     "suppression.csv",
     "autumn-retail-2026.clusters.json",
+    "coupons.csv",
 )
 TINY_TEMPLATE = """<mjml>
   <mj-body>

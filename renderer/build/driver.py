@@ -13,7 +13,7 @@ import gc
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +40,7 @@ from renderer.build.pool import WorkerPool
 from renderer.build.resume import resume_notes, skip_committed
 from renderer.campaign import OUTPUT_FORMATS, Campaign
 from renderer.check.runner import raise_for_static_errors
+from renderer.coupons import load_pool
 from renderer.runtime import CampaignRuntime
 from renderer.specs import audience_spec, profile_file, schema_of, sql_warnings
 from segments.audience.prepass import (
@@ -202,6 +203,7 @@ class CampaignBuild:
         # the unsubscribe secret, and a sender for eml/mbox, before anything is read
         format = self.options.format or campaign.output.format
         self._delivery_warnings = delivery_warnings(campaign, format, self.as_of)
+        self._coupons = load_pool(campaign.coupons, campaign.base_dir, campaign.file)
         self._state = BuildState()
         self.notes: list[str] = []  # what a resumed build took over, or removed
         self._resumed: Checkpoint | None = None
@@ -320,18 +322,15 @@ class CampaignBuild:
         plan = self.runtime.segment_plan(
             self.options.winner, sample=self.options.sample, excluded=self._excluded_ids
         )
-        if spool.complete:  # the pre-pass validated every chunk already
-            validated: Iterator[ValidatedChunk] = iter(spool)
-        else:
-            validator = self.spec.validator()
-            validated = (ValidatedChunk(*validator.validate(c)) for c in _chain(first, chunks))
-        job = ChunkJob(self.runtime, plan, self._emails(writer))
+        todo = self._validated(spool, lambda: _chain(first, chunks))
+        again = self._validated(spool, profile_file(self.campaign).chunks)  # coupons only
+        codes = self._coupons.assign(plan, again) if self._coupons else None  # before a render
+        job = ChunkJob(self.runtime, plan, self._emails(writer), codes)
         executor = self._executor(job, pool)  # it closes the pool
         resumed = self._resumed or Checkpoint()
         state = self._state = (
             BuildState.from_dict(resumed.state) if resumed.chunks else BuildState()
         )
-        todo = _limited(validated, self.options.limit)
         try:  # workers write files: all of them stop before the build commits or aborts
             with _fewer_collections():
                 skip_committed(todo, resumed, executor)
@@ -356,6 +355,17 @@ class CampaignBuild:
             executor.close()
         if not spool.complete:  # this pass read the profile file
             inputs.check("profile file")
+
+    def _validated(
+        self, spool: ChunkSpool, raw: Callable[[], Iterator[RawChunk]]
+    ) -> Iterator[ValidatedChunk]:
+        """The chunks up to ``--limit``: the pre-pass's spool, else ``raw()`` validated now."""
+        if spool.complete:
+            yield from _limited(iter(spool), self.options.limit)
+            return
+        validator = self.spec.validator()
+        validated = (ValidatedChunk(*validator.validate(chunk)) for chunk in raw())
+        yield from _limited(validated, self.options.limit)
 
     def _executor(self, job: ChunkJob, pool: WorkerPool | None) -> Executor:
         """The render's executor; it closes ``pool`` (the pre-pass's workers)."""

@@ -30,6 +30,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from renderer.build.output import holdout_line
+from renderer.coupons import CouponCodes
 from renderer.runtime import EARLY_STOP, CampaignRuntime, Rendered, render_batch
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
 from segments.profiles.read import Rejection
@@ -87,12 +88,15 @@ class ChunkJob:
     runtime: CampaignRuntime
     plan: SegmentPlan
     files: EmailOutput
+    coupons: CouponCodes | None = None  # a code by input row (renderer/coupons.py)
 
 
 def run_chunk(job: ChunkJob, chunk: ValidatedChunk, shard: int = 0) -> ChunkResult:
     """Segment, render and write one chunk (part ``shard`` of the input): the unit of
     work of a build."""
     batch = segment_chunk(chunk, job.plan)
+    if job.coupons is not None:
+        job.coupons.give(batch.rows, batch.records)
     result = ChunkResult(
         input_rows=batch.input_rows,
         excluded=batch.excluded,
@@ -122,7 +126,8 @@ def run_chunk(job: ChunkJob, chunk: ValidatedChunk, shard: int = 0) -> ChunkResu
                 result.lines.append(line)
                 result.holdout += 1
             elif item is not None and item.row == row:
-                result.lines.append(sink.write(item))
+                line = sink.write(item)
+                result.lines.append(job.coupons.line(line, row) if job.coupons else line)
                 written.append((item.layout, item.segments, item.variants))
                 item = next(rendered, None)
     sink.close()

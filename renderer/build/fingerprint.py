@@ -5,10 +5,11 @@ A fingerprint holds the campaign's settings, the options that change what is wri
 (``as_of``, format, ``--limit``, ``--sample``, ``--winner``, ``--exclude``, ``--refit``),
 mailsmith's version, and the size and modification time of every file the build reads
 before or while it renders: the campaign file, profiles, events, suppression list,
-segments file, saved cluster models, the manifests ``--exclude`` names, and every file
-in the template and block folders. It leaves out what does not change a byte: the
-number of workers, ``--force``, ``--strict``, ``--no-check``, and ``--baseline`` (it
-only feeds the summary, which a resumed build computes again).
+segments file, saved cluster models, the manifests ``--exclude`` names, the coupon pool
+and its ``used`` manifests, and every file in the template and block folders. It leaves
+out what does not change a byte: the number of workers, ``--force``, ``--strict``,
+``--no-check``, and ``--baseline`` (it only feeds the summary, which a resumed build
+computes again).
 
 Files are compared by size and modification time (nanoseconds), not by content: hashing a
 profile file of ten million rows would cost as much as reading it. A file replaced by
@@ -27,6 +28,7 @@ from typing import Any
 
 from renderer.build.folder import MARKER
 from renderer.campaign import Campaign
+from renderer.coupons import coupon_files
 from renderer.specs import cluster_model_path, content_folders
 
 
@@ -121,6 +123,7 @@ def _read_files(campaign: Campaign, options: Mapping[str, Any], out: Path) -> It
         yield cluster_model_path(campaign)
     for manifest in options.get("exclude", []):
         yield Path(manifest)
+    yield from coupon_files(campaign.coupons, campaign.base_dir)
     folders = content_folders(campaign)
     for folder in dict.fromkeys([*folders.templates, *folders.blocks]):
         yield from _content_files(folder, out.resolve())

@@ -80,6 +80,8 @@ def name_scope(campaign: Campaign, env: SandboxedEnvironment) -> NameScope:
     derived |= {name for e in experiments for v in e.variants for name in v.tokens}
     if campaign.i18n is not None:
         derived |= set(LOCALE_NAMES)  # the recipient's lang, text_dir, locale_id
+    if campaign.coupons is not None:  # its segment's recipients' code (renderer/coupons.py)
+        derived.add(campaign.coupons.field)
     for group in document.exclusive:  # as the audience stage refuses it, before any read
         if group.name in specs:
             raise SegmentRuleError(
