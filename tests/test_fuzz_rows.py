@@ -41,6 +41,7 @@ REASONS = {
     "invalid_text",
     "invalid_email",
     "duplicate_id",
+    "duplicate_email",
 }
 FUZZ = settings(
     deadline=None,
