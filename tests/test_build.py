@@ -318,6 +318,7 @@ def test_cli_fails_when_every_row_is_rejected(tmp_path: Path) -> None:
     assert len(errors) == 2 and all("t.mjml:1: 'nickname' is undefined" in e for e in errors)
 
 
+@pytest.mark.slow  # two demo builds
 def test_a_limited_build_equals_the_full_build_cut_at_the_limit(
     demo_build: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:

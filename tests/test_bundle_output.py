@@ -86,6 +86,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, di
     return builds
 
 
+@pytest.mark.slow  # four builds (the module's fixture)
 def test_the_three_formats_give_the_same_emails(
     builds: dict[str, tuple[Path, dict[str, Any]]],
 ) -> None:
@@ -110,6 +111,7 @@ def test_the_three_formats_give_the_same_emails(
             assert row["sha256"] == hashlib.sha256(row["html"].encode()).hexdigest()
 
 
+@pytest.mark.slow  # four builds (the module's fixture)
 def test_the_manifest_keeps_its_lines_with_shard_and_row(
     builds: dict[str, tuple[Path, dict[str, Any]]],
 ) -> None:
@@ -164,6 +166,7 @@ def test_parquet_shards_have_one_row_group_and_typed_columns(
         assert set(shard.metadata.metadata or {}) == {b"ARROW:schema"}  # no time in it
 
 
+@pytest.mark.slow  # a build each
 def test_without_text_the_text_column_is_null(tmp_path: Path) -> None:
     campaign = small_campaign(tmp_path / "campaign", text=False, format="parquet")
     summary = build_campaign(campaign, BuildOptions(out=tmp_path / "out", as_of=AS_OF, limit=60))
@@ -189,6 +192,7 @@ def test_an_unknown_format_is_a_configuration_error(tmp_path: Path) -> None:
     assert "output.format" in str(raised.value) and raised.value.line is not None
 
 
+@pytest.mark.slow  # a build each
 def test_cli_format_option_overrides_the_campaign(tmp_path: Path) -> None:
     path = copy_demo_campaign(tmp_path / "campaign", rows=60)
     path.write_text(path.read_text(encoding="utf-8") + "output:\n  format: parquet\n")

@@ -47,6 +47,7 @@ def counts(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k not in ("timing", "options")}
 
 
+@pytest.mark.slow  # a cluster start-up
 def test_a_dask_build_gives_the_bytes_of_a_local_build(tmp_path: Path) -> None:
     campaign = small_campaign(tmp_path / "campaign")
     local = build(campaign, tmp_path / "local", "jsonl")

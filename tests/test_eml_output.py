@@ -135,6 +135,7 @@ def check_message(message: EmailMessage, entry: dict[str, Any], files: Path, nam
     assert decoded(html) == as_part(files / entry["html"])
 
 
+@pytest.mark.slow  # three builds (the module's fixture)
 @pytest.mark.parametrize("format", ["eml", "mbox"])
 def test_messages_read_back_as_the_files_build(builds: dict[str, Any], format: str) -> None:
     files_out = builds["root"] / "files"
@@ -150,6 +151,7 @@ def test_messages_read_back_as_the_files_build(builds: dict[str, Any], format: s
     }
 
 
+@pytest.mark.slow  # three builds (the module's fixture)
 def test_list_unsubscribe_carries_the_signed_token(builds: dict[str, Any]) -> None:
     files_out, eml_out = builds["root"] / "files", builds["root"] / "eml"
     html = {
@@ -164,6 +166,7 @@ def test_list_unsubscribe_carries_the_signed_token(builds: dict[str, Any]) -> No
         assert f'href="{url}"' in html[recipient_id]  # the link in the email itself
 
 
+@pytest.mark.slow  # three builds (the module's fixture)
 def test_non_ascii_names_are_encoded_words(builds: dict[str, Any]) -> None:
     """To display names that are not ASCII are RFC 2047 encoded; the hostile one (markup,
     quotes) is quoted and reads back as written."""
@@ -173,6 +176,7 @@ def test_non_ascii_names_are_encoded_words(builds: dict[str, Any]) -> None:
     assert all(data.isascii() and b"\r\n\r\n" in data for data in raw.values())
 
 
+@pytest.mark.slow  # three builds (the module's fixture)
 def test_second_parser_reads_the_same(builds: dict[str, Any]) -> None:
     """mail-parser (its own header decoding on the compat32 parser) agrees."""
     files_out, eml_out = builds["root"] / "files", builds["root"] / "eml"
@@ -197,6 +201,7 @@ def test_second_parser_reads_the_same(builds: dict[str, Any]) -> None:
         assert [decoded(p) for p in parsed.text_html] == [as_part(html)]
 
 
+@pytest.mark.slow  # three builds (the module's fixture)
 def test_mbox_shards_hold_each_message_once(builds: dict[str, Any]) -> None:
     """From lines dated as_of, no body line mistaken for one, and the same message as eml
     (LF line ends)."""
@@ -219,6 +224,7 @@ def test_mbox_shards_hold_each_message_once(builds: dict[str, Any]) -> None:
         box.close()
 
 
+@pytest.mark.slow  # three builds (the module's fixture)
 @pytest.mark.parametrize("format", ["eml", "mbox"])
 def test_a_rebuild_gives_the_same_bytes(builds: dict[str, Any], format: str) -> None:
     """Built again into the same folder (an eml or mbox build is replaceable)."""

@@ -100,6 +100,7 @@ def test_shuffled_events_in_chunks_equal_one_chunk(
     assert_same(path, population, chunk_size)
 
 
+@pytest.mark.slow  # a large events file
 def test_a_late_nanosecond_timestamp_restarts_at_the_finer_unit(
     tmp_path: Path, population: pd.DataFrame, demo_events: pd.DataFrame
 ) -> None:

@@ -21,6 +21,7 @@ def _assert_clean(cases: int, seed: int) -> None:
     assert outcome.built > cases // 5  # most hostile files still build, row by row
 
 
+@pytest.mark.slow  # builds generated campaigns
 def test_hostile_campaigns_fail_located_or_reconcile() -> None:
     _assert_clean(60, seed=1)
 

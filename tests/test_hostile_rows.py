@@ -420,6 +420,7 @@ def good_rows(first: int, count: int) -> list[str]:
     return [row(i) for i in range(first, first + count)]
 
 
+@pytest.mark.slow  # several builds
 def test_a_malformed_csv_line_rejects_that_line_only(tmp_path: Path) -> None:
     lines = [
         *good_rows(1, 3),
@@ -459,6 +460,7 @@ def test_malformed_lines_are_found_in_any_chunk_size(tmp_path: Path) -> None:
         assert rows == [r for r in range(1, 301) if r not in (151, 152)], size
 
 
+@pytest.mark.slow  # several builds
 def test_too_many_malformed_lines_fail_the_file_with_the_delimiter_hint(tmp_path: Path) -> None:
     path = csv_rows(tmp_path, *good_rows(1, 98), row(99) + ",x", row(100) + ",x")
     with pytest.raises(ProfileDataError) as caught:

@@ -124,6 +124,7 @@ def test_a_file_added_while_the_build_runs_is_kept_and_the_build_fails(tmp_path:
     assert leftovers(tmp_path, out) == []
 
 
+@pytest.mark.slow  # several builds
 def test_a_rebuild_into_an_untouched_build_folder_needs_no_force(tmp_path: Path) -> None:
     out = tmp_path / "out"
     demo = load_campaign(demo_campaign_path())  # every kind of file a build writes
@@ -144,6 +145,7 @@ app()
 """
 
 
+@pytest.mark.slow  # several builds
 def test_a_file_size_limit_reached_by_the_manifest_leaves_nothing_behind(tmp_path: Path) -> None:
     """Emails fit, the manifest does not: its buffered lines fail again when it is closed."""
     out = tmp_path / "out"
@@ -248,6 +250,7 @@ def rewriting_after_the_pre_pass(path: Path) -> Callable[..., Any]:
     return prepare
 
 
+@pytest.mark.slow  # several builds
 @pytest.mark.parametrize("name", ["profiles.csv", "events.csv"])
 def test_an_input_file_rewritten_during_the_pre_pass_fails_the_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str

@@ -143,6 +143,7 @@ def test_the_app_loads_with_list_inbox_line_and_email(page: Any) -> None:
     page.screenshot(path=str(SCREENSHOT))
 
 
+@pytest.mark.slow  # the browser end to end; one quick case stays in the default run
 def test_choosing_a_recipient_changes_inbox_line_and_email(
     page: Any, server: PreviewServer
 ) -> None:
@@ -157,6 +158,7 @@ def test_choosing_a_recipient_changes_inbox_line_and_email(
     assert email_text(page) != before[1]
 
 
+@pytest.mark.slow  # the browser end to end; one quick case stays in the default run
 def test_forcing_a_variant_changes_the_email(page: Any, server: PreviewServer) -> None:
     recipient = next(r for r in sendable(server) if "vip" not in r.segments)
     choose(page, recipient.id)
@@ -178,6 +180,7 @@ def test_forcing_a_variant_changes_the_email(page: Any, server: PreviewServer) -
     assert email_text(page) != control
 
 
+@pytest.mark.slow  # the browser end to end; one quick case stays in the default run
 def test_the_phone_view_is_375_px_and_stacks_the_columns(page: Any) -> None:
     phone = page.locator("#frame-phone").bounding_box()
     desktop = page.locator("#frame-desktop").bounding_box()
@@ -192,6 +195,7 @@ def test_the_phone_view_is_375_px_and_stacks_the_columns(page: Any) -> None:
     assert all(b["width"] > 300 for b in narrow[:3])
 
 
+@pytest.mark.slow  # the browser end to end; one quick case stays in the default run
 def test_the_explain_panel_lists_segments_and_blocks(page: Any, server: PreviewServer) -> None:
     lapsed = sendable(server, "journey:lapsed")[0]
     choose(page, lapsed.id)
@@ -206,6 +210,7 @@ def test_the_explain_panel_lists_segments_and_blocks(page: Any, server: PreviewS
     assert "show_if vip: no" in page.inner_text('#explain-blocks tr[data-block="vip_offer"]')
 
 
+@pytest.mark.slow  # the browser end to end; one quick case stays in the default run
 def test_editing_a_block_updates_the_open_page(
     page: Any, server: PreviewServer, campaign_file: Path
 ) -> None:
@@ -224,6 +229,7 @@ def test_editing_a_block_updates_the_open_page(
     wait_for_email(page, "MISSED YOU")
 
 
+@pytest.mark.slow  # the browser end to end; one quick case stays in the default run
 def test_a_broken_template_shows_the_overlay_until_fixed(
     page: Any, server: PreviewServer, campaign_file: Path
 ) -> None:
@@ -245,6 +251,7 @@ def test_a_broken_template_shows_the_overlay_until_fixed(
     page.wait_for_selector("#overlay", state="hidden", timeout=WAIT)
 
 
+@pytest.mark.slow  # the browser end to end; one quick case stays in the default run
 def test_hostile_profile_values_show_as_text(page: Any) -> None:
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
@@ -266,6 +273,7 @@ def test_hostile_profile_values_show_as_text(page: Any) -> None:
     assert dialogs == []
 
 
+@pytest.mark.slow  # the browser end to end; one quick case stays in the default run
 def test_personas_are_listed_and_open_with_their_explain_panel(page: Any) -> None:
     page.wait_for_selector('#persona-list li[data-persona="cart_abandoner"]', timeout=WAIT)
     page.click('#persona-list li[data-persona="cart_abandoner"]')

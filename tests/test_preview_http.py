@@ -81,6 +81,7 @@ def assert_same_as_build(server: PreviewServer, out: Path, entries: list[Any], *
     return compared
 
 
+@pytest.mark.slow  # builds to compare with
 def test_every_email_is_the_builds_file(
     server: PreviewServer, campaign_file: Path, tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_every_email_is_the_builds_file(
     assert assert_same_as_build(server, tmp_path / "out", entries) > ROWS * 0.7
 
 
+@pytest.mark.slow  # builds to compare with
 def test_forced_variants_are_the_winner_builds_file(
     server: PreviewServer, campaign_file: Path, tmp_path: Path
 ) -> None:
@@ -187,6 +189,7 @@ def test_explain_and_matrix(server: PreviewServer) -> None:
     assert len({tuple(sorted(c["variants"].items())) for c in cells}) == 4
 
 
+@pytest.mark.slow  # builds to compare with
 def test_personas_are_served_as_snapshot_renders_them(
     server: PreviewServer, campaign_file: Path
 ) -> None:

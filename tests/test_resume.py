@@ -99,6 +99,7 @@ def reference(campaign: Path, out: Path, format: str) -> dict[str, str]:
     return tree_digest(out)
 
 
+@pytest.mark.slow  # three builds, one killed
 def test_a_killed_build_resumed_gives_the_bytes_of_an_uninterrupted_one(tmp_path: Path) -> None:
     campaign = small_campaign(tmp_path / "campaign", rows=60, chunk_size=10)
     out = tmp_path / "out"

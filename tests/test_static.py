@@ -31,6 +31,7 @@ def test_ruff(command: tuple[str, ...]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # about 35 s; CI runs it
 def test_mypy_strict(tmp_path: Path) -> None:
     # strictness comes from [tool.mypy] in pyproject.toml
     cache = str(tmp_path / "mypy-cache")

@@ -102,6 +102,7 @@ def test_variants_do_not_multiply_compiled_layouts(
     assert build_campaign(plain, BuildOptions(out=tmp_path / "o", limit=300))["layouts_used"] <= 2
 
 
+@pytest.mark.slow  # renders every variant
 def test_render_any_variant_for_a_designer() -> None:
     campaign = load_campaign(demo_campaign_path())
     b = render_profile(campaign, "C000001", variants={"subject_test": "B"})
