@@ -208,6 +208,7 @@ def copy_demo_campaign(folder: Path, rows: int) -> Path:
         "autumn-retail-2026.clusters.json",
         "fixtures.yaml",
         "coupons.csv",
+        "catalog.csv",
     ):
         shutil.copy(demo / name, folder / name)
     root = demo_campaign_path().resolve().parent.parent
