@@ -122,9 +122,31 @@ def with_query(url: str, query: str, amp: str = "&") -> str:
     return f"{base}{separator}{query}{hash_}{fragment}"
 
 
+# Results of the two filters by their arguments. The same few URLs and values come back
+# for every recipient (a campaign has a handful of links and variants), and parsing and
+# quoting them cost more than the rest of a render; the functions are pure, so a look-up
+# gives the same bytes. Per process; emptied when full so memory stays bounded.
+_CACHE_SIZE = 4096
+_values: dict[Any, str] = {}
+_urls: dict[Any, Any] = {}
+
+
 def utm_value(pieces: Any) -> str:
     """A utm value rendered: its pieces (literal text and expression results) joined,
     None as nothing, URL-encoded. The ``utm_value`` filter."""
+    try:
+        return _values[pieces]
+    except (KeyError, TypeError):  # TypeError: a list, or a value that is not hashable
+        pass
+    value = _utm_value(pieces)
+    if isinstance(pieces, tuple) and all(p is None or type(p) is str for p in pieces):
+        if len(_values) >= _CACHE_SIZE:
+            _values.clear()
+        _values[pieces] = value
+    return value
+
+
+def _utm_value(pieces: Any) -> str:
     if not isinstance(pieces, tuple | list):
         pieces = (pieces,)
     return quote("".join("" if p is None else str(p) for p in pieces), safe="")
@@ -133,6 +155,34 @@ def utm_value(pieces: Any) -> str:
 def track_url(url: Any, parameters: Pieces, exclude: Sequence[str] = ()) -> Any:
     """The ``track_url`` filter: ``url`` (rendered) decorated as the module docstring
     says, or unchanged when it is not a tracked link."""
+    # keyed by type too: Markup and str are equal but give different results
+    key = (type(url), url, parameters, exclude)
+    try:
+        return _urls[key]
+    except (KeyError, TypeError):
+        pass
+    result = _track_url(url, parameters, exclude)
+    if type(url) in (str, Markup) and _plain(parameters):
+        if len(_urls) >= _CACHE_SIZE:
+            _urls.clear()
+        _urls[key] = result
+    return result
+
+
+def _plain(parameters: Any) -> bool:
+    """Whether ``parameters`` holds only strings and None (whose str() is fixed), so a
+    result may be kept for them."""
+    try:
+        return all(
+            type(k) is str
+            and all(p is None or type(p) is str for p in (v if isinstance(v, tuple) else (v,)))
+            for k, v in parameters
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def _track_url(url: Any, parameters: Pieces, exclude: Sequence[str]) -> Any:
     text = url.unescape() if isinstance(url, Markup) else url
     if not isinstance(text, str):
         return url
