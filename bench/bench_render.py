@@ -9,6 +9,10 @@ demo's clean rows copied ``--n`` times), on the same recipients, pinned to one c
 * **two-pass**: this checkout's ``render_one`` with the one-pass render switched off
   (``CompiledTemplate.fused_enabled = False``: HTML and text rendered separately);
 * **new**: this checkout's ``render_one``;
+* **full**: this checkout's ``render_one`` on the campaign as written (tracked links,
+  signed unsubscribe tokens...): the baseline and the other figures use the campaign
+  without the keys the baseline does not know (``NEWER_KEYS``; ``unsubscribe:`` becomes
+  the plain ``unsubscribe_url`` it replaced), so that all render the same work;
 * **floor**: the same bytes made by joining each layout's static strings with the
   recipient's escaped values, computed beforehand (what any render must at least
   do: escape and join). Checked byte for byte against ``render_one``.
@@ -46,6 +50,10 @@ from bench_build import Recipient, load_recipients  # noqa: E402
 from renderer import CampaignRuntime, demo_campaign_path, load_campaign  # noqa: E402
 from renderer.specs import schema_of  # noqa: E402
 
+# campaign keys newer than the baseline: left out of the compared campaign
+NEWER_KEYS = ("tracking", "sender", "to_name", "recommendations", "coupons", "i18n", "output")
+PLAIN_UNSUBSCRIBE = "https://shop.example.com/unsubscribe?rid={{ recipient_id | urlencode }}"
+
 _SENTINEL_RE = re.compile("\x00(\\d+)\x01")  # what the recording render prints for a value
 
 
@@ -55,6 +63,21 @@ def make_runtime(campaign_path: Path) -> CampaignRuntime:
     if schema is None:
         raise SystemExit("the benchmark campaign must declare its schema")
     return CampaignRuntime(campaign, schema, campaign.reference_time())
+
+
+def comparable(path: Path) -> Path:
+    """A copy of the campaign at ``path`` (beside it, so its relative paths hold) without
+    :data:`NEWER_KEYS`, with a plain ``unsubscribe_url`` for an ``unsubscribe:`` block."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key in NEWER_KEYS:
+        data.pop(key, None)
+    if data.pop("unsubscribe", None) is not None:
+        data["unsubscribe_url"] = PLAIN_UNSUBSCRIBE
+    copy = path.with_name(f".{path.stem}.bench-render.yaml")
+    copy.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return copy
 
 
 def per_recipient_us(repeat: int, sample: list[Recipient], work: Callable[[], object]) -> float:
@@ -168,10 +191,32 @@ def floor_render(case: FloorCase, escape: Callable[[Any], str]) -> tuple[str, st
 def measure_campaign(
     label: str, campaign: Path, base: Path | None, args: argparse.Namespace
 ) -> None:
+    """The figures of one campaign, printed."""
+    full = make_runtime(campaign)
+    full_sample = load_recipients(full, args.sample)
+    campaign = comparable(campaign)
+    try:
+        runtime = make_runtime(campaign)
+        sample = load_recipients(runtime, args.sample)
+        compare(label, campaign, runtime, sample, base, args)
+    finally:
+        campaign.unlink()
+    us = per_recipient_us(args.repeat, full_sample, render_all(full, full_sample))
+    print(f"{'render_one, the campaign as written (this checkout)':<52}{us:>8.1f}")
+    print(f"  (with {', '.join(k for k in NEWER_KEYS if k in full.campaign.model_fields_set)})")
+
+
+def compare(
+    label: str,
+    campaign: Path,
+    runtime: CampaignRuntime,
+    sample: list[Recipient],
+    base: Path | None,
+    args: argparse.Namespace,
+) -> None:
+    """The figures on the comparable campaign: baseline, two-pass, new, floor."""
     from renderer.compile.fusedgen import escape_str
 
-    runtime = make_runtime(campaign)
-    sample = load_recipients(runtime, args.sample)
     template = runtime.template
     figures: dict[str, float] = {}
     before = baseline_us(base, campaign, args) if base is not None else None

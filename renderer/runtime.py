@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 
 from jinja2 import Template, meta
 from jinja2.exceptions import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
 
 from renderer.campaign import Campaign
 from renderer.compile import compile_template
@@ -51,6 +52,7 @@ from segments.yamlsrc import LineDict, load_yaml
 MAX_HEADER_LENGTH = 255  # subject and preheader, in characters
 _CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), 0x7F], " ")  # then squeezed: one line
 _SHAPE_SEPARATOR = "\x1e"  # never in a shape key: those come from the template's own text
+_TO_NAME = "_mailsmith_to_name"  # the rendered to_name, in the render's context
 _IN_SEGMENT_RE = re.compile(r"""in_segment\(\s*(['"])([^'"]+)\1\s*\)""")
 
 
@@ -124,7 +126,7 @@ class CampaignRuntime:
         optimized = replace(
             assembled, tokens=optimize_tokens(assembled.tokens, self.env, campaign.vars)
         )
-        links = LinkDecorator(campaign.tracking, campaign.file) if campaign.tracking else None
+        self.links = links = _bound_links(campaign, self.env, self.field_types)
         localized = i18n is not None
         self.template = compile_template(optimized, self.env, self.text_env, links, localized)
         self.signer = token_signer(campaign)  # a missing secret stops here, before a render
@@ -133,9 +135,8 @@ class CampaignRuntime:
             "preheader": campaign.preheader,
             "unsubscribe_url": unsubscribe_source(campaign) or "",
         }
-        self._to_name: Template | None = None
-        if campaign.to_name:
-            self._to_name = self._field_template("to_name", campaign.to_name)
+        if campaign.to_name:  # rendered with the others: one render for all per recipient
+            self.header_sources["to_name"] = campaign.to_name
         self.headers = {k: self._field_template(k, v) for k, v in self.header_sources.items()}
         self._headers_once: dict[tuple[tuple[str, str], ...], tuple[Template, dict[str, str]]] = {}
         # The shape key renders with the headers (one render less per recipient)
@@ -206,12 +207,18 @@ class CampaignRuntime:
         context = self.context(record, segments, variants)
         if self.signer is not None:
             self._sign(context)
-        subject, preheader, unsubscribe, *shape_key = self._render_headers(context)
+        if self.links is not None:
+            self._utm(context)
+        fields = self._render_headers(context)
+        subject, preheader, unsubscribe = fields[:3]
         context["subject"] = self._header_line("subject", subject)
         context["preheader"] = self._header_line("preheader", preheader)
         if self.header_sources["unsubscribe_url"]:
             context["unsubscribe_url"] = unsubscribe.strip()
-        return context, shape_key[0] if shape_key else None
+        count = len(self.header_sources)
+        if count > 3:
+            context[_TO_NAME] = _one_line(fields[3])
+        return context, fields[count] if len(fields) > count else None
 
     def _sign(self, context: dict[str, Any]) -> None:
         """The recipient's signed token, and the preference URL that carries it."""
@@ -220,6 +227,16 @@ class CampaignRuntime:
         preferences = self.campaign.unsubscribe.preferences_url
         if preferences is not None:
             context["preferences_url"] = preferences.replace("{token}", token)
+
+    def _utm(self, context: dict[str, Any]) -> None:
+        """The recipient's utm values, once for all its links (renderer/compile/links.py)."""
+        assert self.links is not None
+        try:
+            self.links.values(self.env, context)
+        except RENDER_ERRORS as exc:
+            key = self.links.failing(context)
+            line = self.links.lines.get(key, self.links.lines.get(""))
+            raise render_error(exc, self.campaign.file, line, label=f"tracking: {key}") from None
 
     def _header_line(self, key: str, text: str) -> str:
         """A rendered subject or preheader on one line, without control characters,
@@ -280,9 +297,7 @@ class CampaignRuntime:
 
     def _render_to_name(self, context: Mapping[str, Any]) -> str:
         """The To display name (``to_name:``), on one line; empty without one."""
-        if self._to_name is None:
-            return ""
-        return _one_line(self._render_field("to_name", self._to_name, context))
+        return str(context.get(_TO_NAME, ""))
 
     def _headers_for(self, variants: Mapping[str, str | None]) -> tuple[Template, dict[str, str]]:
         """Subject, preheader and unsubscribe URL as one template, per variant override;
@@ -311,7 +326,8 @@ class CampaignRuntime:
         return found
 
     def _render_headers(self, context: dict[str, Any]) -> list[str]:
-        """[subject, preheader, unsubscribe URL] and, when merged in, the shape key."""
+        """[subject, preheader, unsubscribe URL, to_name if set] and, when merged in, the
+        shape key."""
         template, sources = self._headers_for(context["variants"])
         try:
             output = render_shared(template, context)
@@ -520,6 +536,17 @@ def block_overrides(experiments: Sequence[Experiment]) -> BlockOverrides:
             for block, replacement in variant.blocks.items():
                 overrides.setdefault(block, []).append((experiment.key, variant.name, replacement))
     return overrides
+
+
+def _bound_links(
+    campaign: Campaign, env: SandboxedEnvironment, fields: Collection[str]
+) -> LinkDecorator | None:
+    """The campaign's tracked links, their utm values compiled; None without ``tracking:``."""
+    if not campaign.tracking:
+        return None
+    links = LinkDecorator(campaign.tracking, campaign.file)
+    links.bind(env, fields)
+    return links
 
 
 def _check_audiences(

@@ -119,8 +119,8 @@ def test_jinja_utm_value_per_variant(content: Content) -> None:
     )
     template = compiled(content, text_of('<a href="https://s.example.com/">a</a>'), spec)
     source = template.shape("").html_source
-    # the expression is in the compiled URL, evaluated at render
-    assert "utm_content={#\n#}{{ ('hero-', (variant('hero')), ) | utm_value }}" in source
+    # the compiled URL reads the value, evaluated once per recipient for all its links
+    assert "utm_content={#\n#}{{ _mailsmith_utm_content }}" in source
     for name, expected in [("B side", "hero-B%20side"), (None, "hero-")]:
         html, text = template.render({"variants": {"hero": name}})
         assert hrefs(html) == [
@@ -221,3 +221,16 @@ def test_decoration_keeps_every_query_parameter_and_the_fragment(
     added = [(k, v) for k, v in [("utm_source", "email"), ("utm_medium", "e m")] if k not in keys]
     assert pairs[len(query) :] == added
     assert tracked.fragment == original.fragment and tracked.path == original.path
+
+
+def test_a_utm_value_from_a_field_is_each_recipients_own(content: Content) -> None:
+    spec = TrackingSpec.model_validate({"utm": {"content": "{{ tier }}-{{ variant('hero') }}"}})
+    link = '<a href="https://s.example.com/">a</a><a href="{{ url }}">b</a>'
+    template = compiled(content, text_of(link), spec)
+    for tier, hero in [("gold", "A"), ("silver", "A"), ("gold", "B")]:
+        context = {"tier": tier, "url": "https://s.example.com/x", "variants": {"hero": hero}}
+        html, _ = template.render(context)
+        assert hrefs(html) == [
+            f"https://s.example.com/?utm_content={tier}-{hero}",
+            f"https://s.example.com/x?utm_content={tier}-{hero}",
+        ]

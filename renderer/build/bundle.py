@@ -30,7 +30,7 @@ import os
 from array import array
 from typing import IO, Any, Literal
 
-from renderer.build.output import dumps_line, write_failed
+from renderer.build.output import dumps_line, manifest_head, write_failed
 from renderer.runtime import Rendered
 
 BundleFormat = Literal["jsonl", "parquet"]
@@ -106,17 +106,8 @@ class ShardWriter:
                 "sha256": html_sha256,
             }
         )
-        entry: dict[str, Any] = {
-            "id": item.id,
-            "row": item.row,
-            "email": item.email,
-            "key": item.key,
-            "segments": list(item.segments),
-            "variants": dict(item.variants),
-            "holdout": False,
-            "subject": item.subject,
-            "preheader": item.preheader,
-            "layout": item.layout,
+        entry = manifest_head(item)
+        entry |= {
             "shard": self.path,
             "shard_row": self.count - 1,
             "html_bytes": len(html),

@@ -43,7 +43,7 @@ from io import BytesIO
 from typing import Any, Literal
 from urllib.parse import quote
 
-from renderer.build.output import EmailFiles, dumps_line, write_failed
+from renderer.build.output import EmailFiles, dumps_line, manifest_head, write_failed
 from renderer.campaign import Campaign
 from renderer.delivery import demo_secret_warning
 from renderer.runtime import Rendered
@@ -210,17 +210,8 @@ def message_bytes(message: EmailMessage, *, mbox: bool = False) -> bytes:
 def _entry(item: Rendered, envelope: Envelope, **where: Any) -> dict[str, Any]:
     """A message's manifest line, as a ``files`` build's but for the file keys."""
     html, text = item.html.encode("utf-8"), item.text.encode("utf-8")
-    entry: dict[str, Any] = {
-        "id": item.id,
-        "row": item.row,
-        "email": item.email,
-        "key": item.key,
-        "segments": list(item.segments),
-        "variants": dict(item.variants),
-        "holdout": False,
-        "subject": item.subject,
-        "preheader": item.preheader,
-        "layout": item.layout,
+    entry = manifest_head(item)
+    entry |= {
         **where,
         "message_id": message_id(envelope.campaign, item.id, envelope.domain),
         "html_bytes": len(html),

@@ -127,6 +127,23 @@ def holdout_line(
     return dumps_line(entry)
 
 
+def manifest_head(item: Rendered) -> dict[str, Any]:
+    """The keys every format's manifest line starts with, in their order (the manifests
+    of the formats differ only in the keys that say where the email went)."""
+    return {
+        "id": item.id,
+        "row": item.row,
+        "email": item.email,
+        "key": item.key,
+        "segments": list(item.segments),
+        "variants": dict(item.variants),
+        "holdout": False,
+        "subject": item.subject,
+        "preheader": item.preheader,
+        "layout": item.layout,
+    }
+
+
 class EmailFiles:
     """Writes rendered emails' files under a build's staging folder.
 
@@ -159,17 +176,8 @@ class EmailFiles:
         shard = key[:2]
         html_path = f"html/{shard}/{key}.html"
         html_bytes, html_sha256 = self._file(html_path, item.html)
-        entry: dict[str, Any] = {
-            "id": item.id,
-            "row": item.row,
-            "email": item.email,
-            "key": key,
-            "segments": list(item.segments),
-            "variants": dict(item.variants),
-            "holdout": False,
-            "subject": item.subject,
-            "preheader": item.preheader,
-            "layout": item.layout,
+        entry = manifest_head(item)
+        entry |= {
             "html": html_path,
             "html_bytes": html_bytes,
             "html_sha256": html_sha256,

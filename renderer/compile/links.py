@@ -6,25 +6,37 @@ part is made from it (so the text part shows the decorated links too). A literal
 gets the parameters in the HTML source; a utm value with Jinja becomes a new marker
 (its expression, through the ``utm_value`` filter); an href holding expressions
 becomes one marker whose expression is the whole URL through the ``track_url`` filter.
+
+The utm values are evaluated once per recipient, not once per link: the markers read
+them from the render's context (:data:`VALUES` + key, :data:`PARAMETERS`), which
+:meth:`LinkDecorator.values` fills before the layout renders (a campaign's dozens of
+links would otherwise evaluate the same ``variant('hero')`` dozens of times).
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from jinja2 import TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
 from renderer.compile.placeholders import MARKER_RE, Atom, Protected
 from renderer.compile.structure import Context
 from renderer.content import Token
-from renderer.tracking import TrackingSpec, track_url, tracked_query, with_query
+from renderer.tracking import TrackingSpec, track_url, tracked_query, utm_value, with_query
+from segments.errors import TemplateError
 from segments.yamlsrc import LineDict, load_yaml
+
+# context names the compiled links read (a leading "_": not a profile field's name); names,
+# not a dict, because a compiled template looks a name up once, a subscript at every use
+VALUES = "_mailsmith_"  # + utm key: that value URL-encoded (the values with Jinja)
+PARAMETERS = "_mailsmith_utm_parameters"  # ((utm key, (value,)), ...): track_url's argument
 
 _LINK_RE = re.compile(
     r"""(<(?:a|area)\b[^>]*?\shref\s*=\s*)(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE
@@ -41,6 +53,33 @@ class LinkDecorator:
         self.parameters = spec.parameters()
         self.file = file
         self.lines = _utm_lines(file)  # errors in a utm value point at its campaign line
+        self._expressions: list[Any] | None = None  # per parameter: compiled, or None
+        self._variants_only = True  # whether every value reads nothing but variant()
+        self._by_variants: dict[Any, Any] = {}
+
+    def bind(self, env: SandboxedEnvironment, fields: Collection[str] = ()) -> None:
+        """Compile the utm values with Jinja in ``env`` (once, before any render);
+        ``fields``: the recipients' field names (a field may shadow ``variant``)."""
+        expressions: list[Any] = []
+        self._expressions = expressions
+        for key, template in self.parameters:
+            if "{{" not in template:
+                expressions.append(None)
+                continue
+            source = _pieces(template)
+            try:
+                names = meta.find_undeclared_variables(env.parse("{{ " + source + " }}"))
+            except TemplateSyntaxError as exc:
+                line = self.lines.get(key, self.lines.get(""))
+                raise TemplateError(
+                    f"{self.file}:{line}: tracking: {key}: {exc.message}",
+                    file=self.file,
+                    line=line,
+                    hint="a utm value is text with {{ expressions }} (docs/delivery.md)",
+                ) from None
+            self._variants_only &= names <= {"variant"} and "variant" not in fields
+            compiled = env.compile_expression(source)
+            expressions.append(lambda context, c=compiled: c(**context) or ())
 
     def decorate(self, source: str, protected: Protected) -> str:
         """``source`` (MJML's HTML, markers in it) with its links decorated; new Jinja
@@ -98,7 +137,7 @@ class LinkDecorator:
         if "{{" not in template:
             return str(escape(quote(template, safe="")))
         origin = Token("var", "", self.file, self.lines.get(key, self.lines.get("", 1)))
-        return self._marker(protected, "{{ " + _pieces(template) + " | utm_value }}", origin)
+        return self._marker(protected, "{{ " + VALUES + key + " }}", origin)
 
     def _dynamic(self, value: str, protected: Protected) -> str:
         """The Jinja expression of an href holding expressions, through ``track_url``."""
@@ -112,9 +151,47 @@ class LinkDecorator:
             position = match.end()
         if value[position:]:
             pieces.append(repr(html.unescape(value[position:])))
-        parameters = ", ".join(f"({key!r}, {_pieces(t)})" for key, t in self.parameters)
         url = " ~ ".join(pieces) if len(pieces) > 1 else pieces[0]
-        return f"({url}) | track_url(({parameters},), {self.spec.exclude!r})"
+        return f"({url}) | track_url({PARAMETERS}, {self.spec.exclude!r})"
+
+    def values(self, env: SandboxedEnvironment, context: dict[str, Any]) -> None:
+        """Put one recipient's utm values into ``context`` (:data:`VALUES` + key,
+        :data:`PARAMETERS`), each evaluated once; a value that reads only variants is
+        kept per variant combination. Raises as the value's expression does."""
+        if self._expressions is None:
+            self.bind(env)
+        variants = context.get("variants") or {}
+        key = tuple(variants.items()) if self._variants_only else None
+        found = self._by_variants.get(key) if key is not None else None
+        if found is None:
+            found = self._evaluate(env, context)
+            if key is not None:
+                self._by_variants[key] = found
+        context.update(found[0])
+        context[PARAMETERS] = found[1]
+
+    def failing(self, context: Mapping[str, Any]) -> str:
+        """The key of the first utm value whose expression raises for ``context``."""
+        for (key, _), expression in zip(self.parameters, self._expressions or (), strict=True):
+            try:
+                if expression:
+                    expression(context)
+            except Exception:  # noqa: BLE001 (looking for the one that fails)
+                return key
+        return ""
+
+    def _evaluate(
+        self, env: SandboxedEnvironment, context: Mapping[str, Any]
+    ) -> tuple[dict[str, str], tuple[tuple[str, tuple[Any, ...]], ...]]:
+        parameters = []
+        encoded = {}
+        assert self._expressions is not None, "bind() first"
+        for (key, template), expression in zip(self.parameters, self._expressions, strict=True):
+            pieces = tuple(expression(context)) if expression else (template,)
+            parameters.append((key, pieces))
+            if expression:
+                encoded[VALUES + key] = utm_value(pieces)
+        return encoded, tuple(parameters)
 
     def _marker(self, protected: Protected, text: str, origin: Token) -> str:
         number = max(protected.atoms, default=-1) + 1

@@ -34,7 +34,7 @@ from renderer.compile.fused import FusedSource, fuse_sources
 from renderer.compile.fusedgen import FusedCodeGenerator, finish_template
 from renderer.compile.inline import inline_css, refused_style
 from renderer.compile.lang import localize_html
-from renderer.compile.links import LinkDecorator
+from renderer.compile.links import PARAMETERS, LinkDecorator
 from renderer.compile.mjml import compile_mjml
 from renderer.compile.placeholders import Protected, protect, restore
 from renderer.compile.shapes import expand, parse_shape, shape_source
@@ -164,6 +164,8 @@ class CompiledTemplate:
         """
         if not prepared or not isinstance(context, dict):
             context = with_globals(self.env, context)
+        if self.links is not None and PARAMETERS not in context:
+            self.links.values(self.env, context)  # the runtime has put them in already
         shape = self.layout_for(context) if shape_key is None else self.shape(shape_key)
         if shape.fused is not None and self.fused_enabled:
             both = _render_fused(shape.fused, context, self.env)
