@@ -69,3 +69,41 @@ def test_demo_recipients_read_their_locale(demo_build: tuple[Path, dict[str, Any
     # USD as each locale writes it: "75,00 $US", "75,00 $", "$75.00"
     assert "75,00\u00a0$US" in seen["fr-FR"] and "75,00\u00a0$" in seen["de-DE"]
     assert "$75.00" in seen["en-US"]
+
+
+def test_gettext_keeps_jinjas_newstyle_semantics() -> None:
+    """The localizer's own gettext and ngettext (no Jinja wrappers) format as Jinja's
+    newstyle ones do: values escaped into HTML, numbers kept for %d, %% undone."""
+    from markupsafe import Markup
+
+    from renderer.env import make_environment
+    from renderer.i18n import Localizer
+
+    source = (
+        "{{ _('%(a)s got %(n)d, %(f).1f%% %(m)s', a=x, n=3, f=2.25, m=y) }}|"
+        "{{ _('100%% wool') }}|{{ ngettext('%(num)d item', '%(num)d items', 2) }}|"
+        "{% for i in [1] %}{{ _('in a loop %(i)s', i=i) }}{% endfor %}"
+    )
+    values = {"x": "<b>", "y": Markup("<i>ok</i>"), "locale_id": "fr_FR"}
+    html = make_environment(localizer=Localizer()).from_string(source).render(values)
+    assert html == "&lt;b&gt; got 3, 2.2% <i>ok</i>|100% wool|2 items|in a loop 1"
+    text = make_environment(text=True, localizer=Localizer()).from_string(source)
+    assert text.render(values).startswith("<b> got 3, 2.2% <i>ok</i>|")
+
+
+def test_date_only_patterns_give_babels_text_for_any_moment() -> None:
+    from datetime import UTC, datetime
+
+    from babel.dates import format_datetime
+
+    from renderer.env import make_environment
+    from renderer.i18n import Localizer
+
+    env = make_environment(localizer=Localizer())
+    template = env.from_string("{{ d | date('MMMM y') }}|{{ d | date('EEEE d MMMM HH:mm') }}")
+    for moment in (datetime(2024, 4, 30, 23, 59, tzinfo=UTC), datetime(2026, 1, 1, 0, 0)):
+        for locale in ("fr_FR", "de_DE", "en_US"):
+            expected = [
+                format_datetime(moment, p, locale=locale) for p in ("MMMM y", "EEEE d MMMM HH:mm")
+            ]
+            assert template.render(d=moment, locale_id=locale) == "|".join(expected)
