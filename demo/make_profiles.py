@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 COLUMNS = [
     "id", "email", "first_name", "last_name", "city", "country", "email_opt_in",
     "signed_up_at", "last_purchase_at", "total_spent", "orders", "cart_items",
-    "cart_updated_at", "recommendations", "loyalty_tier",
+    "cart_updated_at", "recommendations", "loyalty_tier", "locale",
 ]  # fmt: skip
 
 FIRST_NAMES = [
@@ -58,6 +58,13 @@ CITIES = [  # (city, country, weight); New York is heavy so high_value_ny has me
     ("Lyon", "FR", 2), ("Amsterdam", "NL", 3), ("Stockholm", "SE", 2), ("Madrid", "ES", 3),
     ("São Paulo", "BR", 3), ("Sydney", "AU", 4), ("Melbourne", "AU", 2), ("Tokyo", "JP", 2),
 ]  # fmt: skip
+# The recipient's language (BCP 47) by country: the demo has French and German catalogs,
+# everyone else reads English. One Canadian in three writes fr-CA (its catalog chain is
+# fr_CA -> fr); a row without a country gets the campaign's default (en_US).
+LOCALES = {
+    "US": "en-US", "CA": "en-CA", "GB": "en-GB", "IE": "en-IE", "AU": "en-AU", "DE": "de-DE",
+    "FR": "fr-FR", "NL": "en-GB", "SE": "en-GB", "ES": "en-GB", "BR": "en-US", "JP": "en-US",
+}  # fmt: skip
 DOMAINS = ["example.com", "example.org", "example.net", "mail.example.com"]
 PRODUCTS = [  # (product_id, name, price)
     ("JP-1001", "Merino Crewneck Sweater", 89.00), ("JP-1002", "Cable-Knit Cardigan", 118.00),
@@ -209,6 +216,14 @@ def make_profile(rng: random.Random, number: int, used: set[str]) -> dict[str, s
     }  # fmt: skip
 
 
+def locale_for(row: dict[str, str]) -> str:
+    """The row's locale from its country (and id), drawing nothing from the random
+    stream: the other columns stay what they were before the column existed."""
+    if row["country"] == "CA" and int(row["id"][1:]) % 3 == 0:
+        return "fr-CA"
+    return LOCALES.get(row["country"], "")
+
+
 def break_email(rng: random.Random, email: str) -> str:
     local, domain = email.split("@", 1)
     return rng.choice([
@@ -290,6 +305,8 @@ def main(out_dir: Path = HERE) -> None:
     add_mess(rng, rows)
     add_duplicates(rng, rows)
     suppressed = pick_suppressed(rng, rows)
+    for row in rows:
+        row["locale"] = locale_for(row)
     write_csv(out_dir / "profiles.csv", COLUMNS, rows)
     write_csv(out_dir / "suppression.csv", ["email"], [{"email": e} for e in suppressed])
     print(f"wrote {len(rows)} profiles and {len(suppressed)} suppressed addresses to {out_dir}")

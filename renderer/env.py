@@ -201,6 +201,7 @@ class MailsmithEnvironment(SandboxedEnvironment):
     def __init__(self, *args: Any, guard: RenderGuard | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.guard = guard or RenderGuard()
+        self.own_calls: frozenset[Any] = frozenset()  # pass_context callables called directly
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """The operators that can build a large value, within the render's budget."""
@@ -256,6 +257,10 @@ class MailsmithEnvironment(SandboxedEnvironment):
         guard.countdown -= 1
         if guard.countdown <= 0:
             guard.check_clock()
+        if __obj in __self.own_calls:  # the localizer's gettext, ngettext (renderer/i18n)
+            kwargs.pop("_loop_vars", None)
+            kwargs.pop("_block_vars", None)
+            return guard.checked_call(__obj(__context, *args, **kwargs))
         if __obj is Namespace:
             kwargs.pop("_loop_vars", None)
             kwargs.pop("_block_vars", None)
@@ -304,9 +309,10 @@ def make_environment(
     env.filters.update((localizer or _english()).filters(legacy=localizer is None))
     if localizer is not None:
         env.add_extension("jinja2.ext.i18n")
-        env.install_gettext_callables(  # type: ignore[attr-defined]
-            **localizer.gettext_callables(), newstyle=True
-        )
+        env.newstyle_gettext = True  # type: ignore[attr-defined]
+        callables = localizer.gettext_callables()  # newstyle already: installed as they are
+        env.globals.update(callables, _=callables["gettext"])
+        env.own_calls = frozenset(callables.values())
     env.filters.update(TRACKING_FILTERS)  # (renderer/compile/links.py writes their calls)
     for name in _PADDING_FILTERS:
         env.filters[name] = _width_checked(env.guard, env.filters[name])

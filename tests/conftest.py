@@ -214,6 +214,7 @@ def copy_demo_campaign(folder: Path, rows: int) -> Path:
     root = demo_campaign_path().resolve().parent.parent
     shutil.copytree(root / "templates", folder / "templates")
     shutil.copytree(root / "blocks", folder / "blocks")
+    shutil.copytree(demo / "locales", folder / "locales")  # the French and German catalogs
     with (demo / "profiles.csv").open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         fields = list(reader.fieldnames or [])

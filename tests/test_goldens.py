@@ -26,13 +26,16 @@ from segments.experiments.assign import parse_experiments
 from segments.profiles.spool import ValidatedChunk
 from tests.conftest import GOLDENS, Goldens, normalize_html
 
-# One recipient of each group of the exclusive `journey` (demo/segments.yaml).
+# One recipient of each group of the exclusive `journey` (demo/segments.yaml), and two
+# more in the demo's other locales (profiles' `locale`, demo/locales/).
 PERSONAS = {
     "C000009": "cart_abandoner",  # a cart in the export; also lapsed
     "C000215": "vip",  # also high_value_ny (the store event) and loyalty_elite
     "C000018": "lapsed",  # no first name: the greeting's fallback
     "C000029": "new_subscriber",
-    "C000003": "regular",
+    "C000003": "regular",  # fr-FR: the French catalog, money and dates
+    "C000386": "cart_abandoner",  # de-DE: the German catalog, a cart total in German
+    "C000262": "vip",  # fr-FR: the VIP block in French, a plural (11 orders)
 }
 CAMPAIGN = load_campaign(demo_campaign_path())
 TEMPLATE = Path(CAMPAIGN.template).stem

@@ -84,7 +84,7 @@ def test_a_broken_block_is_a_located_problem_until_fixed(
     good = block.read_text(encoding="utf-8")
     recipient = next(r for r in session.find(segment="journey:lapsed") if not r.held_out)
     before = session.render(recipient.id)
-    broken = good.replace("{{ vars.winback_discount }}", "{{ vars.winback_discount ) }}")
+    broken = good.replace("vars.winback_discount | percent)", "vars.winback_discount | percent))")
     block.write_text(broken, encoding="utf-8")  # line 10: a Jinja syntax error
     problem = session.reload([block])
     assert problem is not None and session.problem == problem

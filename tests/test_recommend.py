@@ -167,6 +167,10 @@ def test_recommend_for_joins_catalog_rows_with_reasons() -> None:
     assert lists[0][0]["reason"] == "because you viewed Beanie"
     assert lists[1][0]["reason"] == "because you bought Beanie"
     assert lists[2][0]["reason"] == "a bestseller"
+    # the reason's parts, for a template that words it in the recipient's language
+    assert (lists[0][0]["reason_kind"], lists[0][0]["reason_name"]) == ("view", "Beanie")
+    assert (lists[1][0]["reason_kind"], lists[1][0]["reason_name"]) == ("purchase", "Beanie")
+    assert "reason_kind" not in lists[2][0] and "reason_name" not in lists[2][0]
     assert lists[0][0]["price"] == 20.5 and lists[0][0]["currency"] == "USD"
     assert set(lists[0][0]) >= {"sku", "name", "image_url", "url", "category", "in_stock"}
 

@@ -33,7 +33,7 @@ from babel.numbers import format_currency, format_decimal, format_percent
 from babel.support import NullTranslations, Translations
 from jinja2 import pass_context
 from jinja2.runtime import Context
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from segments.errors import ConfigError, RecipientError
 
@@ -42,6 +42,8 @@ _TAG_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z]{4})?(?:-(?:[A-Za-z]{2}|[0-9]{3}
 DATE_STYLES = frozenset({"short", "medium", "long", "full"})
 MO_PATH = "LC_MESSAGES/messages.mo"
 MAX_CACHED_VALUES = 10_000  # distinct locale values resolved once each
+MAX_CACHED_MESSAGES = 10_000  # (locale, message) format strings kept
+_NO_VARIABLES: dict[str, Any] = {}
 LOCALE_NAMES = ("locale_id", "lang", "text_dir")  # what a recipient's context gets
 Granularity = Literal["year", "month", "week", "day", "hour", "minute", "second"]
 
@@ -113,6 +115,7 @@ class Localizer:
         self.trusted = trusted
         self._resolved: dict[str, RecipientLocale | None] = {}
         self._translations: dict[str, NullTranslations] = {}
+        self._templates: dict[tuple[str, str, bool, bool], Any] = {}
 
     def resolve(self, value: Any) -> RecipientLocale | None:
         """The recipient's locale from the profile's value: missing gives the default,
@@ -169,23 +172,57 @@ class Localizer:
 
     def locale_of(self, ctx: Context) -> str:
         """The render's locale id (the default outside a recipient's render)."""
-        value = ctx.get("locale_id")
-        return value if isinstance(value, str) else self.default.id
+        value = ctx.parent.get("locale_id")  # a recipient's value, set at the top level
+        if value is None:
+            value = ctx.get("locale_id")
+        return value if type(value) is str else self.default.id
 
     def gettext_callables(self) -> dict[str, Callable[..., Any]]:
-        """``gettext`` and ``ngettext`` for ``jinja2.ext.i18n`` (newstyle)."""
+        """``gettext`` (also ``_``) and ``ngettext`` with ``jinja2.ext.i18n``'s newstyle
+        semantics (the message is always a format string of the keyword arguments,
+        ``ngettext`` adds ``num``; Markup when autoescaping), installed as they are.
+
+        Jinja's own newstyle wrappers would call through two more ``Context.call``
+        layers per message; a template with a message in every line spent four times
+        its render there. Here the translated, escaped format string of each (locale,
+        message) is kept (:meth:`_template_of`), so a message costs a dictionary look-up
+        and, with arguments, the ``%`` formatting.
+        """
 
         @pass_context
-        def gettext(ctx: Context, message: str) -> str:
-            translated = self.translations(self.locale_of(ctx)).gettext(message)
-            return self._as_text(ctx, translated, message)
+        def gettext(__context: Context, __string: str, **variables: Any) -> Any:
+            if variables:
+                return _format(self._template_of(__context, __string), variables)
+            return self._template_of(__context, __string, formatted=True)
 
         @pass_context
-        def ngettext(ctx: Context, singular: str, plural: str, n: int) -> str:
-            translated = self.translations(self.locale_of(ctx)).ngettext(singular, plural, n)
-            return self._as_text(ctx, translated, singular if n == 1 else plural)
+        def ngettext(
+            __context: Context, __singular: str, __plural: str, __num: int, **variables: Any
+        ) -> Any:
+            variables.setdefault("num", __num)
+            locale = self.locale_of(__context)
+            translated = self.translations(locale).ngettext(__singular, __plural, __num)
+            original = __singular if __num == 1 else __plural
+            rv = self._as_text(__context, translated, original)
+            return _format(Markup(rv) if __context.eval_ctx.autoescape else rv, variables)
 
         return {"gettext": gettext, "ngettext": ngettext}
+
+    def _template_of(self, ctx: Context, message: str, *, formatted: bool = False) -> Any:
+        """The translated format string of ``message`` in the render's locale (Markup
+        when autoescaping), or with ``formatted`` the message without arguments (``%%``
+        undone), looked up once per (locale, message, autoescape, formatted)."""
+        autoescape = bool(ctx.eval_ctx.autoescape)
+        key = (self.locale_of(ctx), message, autoescape, formatted)
+        found = self._templates.get(key)
+        if found is None:
+            translated = self.translations(key[0]).gettext(message)
+            found = self._as_text(ctx, translated, message)
+            found = Markup(found) if autoescape else found
+            found = found % _NO_VARIABLES if formatted else found
+            if len(self._templates) < MAX_CACHED_MESSAGES:  # a message from profile data
+                self._templates[key] = found
+        return found
 
     def _as_text(self, ctx: Context, translated: str, original: str) -> str:
         """A catalog's string escaped in HTML (the template's own text stays as written)."""
@@ -258,8 +295,10 @@ class Localizer:
                 return value.strftime(format)
             locale = self.locale_of(ctx)
             if isinstance(value, datetime) and format not in DATE_STYLES:
-                return format_datetime(value, format, locale=locale)
-            return format_date(value, format, locale=locale)
+                if not _date_only(format) or value.utcoffset() not in (None, _ZERO):
+                    return format_datetime(value, format, locale=locale)
+                value = value.date()  # the same text; dates repeat, moments do not
+            return _cached_date(value, format, locale)
 
         return date_filter
 
@@ -326,6 +365,37 @@ def _cached_number(function: Callable[..., str], value: Any, format: Any, locale
 
 def _cached(function: Callable[..., str], value: Any, format: str | None, locale: str) -> str:
     return _cached_number(function, _number_value(value), format, locale)
+
+
+_NUMBERS = frozenset({int, float, bool, Decimal})
+
+
+def _format(template: Any, variables: dict[str, Any]) -> Any:
+    """``template % variables`` as ``Markup.__mod__`` does it (values escaped into a
+    Markup template, numbers kept for ``%d``), without its per-value helper objects."""
+    if type(template) is not Markup:
+        return template % variables
+    safe = {k: v if type(v) in _NUMBERS else escape(v) for k, v in variables.items()}
+    return Markup(str.__mod__(template, safe))
+
+
+_ZERO = timedelta(0)
+# CLDR pattern letters of the date alone (no time of day, no zone), outside quotes
+_DATE_FIELDS = frozenset("GyYuUrQqMLlwWdDFgEec")
+_QUOTED_RE = re.compile(r"'[^']*'")
+
+
+@functools.lru_cache(maxsize=256)
+def _date_only(pattern: str) -> bool:
+    """Whether a CLDR pattern prints the date alone (``'MMMM y'``, not ``'HH:mm'``)."""
+    letters = {c for c in _QUOTED_RE.sub("", pattern) if c.isalpha()}
+    return letters <= _DATE_FIELDS
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _cached_date(value: date, format: str, locale: str) -> str:
+    """A date in ``locale`` (Babel), once per (date, format, locale): dates repeat."""
+    return format_date(value, format, locale=locale)
 
 
 def iter_locales(catalogs: Path) -> Iterator[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,8 @@ def _messages(source: bytes) -> Iterator[tuple[int, Any, str | None]]:
 
 
 def _header_sources(campaign: Campaign) -> Iterator[tuple[int, str]]:
-    """(line, Jinja source) of the campaign's subject and preheader."""
+    """(line, Jinja source) of the campaign's subject and preheader, and of each
+    experiment variant's (an A/B subject line is translated like the control's)."""
     path = Path(campaign.file)
     data = load_yaml(path) if path.is_file() else None
     for key in ("subject", "preheader"):
@@ -153,12 +155,32 @@ def _header_sources(campaign: Campaign) -> Iterator[tuple[int, str]]:
         if source:
             line = data.line_of(key) if isinstance(data, LineDict) else None
             yield line or 1, source
+    for experiment in load_experiments(campaign):
+        for variant in experiment.variants:
+            for field in ("subject", "preheader"):
+                source = getattr(variant, field)
+                if source:
+                    yield _variant_line(data, experiment.key, variant.name, field), source
+
+
+def _variant_line(data: Any, key: str, name: str, field: str) -> int:
+    """The line of ``field`` in experiment ``key``'s variant ``name`` (else 1)."""
+    experiments = data.get("experiments") if isinstance(data, LineDict) else None
+    for experiment in experiments if isinstance(experiments, list) else []:
+        variants = experiment.get("variants") if isinstance(experiment, LineDict) else None
+        if not isinstance(variants, list) or experiment.get("key") != key:
+            continue
+        for variant in variants:
+            if isinstance(variant, LineDict) and variant.get("name") == name:
+                return variant.line_of(field) or 1
+    return 1
 
 
 def _shown(path: Path, base: Path) -> str:
-    """A catalog location: relative to the campaign's folder when inside it."""
+    """A catalog location relative to the campaign's folder (``../blocks/x.mjml`` for a
+    shipped block), so a catalog names no machine's paths; absolute only across drives."""
     try:
-        return path.resolve().relative_to(base.resolve()).as_posix()
+        return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
     except ValueError:
         return path.as_posix()
 

@@ -14,7 +14,9 @@ Each recipient's ``recommendations`` is a list of dicts: the catalog row (``sku`
 ``name``, ``price``, ``currency``, ``image_url``, ``url``, ``category``, ``in_stock``
 and any other catalog column) plus ``reason`` ("because you viewed Wool Scarf",
 "popular in your segment", "a bestseller") and ``source`` (``similar``, ``segment``,
-``popular``).
+``popular``); a ``similar`` pick also has ``reason_kind`` (the event type: ``view``,
+``add_to_cart``, ``purchase``, ...) and ``reason_name`` (the item's name), so a
+localized template can word the reason in the recipient's language.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ def catalog_rows(
                 break
             entry = catalog.row(str(skus[item]))
             entry["reason"] = _reason(recs, row, slot, skus, model, catalog)
+            entry.update(_reason_parts(recs, row, slot, skus, model, catalog))
             entry["source"] = SOURCE_NAMES[int(recs.sources[row, slot])]
             items.append(entry)
         lists.append(items)
@@ -164,3 +167,14 @@ def _reason(
     if kind == "add_to_cart":
         return f"because you added {name} to your cart"
     return f"because you {_VERBS.get(kind, 'chose')} {name}"
+
+
+def _reason_parts(
+    recs: Recommendations, row: int, slot: int, skus: np.ndarray, model: Model, catalog: Catalog
+) -> dict[str, str]:
+    """``reason_kind`` and ``reason_name`` of a ``similar`` pick (nothing for others)."""
+    if int(recs.sources[row, slot]) != SIMILAR:
+        return {}
+    sku = str(skus[recs.reasons[row, slot]])
+    kind = model.kind_names[int(recs.reason_kinds[row, slot])]
+    return {"reason_kind": str(kind), "reason_name": str(catalog.rows["name"].get(sku, sku))}
