@@ -9,6 +9,7 @@ The campaign key (docs/delivery.md, "Recommendations")::
       half_life_days: 60            # decay; default: features.half_life_days
       neighbors: 50                 # similar items kept per item
       exclude: purchase             # a recipient's items of this type are never shown
+      segment_fallback: true        # segment picks before bestsellers (segments.recommend.groups)
 
 Each recipient's ``recommendations`` is a list of dicts: the catalog row (``sku``,
 ``name``, ``price``, ``currency``, ``image_url``, ``url``, ``category``, ``in_stock``
@@ -60,6 +61,12 @@ class RecommendationConfig(BaseModel):
     )
     neighbors: PositiveInt = Field(50, description="Similar items kept per item.")
     exclude: str = Field("purchase", description="Event type whose items are never shown.")
+    segment_fallback: bool | str = Field(
+        True,
+        description="Popular items of the recipient's segment before the bestsellers: true "
+        "(the first exclusive group, else the first matching segment), an exclusive group "
+        "or cluster name, or false (segments.recommend.groups).",
+    )
 
 
 def interactions_from_events(
