@@ -116,6 +116,8 @@ def write_campaign(profiles: Path, events: Path | None, out_dir: Path = WORK_DIR
             data[key] = str((demo.parent / value).resolve())
         elif isinstance(value, dict) and isinstance(value.get("path"), str):
             value["path"] = str((demo.parent / value["path"]).resolve())
+        elif isinstance(value, dict) and isinstance(value.get("catalog"), str):  # recommendations
+            value["catalog"] = str((demo.parent / value["catalog"]).resolve())
     data["profiles"] = str(profiles.resolve())
     if events is not None:
         data["events"] = str(events.resolve())

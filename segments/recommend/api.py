@@ -141,33 +141,39 @@ def _group_codes(groups: Sequence[object]) -> np.ndarray:
 def catalog_rows(
     recs: Recommendations, skus: np.ndarray, model: Model, catalog: Catalog
 ) -> list[list[dict[str, Any]]]:
-    """Join item codes with catalog rows and add ``reason`` and ``source``."""
+    """Join item codes with catalog rows and add ``reason`` and ``source``. Each catalog
+    row and each reason is looked up once (a pandas lookup costs a millisecond), however
+    many recipients share it; every entry is a dict of its own."""
+    rows: dict[int, dict[str, Any]] = {}
+    reasons: dict[tuple[int, int, int], str] = {}
     lists = []
     for row in range(recs.items.shape[0]):
         items = []
         for slot in range(recs.items.shape[1]):
-            item = recs.items[row, slot]
+            item = int(recs.items[row, slot])
             if item < 0:
                 break
-            entry = catalog.row(str(skus[item]))
-            entry["reason"] = _reason(recs, row, slot, skus, model, catalog)
-            entry["source"] = SOURCE_NAMES[int(recs.sources[row, slot])]
-            items.append(entry)
+            if item not in rows:
+                rows[item] = catalog.row(str(skus[item]))
+            source = int(recs.sources[row, slot])
+            key = (source, int(recs.reasons[row, slot]), int(recs.reason_kinds[row, slot]))
+            if key not in reasons:
+                reasons[key] = _reason(key, skus, model, catalog)
+            items.append({**rows[item], "reason": reasons[key], "source": SOURCE_NAMES[source]})
         lists.append(items)
     return lists
 
 
-def _reason(
-    recs: Recommendations, row: int, slot: int, skus: np.ndarray, model: Model, catalog: Catalog
-) -> str:
-    source = int(recs.sources[row, slot])
+def _reason(key: tuple[int, int, int], skus: np.ndarray, model: Model, catalog: Catalog) -> str:
+    """The reason of a pick: ``key`` is its (source, history item, that item's kind)."""
+    source, history, kind_code = key
     if source == SEGMENT:
         return "popular in your segment"
     if source != SIMILAR:
         return "a bestseller"
-    sku = str(skus[recs.reasons[row, slot]])
+    sku = str(skus[history])
     name = str(catalog.rows["name"].get(sku, sku))
-    kind = model.kind_names[int(recs.reason_kinds[row, slot])]
+    kind = model.kind_names[kind_code]
     if kind == "add_to_cart":
         return f"because you added {name} to your cart"
     return f"because you {_VERBS.get(kind, 'chose')} {name}"
