@@ -21,6 +21,7 @@ from renderer import BuildOptions, build_campaign, load_campaign, render_profile
 from segments.audience.document import parse_segment_document
 from segments.recommend.groups import choose_groups
 from tests.test_build import tree_digest
+from tests.test_resume import kill_build, resume
 
 runner = CliRunner()
 PROFILES = [("g1", "gold"), ("g2", "gold"), ("s1", "silver"), ("s2", "silver")]
@@ -56,11 +57,16 @@ SILVER = [("B1", "segment"), ("B2", "segment"), ("A1", "popular")]
 NONE = [("B1", "popular"), ("A1", "popular"), ("A2", "popular")]
 
 
-def make_campaign(folder: Path, *, exclusive: bool = True, settings: str = "") -> Path:
+def make_campaign(
+    folder: Path, *, exclusive: bool = True, settings: str = "", others: int = 0
+) -> Path:
+    """The campaign (module docstring), with ``others`` more cold-start profiles in no
+    segment (more chunks of 3)."""
     (folder / "templates").mkdir(parents=True)
     (folder / "blocks").mkdir()
     (folder / "templates" / "t.mjml").write_text(TEMPLATE, encoding="utf-8")
-    rows = "".join(f"{i},{i}@example.com,{tier}\n" for i, tier in PROFILES)
+    profiles = PROFILES + [(f"o{number}", "") for number in range(others)]
+    rows = "".join(f"{i},{i}@example.com,{tier}\n" for i, tier in profiles)
     (folder / "profiles.csv").write_text("id,email,tier\n" + rows, encoding="utf-8")
     events = "".join(
         f"{who},purchase,2026-11-0{day % 9 + 1}T10:00:00Z,{sku}\n"
@@ -145,16 +151,21 @@ def test_the_lists_ignore_limit_and_previews_show_the_builds(tmp_path: Path) -> 
         assert picks(shown.html) == expected
 
 
-@pytest.mark.slow
-def test_two_workers_give_the_same_bytes(tmp_path: Path) -> None:
-    campaign = make_campaign(tmp_path / "c")  # chunks of 3 profiles
+@pytest.mark.slow  # five builds, one killed, one on a Dask cluster
+def test_workers_dask_and_a_resumed_build_give_the_same_bytes(tmp_path: Path) -> None:
+    campaign = make_campaign(tmp_path / "c", others=60)  # 23 chunks of 3 profiles
     built = {}
-    for name, workers in (("one", 1), ("two", 2)):
+    for name, workers, executor in (("one", 1, "local"), ("two", 2, "local"), ("dask", 2, "dask")):
         out = tmp_path / name
-        build_campaign(load_campaign(campaign), BuildOptions(out=out, workers=workers))
+        options = BuildOptions(out=out, workers=workers, executor=executor)
+        build_campaign(load_campaign(campaign), options)
         built[name] = tree_digest(out)
-    assert built["one"] == built["two"]
-    assert emails(tmp_path / "two")["s9"] == SILVER
+    assert built["one"] == built["two"] == built["dask"]
+    assert emails(tmp_path / "dask")["s9"] == SILVER
+    killed = tmp_path / "killed"
+    kill_build(campaign, killed, 2)
+    assert "resumed the killed build" in resume(campaign, killed)
+    assert tree_digest(killed) == built["one"]
 
 
 def test_segment_fallback_chooses_a_group_or_a_cluster() -> None:
@@ -166,6 +177,7 @@ def test_segment_fallback_chooses_a_group_or_a_cluster() -> None:
         }
     )
     assert choose_groups(False, document) is None
+    assert choose_groups(True, parse_segment_document({})) is None  # no segment to be in
     default = choose_groups(True, document)
     assert default is not None and default.group is document.exclusive[0]
     cluster = choose_groups("value", document)

@@ -51,8 +51,8 @@ def choose_groups(
     setting: bool | str, document: SegmentDocument, *, file: str | None = None
 ) -> GroupChoice | None:
     """The segment each profile's fallback reads (module docstring); None for none."""
-    if setting is False:
-        return None
+    if setting is False or (setting is True and not document.segment_names):
+        return None  # off, or nothing to evaluate: every profile would be in none
     if setting is True:
         return GroupChoice(group=document.exclusive[0] if document.exclusive else None)
     for group in document.exclusive:
