@@ -116,6 +116,8 @@ def write_campaign(profiles: Path, events: Path | None, out_dir: Path = WORK_DIR
             data[key] = str((demo.parent / value).resolve())
         elif isinstance(value, dict) and isinstance(value.get("path"), str):
             value["path"] = str((demo.parent / value["path"]).resolve())
+        elif isinstance(value, dict) and isinstance(value.get("catalog"), str):  # recommendations
+            value["catalog"] = str((demo.parent / value["catalog"]).resolve())
     i18n = data.get("i18n")
     if isinstance(i18n, dict):  # the catalogs folder (a folder: not caught above)
         i18n["catalogs"] = str((demo.parent / i18n.get("catalogs", "locales")).resolve())

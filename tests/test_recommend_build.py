@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from renderer import load_campaign
+from renderer.preview import validated_chunks
 from renderer.specs import audience_spec, schema_of
 from segments.audience.prepass import prepare_audience
+from segments.batch import segment_chunk
 from segments.errors import ConfigError
 from segments.features.events import clean_events
 from segments.recommend.api import recommend_for
@@ -47,7 +49,13 @@ def test_prepass_adds_recommendations_that_win_over_the_profile_column(tmp_path:
     ids = [str(i) for i in derived.frame.index]
     stale = [{"sku": "OLD", "name": "a column value"}]
     records = derived.fill_records([{"id": i, "recommendations": stale} for i in ids], "id")
-    # the same lists as the library API on the same events and catalog
+    # the same lists as the library API on the same events and catalog, each recipient's
+    # segment its journey, as the build's segment_chunk gives it
+    journeys = {}
+    for runtime, chunk in validated_chunks(campaign, None):
+        batch = segment_chunk(chunk, runtime.segment_plan())
+        for id_, names in zip(batch.ids, batch.segments, strict=True):
+            journeys[id_] = next(n.split(":")[1] for n in names if n.startswith("journey:"))
     raw = pd.read_csv(tmp_path / "events.csv", dtype=str, keep_default_na=False)
     events = clean_events(raw, known_ids=None, as_of=campaign.reference_time()).events
     expected = recommend_for(
@@ -57,10 +65,12 @@ def test_prepass_adds_recommendations_that_win_over_the_profile_column(tmp_path:
         load_catalog(tmp_path / "catalog.csv"),
         as_of=campaign.reference_time(),
         half_life_days=60,
+        groups=[journeys[i] for i in ids],
     )
     assert [r["recommendations"] for r in records] == expected
     assert all(len(r["recommendations"]) == 3 for r in records)
     assert any(e["reason"].startswith("because you") for r in records for e in r["recommendations"])
+    assert any(e["source"] == "segment" for r in records for e in r["recommendations"])
 
 
 def test_recommendations_without_events_is_a_config_error(tmp_path: Path) -> None:

@@ -49,10 +49,11 @@ from segments.features.scores import FeatureConfig
 from segments.profiles.parallel import validate_chunks, validate_packed
 from segments.profiles.read import DEFAULT_NA_VALUES, RawChunk, Rejection, read_chunks
 from segments.profiles.schema import ProfileSchema
-from segments.profiles.spool import ChunkSpool
+from segments.profiles.spool import ChunkSpool, ValidatedChunk
 from segments.profiles.sqlread import SqlSource, read_sql_chunks
 from segments.profiles.validate import ProfileValidator
 from segments.recommend.evaluate import Evaluation
+from segments.recommend.groups import choose_groups, profile_groups
 from segments.recommend.prepass import (
     RecommendationSpec,
     add_recommendations,
@@ -256,7 +257,7 @@ def prepare_audience(
     )
     if result.audience.fitted:
         save_cluster_models(result.model_path, result.audience.models)
-    _recommend(spec, result, as_of, config, evaluated=full)
+    _recommend(spec, result, as_of, config, evaluated=full, spool=spool, mapper=mapper)
     return result
 
 
@@ -267,10 +268,13 @@ def _recommend(
     config: FeatureConfig,
     *,
     evaluated: bool = False,
+    spool: ChunkSpool | None = None,
+    mapper: ChunkMapper = SERIAL,
 ) -> None:
     """Add each profile's ``recommendations`` to ``result``'s audience (when the campaign
     has them: segments.recommend.prepass), and with ``evaluated`` the offline evaluation
-    on the same events."""
+    on the same events. The segment fallback evaluates the segments over the pre-pass's
+    ``spool`` (or the profiles read again, validated through ``mapper``)."""
     recommend, source, audience = spec.recommendations, spec.events, result.audience
     if recommend is None or source is None or audience is None:
         return
@@ -289,7 +293,30 @@ def _recommend(
         id_field=spec.schema.id_field,
         as_of=as_of,
         half_life_days=half_life,
+        groups=_segment_groups(spec, result, as_of, spool, mapper),
     )
+
+
+def _segment_groups(
+    spec: AudienceSpec,
+    result: CampaignAudience,
+    as_of: datetime,
+    spool: ChunkSpool | None,
+    mapper: ChunkMapper,
+) -> list[object] | None:
+    """Each profile's segment for the fallback (segments.recommend.groups), None when off."""
+    assert spec.recommendations is not None
+    setting = spec.recommendations.config.segment_fallback
+    choice = choose_groups(setting, result.document, file=spec.file)
+    if choice is None:
+        return None
+    segments = audience_segments(spec.schema, result, file=spec.file)
+    chunks: Iterable[ValidatedChunk] = ()  # a cluster label needs none
+    if choice.needs_rules and spool is not None and spool.complete:
+        chunks = spool  # the pre-pass's validated chunks, as the render pass reads them
+    elif choice.needs_rules:
+        chunks = validate_chunks(spec.profiles.chunks(), spec.validator, mapper)
+    return profile_groups(choice, segments, chunks, as_of)
 
 
 def _population_columns(schema: ProfileSchema, document: SegmentDocument, full: bool) -> list[str]:

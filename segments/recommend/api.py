@@ -9,6 +9,7 @@ The campaign key (docs/delivery.md, "Recommendations")::
       half_life_days: 60            # decay; default: features.half_life_days
       neighbors: 50                 # similar items kept per item
       exclude: purchase             # a recipient's items of this type are never shown
+      segment_fallback: true        # segment picks before bestsellers (segments.recommend.groups)
 
 Each recipient's ``recommendations`` is a list of dicts: the catalog row (``sku``,
 ``name``, ``price``, ``currency``, ``image_url``, ``url``, ``category``, ``in_stock``
@@ -62,6 +63,12 @@ class RecommendationConfig(BaseModel):
     )
     neighbors: PositiveInt = Field(50, description="Similar items kept per item.")
     exclude: str = Field("purchase", description="Event type whose items are never shown.")
+    segment_fallback: bool | str = Field(
+        True,
+        description="Popular items of the recipient's segment before the bestsellers: true "
+        "(the first exclusive group, else the first matching segment), an exclusive group "
+        "or cluster name, or false (segments.recommend.groups).",
+    )
 
 
 def interactions_from_events(
@@ -136,45 +143,56 @@ def _group_codes(groups: Sequence[object]) -> np.ndarray:
 def catalog_rows(
     recs: Recommendations, skus: np.ndarray, model: Model, catalog: Catalog
 ) -> list[list[dict[str, Any]]]:
-    """Join item codes with catalog rows and add ``reason`` and ``source``."""
+    """Join item codes with catalog rows and add ``reason`` and ``source``. Each catalog
+    row and each reason is looked up once (a pandas lookup costs a millisecond), however
+    many recipients share it; every entry is a dict of its own."""
+    rows: dict[int, dict[str, Any]] = {}
+    reasons: dict[tuple[int, int, int], str] = {}
+    parts: dict[tuple[int, int, int], dict[str, str]] = {}
     lists = []
     for row in range(recs.items.shape[0]):
         items = []
         for slot in range(recs.items.shape[1]):
-            item = recs.items[row, slot]
+            item = int(recs.items[row, slot])
             if item < 0:
                 break
-            entry = catalog.row(str(skus[item]))
-            entry["reason"] = _reason(recs, row, slot, skus, model, catalog)
-            entry.update(_reason_parts(recs, row, slot, skus, model, catalog))
-            entry["source"] = SOURCE_NAMES[int(recs.sources[row, slot])]
+            if item not in rows:
+                rows[item] = catalog.row(str(skus[item]))
+            source = int(recs.sources[row, slot])
+            key = (source, int(recs.reasons[row, slot]), int(recs.reason_kinds[row, slot]))
+            if key not in reasons:
+                reasons[key] = _reason(key, skus, model, catalog)
+                parts[key] = _reason_parts(key, skus, model, catalog)
+            entry = {**rows[item], "reason": reasons[key], **parts[key]}
+            entry["source"] = SOURCE_NAMES[source]
             items.append(entry)
         lists.append(items)
     return lists
 
 
-def _reason(
-    recs: Recommendations, row: int, slot: int, skus: np.ndarray, model: Model, catalog: Catalog
-) -> str:
-    source = int(recs.sources[row, slot])
+def _reason(key: tuple[int, int, int], skus: np.ndarray, model: Model, catalog: Catalog) -> str:
+    """The reason of a pick: ``key`` is its (source, history item, that item's kind)."""
+    source, history, kind_code = key
     if source == SEGMENT:
         return "popular in your segment"
     if source != SIMILAR:
         return "a bestseller"
-    sku = str(skus[recs.reasons[row, slot]])
+    sku = str(skus[history])
     name = str(catalog.rows["name"].get(sku, sku))
-    kind = model.kind_names[int(recs.reason_kinds[row, slot])]
+    kind = model.kind_names[kind_code]
     if kind == "add_to_cart":
         return f"because you added {name} to your cart"
     return f"because you {_VERBS.get(kind, 'chose')} {name}"
 
 
 def _reason_parts(
-    recs: Recommendations, row: int, slot: int, skus: np.ndarray, model: Model, catalog: Catalog
+    key: tuple[int, int, int], skus: np.ndarray, model: Model, catalog: Catalog
 ) -> dict[str, str]:
-    """``reason_kind`` and ``reason_name`` of a ``similar`` pick (nothing for others)."""
-    if int(recs.sources[row, slot]) != SIMILAR:
+    """``reason_kind`` and ``reason_name`` of a ``similar`` pick (nothing for others), for
+    templates that word the reason themselves (in the recipient's language)."""
+    source, history, kind_code = key
+    if source != SIMILAR:
         return {}
-    sku = str(skus[recs.reasons[row, slot]])
-    kind = model.kind_names[int(recs.reason_kinds[row, slot])]
+    sku = str(skus[history])
+    kind = model.kind_names[kind_code]
     return {"reason_kind": str(kind), "reason_name": str(catalog.rows["name"].get(sku, sku))}

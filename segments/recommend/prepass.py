@@ -4,8 +4,9 @@ When a campaign has ``recommendations:`` (and ``events:``), the audience pre-pas
 (:func:`segments.audience.prepass.prepare_audience`) calls :func:`add_recommendations`
 after the features: the events (file or database source) are read again, chunk by
 chunk, keeping only (profile, product, type, timestamp) of the events that name a
-product and have a weighted type; the model is fitted, every valid profile gets its list, and the
-lists join each render chunk by id like the other derived fields. Unlike the
+product and have a weighted type; the model is fitted, every valid profile gets its
+list (its segment's popular items before the bestsellers: :mod:`segments.recommend.groups`),
+and the lists join each render chunk by id like the other derived fields. Unlike the
 other derived fields, the computed list wins over a profile column of the same
 name (an exported ``recommendations`` column is the fallback when the campaign
 has no ``recommendations:`` key).
@@ -17,6 +18,7 @@ references each, not a million copies of catalog rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -82,12 +84,22 @@ def add_recommendations(
     id_field: str,
     as_of: datetime,
     half_life_days: float | None,
+    groups: Sequence[object] | None = None,
 ) -> Audience:
-    """``audience`` with a derived ``recommendations`` list for every profile."""
+    """``audience`` with a derived ``recommendations`` list for every profile;
+    ``groups``, each profile's segment in the order of the derived fields' rows (None:
+    none), turns on the "popular in your segment" fallback
+    (:mod:`segments.recommend.groups`)."""
     catalog = load_catalog(spec.catalog)
     ids = audience.derived.frame.index
     lists = recommend_for(
-        events, list(ids), spec.config, catalog, as_of=as_of, half_life_days=half_life_days
+        events,
+        list(ids),
+        spec.config,
+        catalog,
+        as_of=as_of,
+        half_life_days=half_life_days,
+        groups=groups,
     )
     shared: dict[tuple[str, str], dict[str, Any]] = {}
     column = np.empty(len(lists), dtype=object)
