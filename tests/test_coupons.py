@@ -126,6 +126,7 @@ def test_unknown_segment_profile_field_and_repeated_code_stop_the_cli(tmp_path: 
     assert not out.exists() and staging_folders(out) == []
 
 
+@pytest.mark.slow  # two builds
 def test_codes_of_an_earlier_manifest_are_not_given_again(tmp_path: Path) -> None:
     campaign = small_campaign(tmp_path / "campaign", 60, 1000)
     first = tmp_path / "first"
@@ -139,6 +140,7 @@ def test_codes_of_an_earlier_manifest_are_not_given_again(tmp_path: Path) -> Non
     assert len(later) == len(earlier) > 0 and not later & earlier
 
 
+@pytest.mark.slow  # two builds
 def test_another_field_name_and_column(tmp_path: Path) -> None:
     campaign = small_campaign(tmp_path / "campaign", 60, 1000)
     (campaign.parent / "coupons.csv").write_text(
