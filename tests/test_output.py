@@ -8,6 +8,7 @@ error, removes its staging folder and lock, and leaves the previous build as it 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -229,8 +230,9 @@ def demo_copy(folder: Path) -> Campaign:
     """The demo campaign (a pre-pass: events, clusters) with its files in ``folder``."""
     shipped = demo_campaign_path().parent
     for name in ("profiles.csv", "events.csv", "suppression.csv", "segments.yaml",
-                 "autumn-retail-2026.clusters.json", "coupons.csv"):  # fmt: skip
+                 "autumn-retail-2026.clusters.json", "coupons.csv", "catalog.csv"):  # fmt: skip
         (folder / name).write_bytes((shipped / name).read_bytes())
+    shutil.copytree(shipped / "locales", folder / "locales")
     config = folder / "campaign.yaml"
     config.write_bytes(demo_campaign_path().read_bytes())  # the template is a shipped one
     return load_campaign(config)
