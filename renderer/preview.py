@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 from renderer.campaign import Campaign
+from renderer.coupons import load_pool
 from renderer.runtime import CampaignRuntime, Rendered, render_batch
 from renderer.specs import make_validator, profile_file, profiles_label, schema_of
 from segments.batch import SegmentedBatch, SegmentPlan, segment_chunk
@@ -42,7 +43,7 @@ def render_profile(
         match = valid[valid[id_field].astype(str) == profile_id]
         if len(match):  # the one row the build renders for this id
             batch = segment_chunk(ValidatedChunk(match.iloc[:1], []), _plan(runtime, variants))
-            return _render(runtime, batch, 0)
+            return _render(runtime, batch, 0, campaign)
         rejections.extend(r for r in chunk.rejected if r.id == profile_id)
     raise profile_not_found(campaign, profile_id, rejections)
 
@@ -90,7 +91,7 @@ def render_segment(
         batch = segment_chunk(chunk, _plan(runtime, variants))
         for index, memberships in enumerate(batch.segments):
             if segment in memberships and not batch.held_out[index]:
-                return _render(runtime, batch, index)
+                return _render(runtime, batch, index, campaign)
     raise ProfileDataError(
         f"no recipient of segment {segment!r} gets an email",
         file=profiles_label(campaign),
@@ -120,8 +121,12 @@ def _plan(runtime: CampaignRuntime, forced: Mapping[str, str] | None) -> Segment
     return runtime.segment_plan(forced or {}, force_holdouts=True)
 
 
-def _render(runtime: CampaignRuntime, batch: SegmentedBatch, index: int) -> Rendered:
-    """Row ``index`` of ``batch`` rendered; refused when it is held out or rejected."""
+def _render(
+    runtime: CampaignRuntime, batch: SegmentedBatch, index: int, campaign: Campaign
+) -> Rendered:
+    """Row ``index`` of ``batch`` rendered; refused when it is held out or rejected.
+    With ``coupons:``, the recipient gets the code the build gives it (assigned over
+    every profile, as the build assigns them)."""
     if batch.held_out[index]:
         key = batch.held_out[index][0]
         raise ProfileDataError(
@@ -130,7 +135,13 @@ def _render(runtime: CampaignRuntime, batch: SegmentedBatch, index: int) -> Rend
             row=batch.rows[index],
             hint=f"preview it anyway with --variant {key}=<variant>",
         )
-    result = render_batch(runtime, batch.take([index]))
+    one = batch.take([index])
+    pool = load_pool(campaign.coupons, campaign.base_dir, campaign.file)
+    if pool is not None:
+        validator = make_validator(campaign, runtime.schema)
+        chunks = (ValidatedChunk(*validator.validate(c)) for c in profile_file(campaign).chunks())
+        pool.assign(runtime.segment_plan(), chunks).give(one.rows, one.records)
+    result = render_batch(runtime, one)
     if result.rejected:
         rejection = result.rejected[0]
         raise ProfileDataError(

@@ -112,6 +112,16 @@ def test_jsonl_numbers_past_float_or_int64_are_invalid(
     assert reasons(rejected) == {1: ("invalid_value", name)}
 
 
+@pytest.mark.parametrize("field", ["day", "at"])
+@pytest.mark.parametrize("value", ["-1", '"-0001-01-01"', '"10000-01-01"', '"0000-01-01"'])
+def test_years_python_cannot_hold_are_invalid(tmp_path: Path, field: str, value: str) -> None:
+    # found by tests/test_fuzz_rows.py: pandas read -1 as the year -1, then a traceback
+    path = jsonl_rows(tmp_path, f'{{"id": "1", "email": "a@example.com", "{field}": {value}}}')
+    valid, rejected = validate(path)
+    assert reasons(rejected) == {1: ("invalid_value", field)}
+    assert to_records(valid, SCHEMA.types()) == []
+
+
 def test_jsonl_nan_is_missing_as_readme_says(tmp_path: Path) -> None:
     path = jsonl_rows(tmp_path, '{"id": "1", "email": "a@example.com", "n": NaN, "x": NaN}')
     valid, rejected = validate(path)

@@ -36,6 +36,7 @@ DEMO_FILES = (
     "suppression.csv",
     "autumn-retail-2026.clusters.json",
     "coupons.csv",
+    "catalog.csv",
 )
 TINY_TEMPLATE = """<mjml>
   <mj-body>
@@ -73,6 +74,7 @@ def demo_copy(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name in DEMO_FILES:
         shutil.copy(demo_campaign_path().parent / name, folder / name)
+    shutil.copytree(demo_campaign_path().parent / "locales", folder / "locales")
     return folder / "campaign.yaml"
 
 

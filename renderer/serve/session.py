@@ -26,13 +26,14 @@ import pickle
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from renderer.campaign import Campaign, load_campaign
+from renderer.coupons import CouponCodes, load_pool
 from renderer.reports.segments import campaign_schema
 from renderer.runtime import CampaignRuntime, Rendered, render_batch
 from renderer.specs import audience_spec, content_folders
@@ -167,6 +168,7 @@ class Compiled:
     recipients: list[Recipient] = field(default_factory=list)
     where: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (batch, index)
     plans: dict[tuple[tuple[str, str], ...], SegmentPlan] = field(default_factory=dict)
+    codes: CouponCodes | None = None  # the build's coupon codes, given at render
 
     def __post_init__(self) -> None:
         email_field = self.runtime.schema.email_field
@@ -235,12 +237,15 @@ def compile_audience(loaded: Audience, previous: Compiled | None = None) -> Comp
     change (a template or block body edit recompiles only)."""
     runtime = CampaignRuntime(loaded.campaign, loaded.schema, loaded.as_of, loaded.audience)
     if previous is not None:
-        candidate = Compiled(runtime, previous.batches)
+        candidate = Compiled(runtime, previous.batches, codes=previous.codes)
         if candidate.block_rules() == previous.block_rules():
             return candidate
     plan = runtime.segment_plan()
     batches = [segment_chunk(chunk, plan) for chunk in loaded.chunks]
-    return Compiled(runtime, batches)
+    campaign = loaded.campaign
+    pool = load_pool(campaign.coupons, campaign.base_dir, campaign.file)
+    codes = pool.assign(plan, loaded.chunks) if pool is not None else None  # as the build
+    return Compiled(runtime, batches, codes=codes)
 
 
 def force_variants(batch: SegmentedBatch, forced: Mapping[str, str]) -> SegmentedBatch:
@@ -464,6 +469,9 @@ class PreviewSession:
                 row=batch.rows[0],
                 hint=f"force a variant of {key} to preview it anyway",
             )
+        if compiled.codes is not None:  # as the build gives them, in copies of the records
+            batch = replace(batch, records=[dict(r) for r in batch.records])
+            compiled.codes.give(batch.rows, batch.records)
         with self._lock:
             result = render_batch(compiled.runtime, batch)
         if result.rejected:

@@ -322,6 +322,10 @@ _CLOCK_WORDS = ("now", "today")
 def _to_datetime(text: pd.Series, missing: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     typed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     clock = text.isin(_CLOCK_WORDS).to_numpy(dtype=bool)
+    # pandas reads "-1" as the year -1 and accepts years past 9999: neither is a Python
+    # datetime (a template could not print it), so both are invalid values
+    years = typed.dt.year
+    clock = clock | ((years < 1) | (years > 9999)).to_numpy(dtype=bool)
     if clock.any():
         typed = typed.where(~clock)
     if kind == "date":
