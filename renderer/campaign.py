@@ -294,18 +294,12 @@ class Campaign(_Model):
     def _events_shorthand(cls, value: Any) -> Any:
         return {"path": value} if isinstance(value, str) else value
 
-    @field_validator("features")
+    @field_validator("features", "recommendations")
     @classmethod
-    def _features_need_events(cls, value: Any, info: ValidationInfo) -> Any:
+    def _need_events(cls, value: Any, info: ValidationInfo) -> Any:
         if value is not None and info.data.get("events") is None:
-            raise ValueError("derived features need an events source: add `events:`")
-        return value
-
-    @field_validator("recommendations")
-    @classmethod
-    def _recommendations_need_events(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is not None and info.data.get("events") is None:
-            raise ValueError("recommendations need an events source: add `events:`")
+            what = "derived features" if info.field_name == "features" else "recommendations"
+            raise ValueError(f"{what} need an events source: add `events:`")
         return value
 
     @field_validator("schema_", mode="before")

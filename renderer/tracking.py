@@ -122,31 +122,18 @@ def with_query(url: str, query: str, amp: str = "&") -> str:
     return f"{base}{separator}{query}{hash_}{fragment}"
 
 
-# Results of the two filters by their arguments. The same few URLs and values come back
-# for every recipient (a campaign has a handful of links and variants), and parsing and
-# quoting them cost more than the rest of a render; the functions are pure, so a look-up
-# gives the same bytes. Per process; emptied when full so memory stays bounded.
+# track_url's results by its arguments. The same few URLs built from data come back for
+# every recipient (a catalog's product links), and parsing them costs more than the rest
+# of a render; the function is pure, so a look-up gives the same bytes. Per process;
+# emptied when full so memory stays bounded. (utm values need none: renderer/compile/
+# links.py evaluates them once per recipient, or per variant combination.)
 _CACHE_SIZE = 4096
-_values: dict[Any, str] = {}
 _urls: dict[Any, Any] = {}
 
 
 def utm_value(pieces: Any) -> str:
     """A utm value rendered: its pieces (literal text and expression results) joined,
     None as nothing, URL-encoded. The ``utm_value`` filter."""
-    try:
-        return _values[pieces]
-    except (KeyError, TypeError):  # TypeError: a list, or a value that is not hashable
-        pass
-    value = _utm_value(pieces)
-    if isinstance(pieces, tuple) and all(p is None or type(p) is str for p in pieces):
-        if len(_values) >= _CACHE_SIZE:
-            _values.clear()
-        _values[pieces] = value
-    return value
-
-
-def _utm_value(pieces: Any) -> str:
     if not isinstance(pieces, tuple | list):
         pieces = (pieces,)
     return quote("".join("" if p is None else str(p) for p in pieces), safe="")

@@ -4,7 +4,7 @@ parameters (:mod:`renderer.tracking` has the rules).
 Runs on MJML's inlined HTML, Jinja still carried as markers, before the plain-text
 part is made from it (so the text part shows the decorated links too). A literal URL
 gets the parameters in the HTML source; a utm value with Jinja becomes a new marker
-(its expression, through the ``utm_value`` filter); an href holding expressions
+(the name of its value in the render's context); an href holding expressions
 becomes one marker whose expression is the whole URL through the ``track_url`` filter.
 
 The utm values are evaluated once per recipient, not once per link: the markers read
